@@ -1,0 +1,112 @@
+"""Deposit Bonus: tiers, the per-client cap, and FIFO turnover towards unlocking."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from handlers.money import ZERO, fmt, q6, to_usd
+from handlers.state import Account, Bonus, ClientState
+from handlers.step import Step
+from schemas.inputs import Deposit
+from schemas.outputs import BonusGranted, BonusProgress, BonusRefusal, BonusRejected, BonusUnlocked
+
+
+def on_deposit(client: ClientState, account: Account, event: Deposit, step: Step) -> None:
+    """Grant the bonus the client chose with this deposit, if the deposit qualifies."""
+    if event.bonus_percent is None:
+        return
+    percent = int(event.bonus_percent)
+    amount_usd = to_usd(Decimal(event.amount), account.currency)
+    rules = step.rules
+    remaining_usd = rules.bonus_cap_usd - client.bonus_granted_usd
+    reason = _refusal(account, event, percent, amount_usd, remaining_usd, step)
+    if reason is not None:
+        reject(client, event, reason, step)
+        return
+    bonus_usd = min(q6(amount_usd * percent / 100), remaining_usd)
+    bonus = Bonus(
+        bonus_id=f"bonus-{event.deposit_id}", account_id=account.account_id,
+        deposit_id=event.deposit_id, percent=percent, amount=bonus_usd,
+        required_lots=q6(bonus_usd / rules.bonus_usd_per_lot))
+    client.bonuses.append(bonus)
+    client.bonus_granted_usd += bonus_usd
+    assert client.bonus_granted_usd <= rules.bonus_cap_usd
+    step.outputs.append(BonusGranted(
+        id=step.output_id("bonus.granted"), cause_id=event.id, ts=event.ts,
+        client_id=client.client_id, account_id=account.account_id, deposit_id=event.deposit_id,
+        bonus_id=bonus.bonus_id, percent=percent, amount=fmt(bonus_usd),
+        required_lots=fmt(bonus.required_lots)))
+
+
+def reject(client: ClientState, event: Deposit, reason: BonusRefusal, step: Step) -> None:
+    step.outputs.append(BonusRejected(
+        id=step.output_id("bonus.rejected"), cause_id=event.id, ts=event.ts,
+        client_id=client.client_id, account_id=event.account_id, deposit_id=event.deposit_id,
+        reason=reason))
+
+
+def _refusal(
+    account: Account, event: Deposit, percent: int, amount_usd: Decimal, remaining_usd: Decimal,
+    step: Step,
+) -> BonusRefusal | None:
+    tier = step.rules.bonus_tiers.get(percent)
+    if event.source == "internal":
+        return "internal_transfer"
+    if tier is None or account.account_type not in tier.account_types:
+        return "ineligible_account"
+    if amount_usd < tier.min_deposit_usd:
+        return "below_minimum"
+    if remaining_usd <= ZERO:
+        return "cap_reached"
+    return None
+
+
+def credit_turnover(
+    client: ClientState, account_id: str, lots_std: Decimal, step: Step
+) -> list[tuple[str, Decimal]]:
+    """Count a closing fill's standard lots towards the account's locked bonuses, oldest first.
+    Returns what each bonus was credited, for a bust to take back."""
+    credited: list[tuple[str, Decimal]] = []
+    left = lots_std
+    for bonus in client.bonuses:
+        if left <= ZERO:
+            break
+        if bonus.account_id != account_id or bonus.unlocked:
+            continue
+        take = min(left, bonus.required_lots - bonus.lots_traded)
+        if take <= ZERO:
+            continue
+        bonus.lots_traded += take
+        left -= take
+        credited.append((bonus.bonus_id, take))
+        _progress(client, bonus, step)
+        if bonus.lots_traded >= bonus.required_lots:
+            bonus.unlocked = True
+            step.outputs.append(BonusUnlocked(
+                id=step.output_id("bonus.unlocked", bonus.bonus_id), cause_id=step.event.id,
+                ts=step.event.ts, client_id=client.client_id, account_id=bonus.account_id,
+                bonus_id=bonus.bonus_id, amount=fmt(bonus.amount)))
+    assert left >= ZERO
+    return credited
+
+
+def reverse_turnover(client: ClientState, credited: list[tuple[str, Decimal]], step: Step) -> Decimal:
+    """Take back what a busted fill credited. An unlocked bonus stays unlocked (it may already
+    be withdrawn); its traded lots still drop, so the record shows the bust."""
+    by_id = {bonus.bonus_id: bonus for bonus in client.bonuses}
+    total = ZERO
+    for bonus_id, lots in credited:
+        bonus = by_id[bonus_id]
+        bonus.lots_traded -= lots
+        total += lots
+        assert bonus.lots_traded >= ZERO
+        _progress(client, bonus, step)
+    return total
+
+
+def _progress(client: ClientState, bonus: Bonus, step: Step) -> None:
+    step.outputs.append(BonusProgress(
+        id=step.output_id("bonus.progress", bonus.bonus_id), cause_id=step.event.id,
+        ts=step.event.ts, client_id=client.client_id, account_id=bonus.account_id,
+        bonus_id=bonus.bonus_id, lots_traded=fmt(bonus.lots_traded),
+        required_lots=fmt(bonus.required_lots)))

@@ -1,0 +1,109 @@
+"""One client-keyed input event applied to that client's state."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from handlers import bonus, cashback, fills, welcome
+from handlers.money import to_usd
+from handlers.rebates import PlanBook
+from handlers.state import Account, ClientHistory, ClientState
+from handlers.step import Step
+from handlers.verdict import Refusal, unknown_account
+from handlers.welcome import IdentityRegistry
+from schemas.inputs import (
+    AccountOpened,
+    AccountValidated,
+    ClientEvent,
+    ClientRegistered,
+    ClientVerified,
+    Deposit,
+    PartnerLinked,
+    TradeBust,
+    TradeFill,
+    WalletAllocate,
+    WelcomeClaim,
+    WelcomeTransfer,
+)
+
+
+def register(event: ClientRegistered) -> ClientState:
+    return ClientState(client_id=event.client_id, country=event.country)
+
+
+def apply(
+    client: ClientState, history: ClientHistory, event: ClientEvent, step: Step,
+    plans: PlanBook, identities: IdentityRegistry,
+) -> Refusal | None:
+    """Apply ``event``; a Refusal means it had no effect at all."""
+    match event:
+        case TradeFill():
+            refusal = fills.on_fill(client, history, event, plans, step)
+        case TradeBust():
+            refusal = fills.on_bust(client, history, event, step)
+        case WalletAllocate():
+            cashback.allocate(client, event, step)
+            refusal = None
+        case Deposit():
+            refusal = _deposit(client, history, event, step)
+        case WelcomeClaim():
+            reason = welcome.claim_refusal(client, event, step)
+            if reason is None and client.identity_hash is not None:
+                if not identities.claim(client.identity_hash, client.client_id):
+                    reason = "duplicate_identity"
+            if reason is None:
+                welcome.grant(client, event, step)
+            else:
+                welcome.refuse(client, event, reason, step)
+            refusal = None
+        case WelcomeTransfer():
+            welcome.transfer(client, event, step)
+            refusal = None
+        case _:
+            refusal = _profile(client, event)
+    cashback.assert_conserved(client)
+    return refusal
+
+
+def _profile(client: ClientState, event: ClientEvent) -> Refusal | None:
+    """Events that change what the programs know about the client and emit nothing."""
+    match event:
+        case ClientRegistered():
+            client.country = event.country
+        case ClientVerified():
+            client.id_document, client.phone = event.id_document, event.phone
+            client.identity_hash = event.identity_hash
+        case AccountOpened():
+            if event.account_id in client.accounts:
+                return Refusal("invalid_field", f"account {event.account_id!r} is already open")
+            client.accounts[event.account_id] = Account(
+                account_id=event.account_id, account_type=event.account_type,
+                currency=event.currency, conditions=event.conditions)
+        case AccountValidated():
+            account = client.accounts.get(event.account_id)
+            if account is None:
+                return unknown_account(client.client_id, event.account_id)
+            account.validated = True
+        case PartnerLinked():
+            client.partner_id = event.partner_id
+        case _:
+            raise AssertionError(f"no handler for {type(event).__name__}")
+    return None
+
+
+def _deposit(client: ClientState, history: ClientHistory, event: Deposit, step: Step) -> Refusal | None:
+    account = client.accounts.get(event.account_id)
+    if account is None:
+        if event.bonus_percent is not None:  # the client chose a bonus: answer that choice
+            bonus.reject(client, event, "unknown_account", step)
+            return None
+        return unknown_account(client.client_id, event.account_id)
+    if event.deposit_id in history.deposits:
+        return Refusal("conflicting_duplicate", f"deposit {event.deposit_id!r} was already applied")
+    history.deposits[event.deposit_id] = step.ts_us
+    amount_usd = to_usd(Decimal(event.amount), account.currency)
+    if welcome.deposit_qualifies(amount_usd, event.source, account.account_type, step):
+        account.qualifying_deposit = True
+    bonus.on_deposit(client, account, event, step)
+    return None
+

@@ -1,0 +1,131 @@
+"""The rules file: defaults from handlers/rules.toml, overridden key by key.
+
+Parsing takes text, not a path: reading the file is the shell's job.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib import resources
+from typing import Any, Final
+
+from schemas.fields import is_money
+from schemas.inputs import LIVE_ACCOUNT_TYPES
+
+DEFAULT_RULES_TOML: Final = resources.files("handlers").joinpath("rules.toml").read_text("utf-8")
+US_PER_DAY: Final = 86_400_000_000
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class BonusTier:
+    percent: int
+    account_types: frozenset[str]
+    min_deposit_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    cashback_rate: Decimal
+    coverage_share: Decimal
+    welcome_amount_usd: Decimal
+    welcome_excluded_countries: frozenset[str]
+    welcome_transfer_min_deposit_usd: Decimal
+    welcome_eligible_conditions: frozenset[str]
+    bonus_usd_per_lot: Decimal
+    bonus_cap_usd: Decimal
+    bonus_tiers: dict[int, BonusTier]
+    min_hold_us: int
+    bust_window_us: int
+    dedupe_window_us: int
+
+    @classmethod
+    def default(cls) -> Rules:
+        return _DEFAULT
+
+    @classmethod
+    def from_toml(cls, override_text: str | None = None) -> Rules:
+        merged = tomllib.loads(DEFAULT_RULES_TOML)
+        if override_text:
+            try:
+                override = tomllib.loads(override_text)
+            except tomllib.TOMLDecodeError as exc:
+                raise RulesError(f"rules file is not valid TOML: {exc}") from None
+            _merge(merged, override, "")
+        return _build(merged)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any], prefix: str) -> None:
+    for key, value in override.items():
+        path = f"{prefix}{key}"
+        if key not in base:
+            raise RulesError(f"unknown rules key `{path}`")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise RulesError(f"`{path}` must be a table")
+            _merge(base[key], value, f"{path}.")
+        else:
+            base[key] = value
+
+
+def _decimal(table: dict[str, Any], key: str, path: str) -> Decimal:
+    value = table.get(key)
+    if not isinstance(value, str) or not is_money(value):
+        raise RulesError(f"`{path}.{key}` must be a non-negative decimal string such as \"0.10\", "
+                         f"got {value!r}")
+    return Decimal(value)
+
+
+def _int(table: dict[str, Any], key: str, path: str) -> int:
+    value = table.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RulesError(f"`{path}.{key}` must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _strings(table: dict[str, Any], key: str, path: str) -> frozenset[str]:
+    value = table.get(key)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise RulesError(f"`{path}.{key}` must be a list of strings, got {value!r}")
+    return frozenset(value)
+
+
+def _build(doc: dict[str, Any]) -> Rules:
+    cashback, welcome, bonus = doc["cashback"], doc["welcome"], doc["deposit_bonus"]
+    tiers: dict[int, BonusTier] = {}
+    for name, tier in bonus["tiers"].items():
+        if not name.isdigit() or int(name) <= 0:
+            raise RulesError(f"deposit bonus tier `{name}` must be a whole percent")
+        path = f"deposit_bonus.tiers.{name}"
+        account_types = _strings(tier, "account_types", path)
+        unknown = account_types - set(LIVE_ACCOUNT_TYPES)
+        if unknown:
+            raise RulesError(f"`{path}.account_types` names unknown account types {sorted(unknown)}")
+        tiers[int(name)] = BonusTier(int(name), account_types, _decimal(tier, "min_deposit_usd", path))
+    rules = Rules(
+        cashback_rate=_decimal(cashback, "rate", "cashback"),
+        coverage_share=_decimal(cashback, "coverage_share", "cashback"),
+        welcome_amount_usd=_decimal(welcome, "amount_usd", "welcome"),
+        welcome_excluded_countries=_strings(welcome, "excluded_countries", "welcome"),
+        welcome_transfer_min_deposit_usd=_decimal(welcome, "transfer_min_deposit_usd", "welcome"),
+        welcome_eligible_conditions=_strings(welcome, "eligible_conditions", "welcome"),
+        bonus_usd_per_lot=_decimal(bonus, "usd_per_lot", "deposit_bonus"),
+        bonus_cap_usd=_decimal(bonus, "cap_usd", "deposit_bonus"),
+        bonus_tiers=tiers,
+        min_hold_us=_int(doc["rebates"], "min_hold_seconds", "rebates") * 1_000_000,
+        bust_window_us=_int(doc["busts"], "window_days", "busts") * US_PER_DAY,
+        dedupe_window_us=_int(doc["dedupe"], "window_days", "dedupe") * US_PER_DAY,
+    )
+    if rules.cashback_rate > 1 or rules.coverage_share > 1:
+        raise RulesError("`cashback.rate` and `cashback.coverage_share` must be at most 1")
+    if rules.bonus_usd_per_lot == 0:
+        raise RulesError("`deposit_bonus.usd_per_lot` must be greater than 0")
+    return rules
+
+
+_DEFAULT: Final = Rules.from_toml()

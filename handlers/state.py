@@ -1,0 +1,113 @@
+"""The engine's state: plain, serialisable values (msgspec Structs, Decimal money).
+
+A client's state is split in two so that the stream worker can store them apart:
+``ClientState`` is what the programs know about the client (small, read on every event);
+``ClientHistory`` is what makes effects exactly-once (ids seen, fills that can still be busted),
+bounded by the dedupe and bust windows of event time.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from handlers.money import ZERO
+
+
+class Account(msgspec.Struct, kw_only=True):
+    account_id: str
+    account_type: str
+    currency: str
+    conditions: str | None = None
+    validated: bool = False
+    allocated: Decimal = ZERO          # JM USD allocated here and not yet used for coverage
+    qualifying_deposit: bool = False   # an external deposit of at least the transfer minimum
+    profit: Decimal = ZERO             # welcome account: sum of realized P&L, USD
+    transferred: Decimal = ZERO        # welcome account: profit already transferred, USD
+
+
+class Wallet(msgspec.Struct, kw_only=True):
+    """The Reward Wallet, JM USD. Conservation (asserted after every change):
+    accrued - reversed == balance + allocated (all accounts) + covered."""
+
+    balance: Decimal = ZERO
+    accrued: Decimal = ZERO    # lifetime cashback credited
+    reversed: Decimal = ZERO   # lifetime cashback taken back by busts
+    covered: Decimal = ZERO    # allocated JM USD consumed by coverage, net of bust refunds
+
+
+class Bonus(msgspec.Struct, kw_only=True):
+    bonus_id: str
+    account_id: str
+    deposit_id: str
+    percent: int
+    amount: Decimal
+    required_lots: Decimal
+    lots_traded: Decimal = ZERO
+    unlocked: bool = False
+
+
+class PayoutLedger(msgspec.Struct, kw_only=True):
+    """What one payee accrued and was paid. ``pending`` holds accruals by the UTC date of the
+    entry that made them, so that closing day D pays exactly the entries of D and before."""
+
+    pending: dict[str, Decimal] = msgspec.field(default_factory=dict)
+    carried: Decimal = ZERO
+    accrued: Decimal = ZERO    # lifetime, net of reversals
+    paid: Decimal = ZERO       # lifetime
+
+
+class ClientState(msgspec.Struct, kw_only=True):
+    client_id: str
+    country: str
+    id_document: bool = False
+    phone: bool = False
+    identity_hash: str | None = None
+    accounts: dict[str, Account] = msgspec.field(default_factory=dict)
+    wallet: Wallet = msgspec.field(default_factory=Wallet)
+    welcome_granted: bool = False
+    bonus_granted_usd: Decimal = ZERO
+    bonuses: list[Bonus] = msgspec.field(default_factory=list)
+    partner_id: str | None = None
+    rebates: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # by partner id
+
+    @property
+    def verified(self) -> bool:
+        return self.id_document and self.phone
+
+
+class FillRecord(msgspec.Struct, kw_only=True, array_like=True):
+    """What a fill did, so that a bust can undo exactly that."""
+
+    cause_id: str
+    ts_us: int
+    account_id: str
+    cashback: Decimal
+    covered: Decimal
+    turnover: list[tuple[str, Decimal]]   # (bonus_id, standard lots credited)
+    rebate: Decimal
+    commission: Decimal
+    partner_id: str | None
+    pnl: Decimal                          # welcome account: realized P&L counted, USD
+    busted_by: str | None = None
+
+
+class Seen(msgspec.Struct, array_like=True):
+    digest: str
+    ts_us: int
+
+
+class ClientHistory(msgspec.Struct, kw_only=True):
+    latest_ts_us: int = 0
+    seen: dict[str, Seen] = msgspec.field(default_factory=dict)       # by event id
+    fills: dict[str, FillRecord] = msgspec.field(default_factory=dict)  # by fill id
+    deposits: dict[str, int] = msgspec.field(default_factory=dict)    # deposit id -> ts_us
+    next_prune_us: int = 0
+
+
+class Plan(msgspec.Struct, kw_only=True, array_like=True):
+    cause_id: str
+    ts_us: int
+    rebate_per_lot: dict[str, Decimal]
+    commission_per_lot: dict[str, Decimal]

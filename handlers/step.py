@@ -1,0 +1,34 @@
+"""One input event being applied: its time, the rules, and what it has produced so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from handlers.rules import Rules
+from schemas.inputs import InputEvent
+from schemas.outputs import OutputEvent
+
+
+@dataclass(slots=True, frozen=True)
+class CommissionAccrual:
+    """A partner's commission, accrued by a client's fill and owed to the partner's ledger
+    (which may live in another partition: the caller routes it)."""
+
+    partner_id: str
+    date: str
+    amount: Decimal
+
+
+@dataclass(slots=True)
+class Step:
+    event: InputEvent
+    ts_us: int
+    date: str
+    rules: Rules
+    outputs: list[OutputEvent] = field(default_factory=list)
+    commissions: list[CommissionAccrual] = field(default_factory=list)
+
+    def output_id(self, output_type: str, *discriminators: str) -> str:
+        """Deterministic: the same input gives the same output id, on any replay."""
+        return ":".join((output_type, self.event.id, *discriminators))

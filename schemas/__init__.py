@@ -1,0 +1,1 @@
+"""Event models, validation and codecs: the wire contract of shared/spec/events.md."""

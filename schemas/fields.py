@@ -1,0 +1,85 @@
+"""Field types shared by every event model, and the strict checks behind them.
+
+Money and lots travel as decimal strings. msgspec's own ``Decimal`` type accepts JSON
+floats and scientific notation, so the wire models keep these fields as ``str`` and check
+them here; the regular expressions are published in the JSON Schema documents, and
+``tests/property`` proves the fast checks accept exactly what the expressions accept.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Final
+
+import msgspec
+
+# Sizes are bounded so that every product the engine forms (lots x per-lot rate, amount x
+# share) stays exact within Decimal's default 28 significant digits.
+MONEY_INT_DIGITS_MAX: Final = 10
+MONEY_FRAC_DIGITS_MAX: Final = 6
+ID_LENGTH_MAX: Final = 128
+
+MONEY_PATTERN: Final = r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,6})?$"
+SIGNED_MONEY_PATTERN: Final = r"^-?(0|[1-9][0-9]{0,9})(\.[0-9]{1,6})?$"
+TS_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$"
+DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+ID_PATTERN: Final = r"^[^\x00-\x20\x7f]+$"
+
+_TS_RE: Final = re.compile(TS_PATTERN)
+_DATE_RE: Final = re.compile(DATE_PATTERN)
+_ID_RE: Final = re.compile(ID_PATTERN)
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_LENGTH_MAX, pattern=ID_PATTERN)]
+# Checked in __post_init__ (see module doc); the pattern here only documents the schema.
+Money = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": MONEY_PATTERN})]
+SignedMoney = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": SIGNED_MONEY_PATTERN})]
+Timestamp = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": TS_PATTERN, "format": "date-time"})]
+Date = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": DATE_PATTERN, "format": "date"})]
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+CountryCode = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")]
+IdentityHash = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+def is_money(text: str) -> bool:
+    """True when ``text`` matches MONEY_PATTERN (a non-negative plain decimal)."""
+    if not text.isascii():
+        return False
+    head, dot, tail = text.partition(".")
+    if not head.isdigit() or len(head) > MONEY_INT_DIGITS_MAX:
+        return False
+    if len(head) > 1 and head[0] == "0":
+        return False
+    if dot:
+        return tail.isdigit() and len(tail) <= MONEY_FRAC_DIGITS_MAX
+    return True
+
+
+def is_signed_money(text: str) -> bool:
+    """True when ``text`` matches SIGNED_MONEY_PATTERN."""
+    return is_money(text[1:] if text[:1] == "-" else text)
+
+
+def is_timestamp(text: str) -> bool:
+    return _TS_RE.match(text) is not None
+
+
+def is_date(text: str) -> bool:
+    return _DATE_RE.match(text) is not None
+
+
+def check_money(name: str, text: str) -> None:
+    if not is_money(text):
+        raise ValueError(f"`{name}` must be a non-negative decimal string like \"12.5\" "
+                         f"(at most {MONEY_INT_DIGITS_MAX} integer and {MONEY_FRAC_DIGITS_MAX} "
+                         f"fraction digits), got {text!r}")
+
+
+def check_signed_money(name: str, text: str) -> None:
+    if not is_signed_money(text):
+        raise ValueError(f"`{name}` must be a decimal string like \"-12.5\", got {text!r}")
+
+
+def check_timestamp(name: str, text: str) -> None:
+    if not is_timestamp(text):
+        raise ValueError(f"`{name}` must be an RFC 3339 UTC timestamp like "
+                         f"\"2026-11-24T10:00:00Z\", got {text!r}")

@@ -1,0 +1,202 @@
+"""Typed models of the input events (the contract in shared/spec/events.md).
+
+Each model checks its own fields on decode (``__post_init__``): a ValueError there becomes a
+msgspec.ValidationError, which the codec turns into an ``invalid_field`` rejection.
+Unknown extra fields are ignored: producers may add fields, never rename these.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar, Final, Literal, Union
+
+import msgspec
+
+from schemas.fields import (
+    CountryCode,
+    Date,
+    Id,
+    IdentityHash,
+    Money,
+    SignedMoney,
+    Symbol,
+    Timestamp,
+    check_money,
+    check_signed_money,
+)
+from schemas.timefmt import parse_date, parse_ts_us
+
+AccountType = Literal["standard_cent", "standard", "pro", "raw_spread", "welcome"]
+LiveAccountType = Literal["standard_cent", "standard", "pro", "raw_spread"]
+LIVE_ACCOUNT_TYPES: Final = ("standard_cent", "standard", "pro", "raw_spread")
+Currency = Literal["USD", "USC"]
+Conditions = Literal["standard", "pro"]
+BonusPercent = Literal[50, 100, 120, "50", "100", "120"]
+
+
+class InputEvent(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
+    """The envelope every input carries."""
+
+    id: Id
+    ts: Timestamp
+    money_fields: ClassVar[tuple[str, ...]] = ()
+    signed_money_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        check_ts("ts", self.ts)
+        for name in self.money_fields:
+            value = getattr(self, name)
+            if value is not None:
+                check_money(name, value)
+        for name in self.signed_money_fields:
+            value = getattr(self, name)
+            if value is not None:
+                check_signed_money(name, value)
+
+
+class ClientEvent(InputEvent, kw_only=True, frozen=True):
+    client_id: Id
+
+
+class ClientRegistered(ClientEvent, tag="client.registered", kw_only=True, frozen=True):
+    country: CountryCode
+
+
+class ClientVerified(ClientEvent, tag="client.verified", kw_only=True, frozen=True):
+    id_document: bool
+    phone: bool
+    identity_hash: IdentityHash
+
+
+class AccountOpened(ClientEvent, tag="account.opened", kw_only=True, frozen=True):
+    account_id: Id
+    account_type: AccountType
+    currency: Currency
+    conditions: Conditions | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.account_type == "welcome" and self.conditions is None:
+            raise ValueError("`conditions` is required for a welcome account")
+
+
+class AccountValidated(ClientEvent, tag="account.validated", kw_only=True, frozen=True):
+    account_id: Id
+
+
+class TradeFill(ClientEvent, tag="trade.fill", kw_only=True, frozen=True):
+    account_id: Id
+    fill_id: Id
+    symbol: Symbol
+    action: Literal["open", "close"]
+    lots: Money
+    spread_cost: Money
+    commission: Money
+    realized_pnl: SignedMoney | None = None
+    opened_at: Timestamp | None = None
+    money_fields: ClassVar[tuple[str, ...]] = ("lots", "spread_cost", "commission")
+    signed_money_fields: ClassVar[tuple[str, ...]] = ("realized_pnl",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.opened_at is not None:
+            check_ts("opened_at", self.opened_at)
+
+
+class TradeBust(ClientEvent, tag="trade.bust", kw_only=True, frozen=True):
+    fill_id: Id
+
+
+class Deposit(ClientEvent, tag="deposit", kw_only=True, frozen=True):
+    account_id: Id
+    deposit_id: Id
+    amount: Money
+    source: Literal["external", "internal"]
+    bonus_percent: BonusPercent | None = None
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.amount.strip("0.") == "":
+            raise ValueError("`amount` of a deposit must be greater than zero")
+
+
+class WalletAllocate(ClientEvent, tag="wallet.allocate", kw_only=True, frozen=True):
+    """A client-area command: the amount is signed so that a bad amount gets the
+    command's own `invalid_amount` answer rather than a generic rejection."""
+
+    account_id: Id
+    amount: SignedMoney
+    signed_money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+
+class WelcomeClaim(ClientEvent, tag="welcome.claim", kw_only=True, frozen=True):
+    account_id: Id
+
+
+class WelcomeTransfer(ClientEvent, tag="welcome.transfer", kw_only=True, frozen=True):
+    account_id: Id
+    to_account_id: Id
+    amount: SignedMoney
+    signed_money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+
+class PartnerLinked(ClientEvent, tag="partner.linked", kw_only=True, frozen=True):
+    partner_id: Id
+
+
+class PartnerPlan(InputEvent, tag="partner.plan", kw_only=True, frozen=True):
+    partner_id: Id
+    rebate_per_lot: dict[LiveAccountType, Money]
+    commission_per_lot: dict[LiveAccountType, Money]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for table in ("rebate_per_lot", "commission_per_lot"):
+            for account_type, rate in getattr(self, table).items():
+                check_money(f"{table}.{account_type}", rate)
+        for account_type, rate in self.rebate_per_lot.items():
+            commission = self.commission_per_lot.get(account_type, "0")
+            # Exact comparison: both are checked decimal strings by now.
+            if Decimal(rate) > Decimal(commission):
+                raise ValueError(f"rebate_per_lot.{account_type} ({rate}) exceeds "
+                                 f"commission_per_lot.{account_type} ({commission})")
+
+
+class DayClosed(InputEvent, tag="settlement.day_closed", kw_only=True, frozen=True):
+    date: Date
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            parse_date(self.date)
+        except ValueError as exc:
+            raise ValueError(f"`date`: {exc}") from None
+
+
+def check_ts(name: str, text: str) -> None:
+    try:
+        parse_ts_us(text)
+    except ValueError as exc:
+        raise ValueError(f"`{name}`: {exc}") from None
+
+
+AnyInput = Union[
+    ClientRegistered,
+    ClientVerified,
+    AccountOpened,
+    AccountValidated,
+    TradeFill,
+    TradeBust,
+    Deposit,
+    WalletAllocate,
+    WelcomeClaim,
+    WelcomeTransfer,
+    PartnerLinked,
+    PartnerPlan,
+    DayClosed,
+]
+
+INPUT_MODELS: Final[dict[str, type[InputEvent]]] = {
+    str(model.__struct_config__.tag): model for model in AnyInput.__args__  # type: ignore[attr-defined]
+}
