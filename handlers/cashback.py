@@ -13,11 +13,11 @@ from schemas.outputs import AllocationRefusal, CashbackAccrued, CoverageApplied,
 
 
 def assert_conserved(client: ClientState) -> None:
-    """JM USD is never made or lost: accrued - reversed = wallet + allocated + covered."""
+    """JM USD is never made or lost: accrued - reversed = wallet + allocated + covered.
+    (That ``wallet.allocated`` is the sum over the accounts is checked by tests/property.)"""
     wallet = client.wallet
-    allocated = sum((a.allocated for a in client.accounts.values()), ZERO)
-    assert wallet.accrued - wallet.reversed == wallet.balance + allocated + wallet.covered, (
-        f"JM USD not conserved for {client.client_id}: {wallet} allocated={allocated}")
+    assert wallet.accrued - wallet.reversed == wallet.balance + wallet.allocated + wallet.covered, (
+        f"JM USD not conserved for {client.client_id}: {wallet}")
 
 
 def cover_and_credit(
@@ -32,6 +32,7 @@ def cover_and_credit(
     cashback = q6(charged * rules.cashback_rate)
     if covered:
         account.allocated -= covered
+        wallet.allocated -= covered
         wallet.covered += covered
         step.outputs.append(CoverageApplied(
             id=step.output_id("coverage.applied"), cause_id=step.event.id, ts=step.event.ts,
@@ -58,6 +59,7 @@ def reverse(client: ClientState, account: Account, cashback: Decimal, covered: D
     client.wallet.balance -= cashback
     client.wallet.reversed += cashback
     account.allocated += covered
+    client.wallet.allocated += covered
     client.wallet.covered -= covered
 
 
@@ -74,6 +76,7 @@ def allocate(client: ClientState, event: WalletAllocate, step: Step) -> None:
         return
     assert account is not None
     client.wallet.balance -= amount_usd
+    client.wallet.allocated += amount_usd
     account.allocated += amount_usd
     assert client.wallet.balance >= ZERO
     step.outputs.append(WalletAllocated(

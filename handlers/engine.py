@@ -20,7 +20,7 @@ from handlers.welcome import IdentityRegistry
 from schemas.codec import BadInput, decode, rejection
 from schemas.inputs import ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerPlan
 from schemas.outputs import CommissionPayout, OutputEvent, RebatePayout
-from schemas.timefmt import day_of, parse_ts_us
+from schemas.timefmt import day_of
 
 
 class Engine:
@@ -38,10 +38,9 @@ class Engine:
         decoded = decode(raw)
         if isinstance(decoded, BadInput):
             return [rejection(decoded, raw, source, rejection_id(decoded.cause_id, raw))]
-        return self.apply(decoded, raw, source)
+        return self.apply(decoded.event, decoded.ts_us, raw, source)
 
-    def apply(self, event: InputEvent, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
-        ts_us = parse_ts_us(event.ts)
+    def apply(self, event: InputEvent, ts_us: int, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
         step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=self.rules)
         if isinstance(event, ClientEvent):
             refusal = self._client_event(event, step)
@@ -80,7 +79,7 @@ class Engine:
         if refusal is not None:
             return refusal
         if isinstance(event, PartnerPlan):
-            self.plans.add(event)
+            self.plans.add(event, step.ts_us)
         elif isinstance(event, DayClosed):
             self._close_day(event, step)
         dedupe.remember(self.global_history, event, event_digest, step.ts_us, self.rules)

@@ -16,7 +16,6 @@ from handlers.money import CENT, ZERO, floor_cents, q6
 from handlers.state import PayoutLedger, Plan
 from handlers.step import CommissionAccrual, Step
 from schemas.inputs import PartnerPlan
-from schemas.timefmt import parse_ts_us
 
 PLANS_KEPT_MAX: Final = 32
 
@@ -29,9 +28,9 @@ class PlanBook:
     def __init__(self, plans: dict[str, list[Plan]] | None = None) -> None:
         self.plans: dict[str, list[Plan]] = plans if plans is not None else {}
 
-    def add(self, event: PartnerPlan) -> None:
+    def add(self, event: PartnerPlan, ts_us: int) -> None:
         plan = Plan(
-            cause_id=event.id, ts_us=parse_ts_us(event.ts),
+            cause_id=event.id, ts_us=ts_us,
             rebate_per_lot={k: Decimal(v) for k, v in event.rebate_per_lot.items()},
             commission_per_lot={k: Decimal(v) for k, v in event.commission_per_lot.items()})
         history = self.plans.setdefault(event.partner_id, [])

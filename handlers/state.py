@@ -29,9 +29,10 @@ class Account(msgspec.Struct, kw_only=True):
 
 class Wallet(msgspec.Struct, kw_only=True):
     """The Reward Wallet, JM USD. Conservation (asserted after every change):
-    accrued - reversed == balance + allocated (all accounts) + covered."""
+    accrued - reversed == balance + allocated + covered."""
 
     balance: Decimal = ZERO
+    allocated: Decimal = ZERO  # JM USD allocated to accounts and not yet used (their sum)
     accrued: Decimal = ZERO    # lifetime cashback credited
     reversed: Decimal = ZERO   # lifetime cashback taken back by busts
     covered: Decimal = ZERO    # allocated JM USD consumed by coverage, net of bust refunds
@@ -77,7 +78,7 @@ class ClientState(msgspec.Struct, kw_only=True):
         return self.id_document and self.phone
 
 
-class FillRecord(msgspec.Struct, kw_only=True, array_like=True):
+class FillRecord(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     """What a fill did, so that a bust can undo exactly that."""
 
     cause_id: str
@@ -93,7 +94,7 @@ class FillRecord(msgspec.Struct, kw_only=True, array_like=True):
     busted_by: str | None = None
 
 
-class Seen(msgspec.Struct, array_like=True):
+class Seen(msgspec.Struct, array_like=True, gc=False):
     digest: str
     ts_us: int
 

@@ -15,6 +15,7 @@ import msgspec
 import orjson
 
 from schemas.inputs import INPUT_MODELS, AnyInput, InputEvent
+from schemas.timefmt import parse_ts_us
 from schemas.outputs import EventRejected, OutputEvent, RejectionReason
 
 RAW_BYTES_MAX: Final = 64 * 1024
@@ -34,14 +35,24 @@ class BadInput:
     ts: str | None = None
 
 
-def decode(raw: bytes) -> InputEvent | BadInput:
+@dataclass(slots=True, frozen=True)
+class Decoded:
+    event: InputEvent
+    ts_us: int  # the event's ts, parsed
+
+
+def decode(raw: bytes) -> Decoded | BadInput:
     if len(raw) > RAW_BYTES_MAX:
         return BadInput("malformed", f"input of {len(raw)} bytes is over the {RAW_BYTES_MAX}-byte limit")
     try:
         event: InputEvent = _decoder.decode(raw)
-        return event
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         return _classify(raw, exc)
+    try:
+        return Decoded(event, parse_ts_us(event.ts))
+    except ValueError as exc:
+        return BadInput("invalid_field", f"{event.__struct_config__.tag}: `ts`: {exc}", event.id,
+                        getattr(event, "client_id", None), event.ts)
 
 
 def _classify(raw: bytes, exc: Exception) -> BadInput:

@@ -8,7 +8,7 @@ Unknown extra fields are ignored: producers may add fields, never rename these.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar, Final, Literal, Union
+from typing import Final, Literal, Union
 
 import msgspec
 
@@ -22,6 +22,7 @@ from schemas.fields import (
     Symbol,
     Timestamp,
     check_money,
+    is_money,
     check_signed_money,
 )
 from schemas.timefmt import parse_date, parse_ts_us
@@ -35,23 +36,12 @@ BonusPercent = Literal[50, 100, 120, "50", "100", "120"]
 
 
 class InputEvent(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
-    """The envelope every input carries."""
+    """The envelope every input carries. ``ts`` is parsed (and so checked) by the codec,
+    once, since the engine needs its value. Money fields are checked by each model's
+    ``__post_init__`` (one straight line per model: this runs for every event)."""
 
     id: Id
     ts: Timestamp
-    money_fields: ClassVar[tuple[str, ...]] = ()
-    signed_money_fields: ClassVar[tuple[str, ...]] = ()
-
-    def __post_init__(self) -> None:
-        check_ts("ts", self.ts)
-        for name in self.money_fields:
-            value = getattr(self, name)
-            if value is not None:
-                check_money(name, value)
-        for name in self.signed_money_fields:
-            value = getattr(self, name)
-            if value is not None:
-                check_signed_money(name, value)
 
 
 class ClientEvent(InputEvent, kw_only=True, frozen=True):
@@ -75,7 +65,6 @@ class AccountOpened(ClientEvent, tag="account.opened", kw_only=True, frozen=True
     conditions: Conditions | None = None
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.account_type == "welcome" and self.conditions is None:
             raise ValueError("`conditions` is required for a welcome account")
 
@@ -94,11 +83,13 @@ class TradeFill(ClientEvent, tag="trade.fill", kw_only=True, frozen=True):
     commission: Money
     realized_pnl: SignedMoney | None = None
     opened_at: Timestamp | None = None
-    money_fields: ClassVar[tuple[str, ...]] = ("lots", "spread_cost", "commission")
-    signed_money_fields: ClassVar[tuple[str, ...]] = ("realized_pnl",)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        if not (is_money(self.lots) and is_money(self.spread_cost) and is_money(self.commission)):
+            for name in ("lots", "spread_cost", "commission"):
+                check_money(name, getattr(self, name))
+        if self.realized_pnl is not None:
+            check_signed_money("realized_pnl", self.realized_pnl)
         if self.opened_at is not None:
             check_ts("opened_at", self.opened_at)
 
@@ -113,10 +104,9 @@ class Deposit(ClientEvent, tag="deposit", kw_only=True, frozen=True):
     amount: Money
     source: Literal["external", "internal"]
     bonus_percent: BonusPercent | None = None
-    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        check_money("amount", self.amount)
         if self.amount.strip("0.") == "":
             raise ValueError("`amount` of a deposit must be greater than zero")
 
@@ -127,7 +117,9 @@ class WalletAllocate(ClientEvent, tag="wallet.allocate", kw_only=True, frozen=Tr
 
     account_id: Id
     amount: SignedMoney
-    signed_money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    def __post_init__(self) -> None:
+        check_signed_money("amount", self.amount)
 
 
 class WelcomeClaim(ClientEvent, tag="welcome.claim", kw_only=True, frozen=True):
@@ -138,7 +130,9 @@ class WelcomeTransfer(ClientEvent, tag="welcome.transfer", kw_only=True, frozen=
     account_id: Id
     to_account_id: Id
     amount: SignedMoney
-    signed_money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    def __post_init__(self) -> None:
+        check_signed_money("amount", self.amount)
 
 
 class PartnerLinked(ClientEvent, tag="partner.linked", kw_only=True, frozen=True):
@@ -151,7 +145,6 @@ class PartnerPlan(InputEvent, tag="partner.plan", kw_only=True, frozen=True):
     commission_per_lot: dict[LiveAccountType, Money]
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         for table in ("rebate_per_lot", "commission_per_lot"):
             for account_type, rate in getattr(self, table).items():
                 check_money(f"{table}.{account_type}", rate)
@@ -167,7 +160,6 @@ class DayClosed(InputEvent, tag="settlement.day_closed", kw_only=True, frozen=Tr
     date: Date
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         try:
             parse_date(self.date)
         except ValueError as exc:

@@ -1,0 +1,98 @@
+"""Builds input events the way a broker's systems would send them, and runs them through the
+engine. Ids and timestamps advance by themselves so tests state only what matters."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from handlers.engine import Engine
+from handlers.rules import Rules
+
+
+class Scenario:
+    def __init__(self, rules: Rules | None = None, start: str = "2026-11-24T09:00:00Z") -> None:
+        self.engine = Engine(rules)
+        self.now = datetime.fromisoformat(start)
+        self.count = 0
+        self.outputs: list[dict[str, Any]] = []
+
+    # -- time and raw sending ------------------------------------------------------------
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+    def ts(self) -> str:
+        return self.now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def event(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        self.count += 1
+        self.advance(seconds=1)
+        return {"type": event_type, "id": f"e{self.count}", "ts": self.ts(), **fields}
+
+    def send_raw(self, raw: bytes) -> list[dict[str, Any]]:
+        outs = [orjson.loads(orjson.dumps(o)) for o in self.engine.process(raw, {"line": self.count})]
+        self.outputs.extend(outs)
+        return outs
+
+    def send(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.send_raw(orjson.dumps(event))
+
+    def emit(self, event_type: str, **fields: Any) -> list[dict[str, Any]]:
+        return self.send(self.event(event_type, **fields))
+
+    # -- the usual steps of a client's life ----------------------------------------------
+    def client(self, client_id: str = "c1", country: str = "DE", verified: bool = True,
+               identity: str | None = None) -> None:
+        self.emit("client.registered", client_id=client_id, country=country)
+        if verified:
+            self.emit("client.verified", client_id=client_id, id_document=True, phone=True,
+                      identity_hash=identity or f"person-{client_id}")
+
+    def account(self, account_id: str, account_type: str = "standard", client_id: str = "c1",
+                currency: str | None = None, validated: bool = True, conditions: str | None = None) -> None:
+        currency = currency or ("USC" if account_type == "standard_cent" else "USD")
+        fields: dict[str, Any] = {"account_type": account_type, "currency": currency}
+        if account_type == "welcome":
+            fields["conditions"] = conditions or "standard"
+        self.emit("account.opened", client_id=client_id, account_id=account_id, **fields)
+        if validated:
+            self.emit("account.validated", client_id=client_id, account_id=account_id)
+
+    def fill(self, account_id: str, fill_id: str, action: str = "close", lots: str = "1",
+             spread_cost: str = "0", commission: str = "0", client_id: str = "c1",
+             **extra: Any) -> list[dict[str, Any]]:
+        return self.emit("trade.fill", client_id=client_id, account_id=account_id, fill_id=fill_id,
+                         symbol="EURUSD", action=action, lots=lots, spread_cost=spread_cost,
+                         commission=commission, **extra)
+
+    def deposit(self, account_id: str, amount: str, bonus_percent: int | None = None,
+                source: str = "external", client_id: str = "c1", deposit_id: str | None = None) -> list[dict[str, Any]]:
+        return self.emit("deposit", client_id=client_id, account_id=account_id,
+                         deposit_id=deposit_id or f"d{self.count + 1}", amount=amount,
+                         source=source, bonus_percent=bonus_percent)
+
+    def allocate(self, account_id: str, amount: str, client_id: str = "c1") -> list[dict[str, Any]]:
+        return self.emit("wallet.allocate", client_id=client_id, account_id=account_id, amount=amount)
+
+    def plan(self, partner_id: str, rebate: dict[str, str], commission: dict[str, str]) -> list[dict[str, Any]]:
+        return self.emit("partner.plan", partner_id=partner_id, rebate_per_lot=rebate,
+                         commission_per_lot=commission)
+
+    def close_day(self, date: str) -> list[dict[str, Any]]:
+        return self.emit("settlement.day_closed", date=date)
+
+    # -- reading state -------------------------------------------------------------------
+    def wallet(self, client_id: str = "c1") -> Any:
+        return self.engine.clients[client_id].wallet
+
+
+def of_type(outputs: list[dict[str, Any]], output_type: str) -> list[dict[str, Any]]:
+    return [o for o in outputs if o["type"] == output_type]
+
+
+def one(outputs: list[dict[str, Any]], output_type: str) -> dict[str, Any]:
+    found = of_type(outputs, output_type)
+    assert len(found) == 1, f"expected one {output_type}, got {outputs}"
+    return found[0]

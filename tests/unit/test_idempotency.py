@@ -1,0 +1,112 @@
+"""Exactly one effect per event; bad input is rejected and the stream goes on."""
+
+import orjson
+import pytest
+
+from tests.support import Scenario, of_type, one
+
+
+@pytest.fixture
+def s() -> Scenario:
+    s = Scenario()
+    s.client("c1")
+    s.account("std")
+    return s
+
+
+def test_exact_redelivery_has_no_second_effect(s: Scenario) -> None:
+    fill = s.event("trade.fill", client_id="c1", account_id="std", fill_id="f1", symbol="EURUSD",
+                   action="open", lots="1", spread_cost="10", commission="0")
+    assert one(s.send(fill), "cashback.accrued")["wallet_balance"] == "1"
+    # the same payload in other bytes (key order, spacing) is still the same event
+    again = orjson.dumps(dict(reversed(list(fill.items())))).replace(b",", b", ")
+    refused = one(s.send_raw(again), "event.rejected")
+    assert refused["reason"] == "duplicate"
+    assert s.wallet().balance == 1
+
+
+def test_same_id_other_payload_is_a_conflict(s: Scenario) -> None:
+    fill = s.event("trade.fill", client_id="c1", account_id="std", fill_id="f1", symbol="EURUSD",
+                   action="open", lots="1", spread_cost="10", commission="0")
+    s.send(fill)
+    refused = one(s.send({**fill, "spread_cost": "20"}), "event.rejected")
+    assert refused["reason"] == "conflicting_duplicate"
+    assert refused["cause_id"] == fill["id"]
+    assert s.wallet().balance == 1
+
+
+def test_a_fill_id_applied_twice_under_two_event_ids_is_a_conflict(s: Scenario) -> None:
+    s.fill("std", "f1", spread_cost="10")
+    refused = one(s.fill("std", "f1", spread_cost="10"), "event.rejected")
+    assert refused["reason"] == "conflicting_duplicate"
+
+
+def test_a_deposit_id_applied_twice_is_a_conflict(s: Scenario) -> None:
+    s.deposit("std", "100", 50, deposit_id="d1")
+    refused = one(s.deposit("std", "100", 50, deposit_id="d1"), "event.rejected")
+    assert refused["reason"] == "conflicting_duplicate"
+
+
+def test_events_older_than_the_dedupe_window_are_stale(s: Scenario) -> None:
+    s.advance(days=8)
+    s.fill("std", "f1", spread_cost="10")
+    late = s.event("trade.fill", client_id="c1", account_id="std", fill_id="f0", symbol="EURUSD",
+                   action="open", lots="1", spread_cost="10", commission="0")
+    late["ts"] = "2026-11-24T10:00:00Z"
+    assert one(s.send(late), "event.rejected")["reason"] == "stale_event"
+
+
+def test_unknown_client(s: Scenario) -> None:
+    refused = one(s.fill("std", "f1", client_id="ghost"), "event.rejected")
+    assert (refused["reason"], refused["client_id"]) == ("unknown_client", "ghost")
+
+
+def test_unknown_account_on_a_fill(s: Scenario) -> None:
+    assert one(s.fill("nope", "f1"), "event.rejected")["reason"] == "unknown_account"
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b"{not json", "malformed"),
+    (b"[1, 2]", "malformed"),
+    (b"\xff\xfe\x00", "malformed"),
+    (b'{"type": "trade.amend", "id": "x1"}', "unknown_type"),
+    (b'{"id": "x1"}', "unknown_type"),
+    (b'{"type": "deposit", "id": "x1", "ts": "2026-11-24T10:00:00Z", "client_id": "c1", '
+     b'"account_id": "std", "deposit_id": "d", "amount": 100.5, "source": "external"}', "invalid_field"),
+    (b'{"type": "deposit", "id": "x1", "ts": "2026-11-24T10:00:00Z", "client_id": "c1", '
+     b'"account_id": "std", "deposit_id": "d", "amount": "-100", "source": "external"}', "invalid_field"),
+    (b'{"type": "deposit", "id": "x1", "ts": "2026-11-24T10:00:00+02:00", "client_id": "c1", '
+     b'"account_id": "std", "deposit_id": "d", "amount": "100", "source": "external"}', "invalid_field"),
+    (b'{"type": "trade.bust", "id": "x1", "ts": "2026-11-24T10:00:00Z", "client_id": "c1"}', "invalid_field"),
+])
+def test_bad_input_is_rejected_with_its_raw_bytes_and_processing_goes_on(
+        s: Scenario, raw: bytes, reason: str) -> None:
+    refused = one(s.send_raw(raw), "event.rejected")
+    assert refused["reason"] == reason
+    assert refused["error"]
+    if refused["raw_encoding"] == "utf-8":
+        assert refused["raw"].encode() == raw
+    else:
+        import base64
+
+        assert base64.b64decode(refused["raw"]) == raw
+    assert refused["source"] == {"line": s.count}
+    # and the stream goes on
+    assert of_type(s.fill("std", "after", spread_cost="10"), "cashback.accrued")
+
+
+def test_output_ids_are_deterministic_and_name_their_cause() -> None:
+    def run() -> list[dict]:
+        s = Scenario()
+        s.client("c1")
+        s.account("std")
+        s.deposit("std", "100", 100)
+        s.fill("std", "f1", lots="3", spread_cost="5")
+        s.emit("trade.bust", client_id="c1", fill_id="f1")
+        return s.outputs
+
+    first, second = run(), run()
+    assert first == second
+    ids = [o["id"] for o in first]
+    assert len(ids) == len(set(ids)), "output ids are unique"
+    assert all(o["cause_id"] in o["id"] for o in first)
