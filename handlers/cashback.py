@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from handlers.money import ZERO, fmt, q6, to_usd
+from handlers.money import ZERO, fmt, q6, q6_down, to_usd
 from handlers.state import Account, ClientState, Wallet
 from handlers.step import Step
 from schemas.inputs import WalletAllocate
@@ -27,7 +27,7 @@ def cover_and_credit(
     rules, wallet = step.rules, client.wallet
     covered = ZERO
     if account.allocated > ZERO:
-        covered = min(q6(cost_usd * rules.coverage_share), account.allocated)
+        covered = min(q6_down(cost_usd * rules.coverage_share), account.allocated)
     charged = cost_usd - covered
     cashback = q6(charged * rules.cashback_rate)
     if covered:

@@ -16,6 +16,12 @@ def q6(value: Decimal) -> Decimal:
     return value.quantize(MICRO, ROUND_HALF_EVEN)
 
 
+def q6_down(value: Decimal) -> Decimal:
+    """A share that is a cap (coverage): rounded down to micro-USD, so that rounding can never
+    take it past the cap (half-even would make 50 % of 0.000035 into 0.000018)."""
+    return value.quantize(MICRO, ROUND_FLOOR)
+
+
 def floor_cents(value: Decimal) -> Decimal:
     """A cash payout: rounded down to whole cents."""
     return value.quantize(CENT, ROUND_FLOOR)

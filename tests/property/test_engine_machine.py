@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 import msgspec
@@ -87,7 +87,8 @@ class EngineMachine(RuleBasedStateMachine):
             kind = out["type"]
             if kind == "coverage.applied":
                 cost, covered = Decimal(out["cost"]), Decimal(out["covered"])
-                expected = min(q6(cost * RULES.coverage_share), self.allocated[out["account_id"]])
+                expected = min((cost * RULES.coverage_share).quantize(Decimal("0.000001"), ROUND_FLOOR),
+                               self.allocated[out["account_id"]])
                 assert covered == expected and covered <= cost * Decimal("0.5")
                 assert Decimal(out["charged"]) == cost - covered
                 self.allocated[out["account_id"]] -= covered
@@ -251,6 +252,6 @@ class EngineMachine(RuleBasedStateMachine):
 
 
 EngineMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=60, deadline=None,
+    settings.default, max_examples=max(150, settings.default.max_examples), stateful_step_count=60,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestEngineMachine = EngineMachine.TestCase

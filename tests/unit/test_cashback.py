@@ -141,3 +141,11 @@ def test_wallet_conservation_holds_through_a_life(s: Scenario) -> None:
     allocated = sum(a.allocated for a in s.engine.clients["c1"].accounts.values())
     assert w.accrued - w.reversed == w.balance + allocated + w.covered
     assert (w.accrued, w.covered, allocated) == (Decimal("10.2"), Decimal("2"), Decimal("4"))
+
+
+def test_coverage_rounds_down_so_it_never_passes_half_the_cost(s: Scenario) -> None:
+    s.fill("a1", "f1", spread_cost="100")
+    s.allocate("a1", "1")
+    cover = one(s.fill("a1", "f2", spread_cost="0.000035"), "coverage.applied")
+    assert cover["covered"] == "0.000017"        # 50 % is 0.0000175; half-even would give 0.000018
+    assert cover["charged"] == "0.000018"
