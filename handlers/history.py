@@ -10,7 +10,7 @@ an answer: the staleness check comes first.
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import Callable, Final, TypeVar
 
 from handlers.rules import Rules
 from handlers.state import ClientHistory, Seen
@@ -18,14 +18,15 @@ from handlers.verdict import Refusal
 from schemas.codec import canonical_bytes
 from schemas.inputs import InputEvent
 
+V = TypeVar("V")
 PRUNE_EVERY_US: Final = 3_600_000_000  # prune at most once an hour of event time
 
 
-def digest(event: InputEvent) -> str:
-    return hashlib.blake2b(canonical_bytes(event), digest_size=10).hexdigest()
+def digest(event: InputEvent) -> bytes:
+    return hashlib.blake2b(canonical_bytes(event), digest_size=10).digest()
 
 
-def admit(history: ClientHistory, event: InputEvent, event_digest: str, ts_us: int, rules: Rules) -> Refusal | None:
+def admit(history: ClientHistory, event: InputEvent, event_digest: bytes, ts_us: int, rules: Rules) -> Refusal | None:
     if ts_us < history.latest_ts_us - rules.dedupe_window_us:
         return Refusal("stale_event", "event is older than the dedupe window behind this "
                                       "client's newest event; it cannot be told from a redelivery")
@@ -38,7 +39,7 @@ def admit(history: ClientHistory, event: InputEvent, event_digest: str, ts_us: i
                                             "different payload")
 
 
-def remember(history: ClientHistory, event: InputEvent, event_digest: str, ts_us: int, rules: Rules) -> None:
+def remember(history: ClientHistory, event: InputEvent, event_digest: bytes, ts_us: int, rules: Rules) -> None:
     history.seen[event.id] = Seen(event_digest, ts_us)
     if ts_us > history.latest_ts_us:
         history.latest_ts_us = ts_us
@@ -48,11 +49,26 @@ def remember(history: ClientHistory, event: InputEvent, event_digest: str, ts_us
 
 def prune(history: ClientHistory, rules: Rules) -> None:
     """Forget what the windows no longer need. Fill records are kept for twice the bust window,
-    so that a late bust is told `bust_window_expired` rather than `unknown_fill`."""
+    so that a late bust is told `bust_window_expired` rather than `unknown_fill`.
+
+    Entries are inserted in (nearly) event-time order, so pruning pops from the front and
+    stops at the first entry still inside the window: the cost is what is removed, not what is
+    kept. An entry that arrived out of order may outlive its window a little; that changes no
+    answer, because staleness is checked before the entries are."""
     latest = history.latest_ts_us
     seen_horizon = latest - rules.dedupe_window_us
+    _drop_front(history.seen, lambda seen: seen.ts_us < seen_horizon)
     fill_horizon = latest - 2 * rules.bust_window_us
-    history.seen = {k: v for k, v in history.seen.items() if v.ts_us >= seen_horizon}
-    history.fills = {k: v for k, v in history.fills.items() if v.ts_us >= fill_horizon}
-    history.deposits = {k: v for k, v in history.deposits.items() if v >= seen_horizon}
+    _drop_front(history.fills, lambda record: record.ts_us < fill_horizon)
+    _drop_front(history.deposits, lambda ts_us: ts_us < seen_horizon)
     history.next_prune_us = latest + PRUNE_EVERY_US
+
+
+def _drop_front(entries: dict[str, V], expired: Callable[[V], bool]) -> None:
+    doomed = []
+    for key, value in entries.items():
+        if not expired(value):
+            break
+        doomed.append(key)
+    for key in doomed:
+        del entries[key]

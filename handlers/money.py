@@ -41,5 +41,9 @@ def fmt(value: Decimal) -> str:
     """The one canonical text of an amount: plain notation, no trailing zeros, no "-0"."""
     if not value:
         return "0"
-    text = format(value.normalize(), "f")
+    text = str(value)
+    if "E" in text:  # str() goes scientific below 1E-6: rare here, so only then the slow way
+        return format(value.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return text

@@ -95,7 +95,7 @@ class FillRecord(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 
 
 class Seen(msgspec.Struct, array_like=True, gc=False):
-    digest: str
+    digest: bytes
     ts_us: int
 
 

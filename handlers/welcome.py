@@ -72,18 +72,19 @@ def transfer(client: ClientState, event: WelcomeTransfer, step: Step) -> None:
     source = client.accounts.get(event.account_id)
     amount_usd = to_usd(Decimal(event.amount), source.currency) if source else Decimal(event.amount)
     reason = _transfer_refusal(client, event, amount_usd, step)
-    common = dict(cause_id=event.id, ts=event.ts, client_id=client.client_id,
-                  account_id=event.account_id, to_account_id=event.to_account_id,
-                  amount=fmt(amount_usd))
     if reason is not None:
         step.outputs.append(WelcomeTransferRejected(
-            id=step.output_id("welcome.transfer_rejected"), reason=reason, **common))
+            id=step.output_id("welcome.transfer_rejected"), cause_id=event.id, ts=event.ts,
+            client_id=client.client_id, account_id=event.account_id,
+            to_account_id=event.to_account_id, amount=fmt(amount_usd), reason=reason))
         return
     assert source is not None
     source.transferred += amount_usd
     assert source.transferred <= source.profit
     step.outputs.append(WelcomeTransferApproved(
-        id=step.output_id("welcome.transfer_approved"), **common))
+        id=step.output_id("welcome.transfer_approved"), cause_id=event.id, ts=event.ts,
+        client_id=client.client_id, account_id=event.account_id,
+        to_account_id=event.to_account_id, amount=fmt(amount_usd)))
 
 
 def _transfer_refusal(

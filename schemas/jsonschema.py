@@ -25,9 +25,9 @@ def documents() -> dict[str, dict[str, Any]]:
     docs: dict[str, dict[str, Any]] = {}
     for event_type, model in INPUT_MODELS.items():
         docs[f"input/{event_type}.schema.json"] = _document(model, event_type, "input")
-    for model in OUTPUT_MODELS:
-        event_type = model.__dataclass_fields__["type"].default
-        docs[f"output/{event_type}.schema.json"] = _document(model, str(event_type), "output")
+    for output_model in OUTPUT_MODELS:
+        event_type = str(output_model.__dataclass_fields__["type"].default)
+        docs[f"output/{event_type}.schema.json"] = _document(output_model, event_type, "output")
     return docs
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-_frozen = dataclass(slots=True, frozen=True, kw_only=True)
 
 AllocationRefusal = Literal["not_verified", "account_not_validated", "unknown_account",
                             "ineligible_account", "invalid_amount", "insufficient_balance"]
@@ -23,7 +22,7 @@ BonusRefusal = Literal["internal_transfer", "ineligible_account", "below_minimum
                        "unknown_account"]
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class OutputEvent:
     # Redefined with its literal value by every subclass; declared here so that it is the
     # first field on the wire.
@@ -33,12 +32,12 @@ class OutputEvent:
     ts: str | None
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class ClientOutput(OutputEvent):
     client_id: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class CoverageApplied(ClientOutput):
     type: Literal["coverage.applied"] = "coverage.applied"
     account_id: str
@@ -49,7 +48,7 @@ class CoverageApplied(ClientOutput):
     allocated_left: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class CashbackAccrued(ClientOutput):
     type: Literal["cashback.accrued"] = "cashback.accrued"
     account_id: str
@@ -58,7 +57,7 @@ class CashbackAccrued(ClientOutput):
     wallet_balance: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class WalletAllocated(ClientOutput):
     type: Literal["wallet.allocated"] = "wallet.allocated"
     account_id: str
@@ -67,7 +66,7 @@ class WalletAllocated(ClientOutput):
     allocated: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class WalletAllocationRejected(ClientOutput):
     type: Literal["wallet.allocation_rejected"] = "wallet.allocation_rejected"
     account_id: str
@@ -75,21 +74,21 @@ class WalletAllocationRejected(ClientOutput):
     reason: AllocationRefusal
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class WelcomeGranted(ClientOutput):
     type: Literal["welcome.granted"] = "welcome.granted"
     account_id: str
     amount: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class WelcomeRejected(ClientOutput):
     type: Literal["welcome.rejected"] = "welcome.rejected"
     account_id: str
     reason: WelcomeRefusal
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class WelcomeTransferApproved(ClientOutput):
     type: Literal["welcome.transfer_approved"] = "welcome.transfer_approved"
     account_id: str
@@ -97,7 +96,7 @@ class WelcomeTransferApproved(ClientOutput):
     amount: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class WelcomeTransferRejected(ClientOutput):
     type: Literal["welcome.transfer_rejected"] = "welcome.transfer_rejected"
     account_id: str
@@ -106,7 +105,7 @@ class WelcomeTransferRejected(ClientOutput):
     reason: TransferRefusal
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class BonusGranted(ClientOutput):
     type: Literal["bonus.granted"] = "bonus.granted"
     account_id: str
@@ -117,7 +116,7 @@ class BonusGranted(ClientOutput):
     required_lots: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class BonusRejected(ClientOutput):
     type: Literal["bonus.rejected"] = "bonus.rejected"
     account_id: str
@@ -125,7 +124,7 @@ class BonusRejected(ClientOutput):
     reason: BonusRefusal
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class BonusProgress(ClientOutput):
     type: Literal["bonus.progress"] = "bonus.progress"
     account_id: str
@@ -134,7 +133,7 @@ class BonusProgress(ClientOutput):
     required_lots: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class BonusUnlocked(ClientOutput):
     type: Literal["bonus.unlocked"] = "bonus.unlocked"
     account_id: str
@@ -142,7 +141,7 @@ class BonusUnlocked(ClientOutput):
     amount: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class RebateAccrued(ClientOutput):
     type: Literal["rebate.accrued"] = "rebate.accrued"
     partner_id: str
@@ -152,7 +151,7 @@ class RebateAccrued(ClientOutput):
     commission: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class RebatePayout(ClientOutput):
     type: Literal["rebate.payout"] = "rebate.payout"
     partner_id: str
@@ -161,7 +160,7 @@ class RebatePayout(ClientOutput):
     carried: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class CommissionPayout(OutputEvent):
     type: Literal["commission.payout"] = "commission.payout"
     partner_id: str
@@ -170,7 +169,7 @@ class CommissionPayout(OutputEvent):
     carried: str
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class FillReversed(ClientOutput):
     type: Literal["fill.reversed"] = "fill.reversed"
     account_id: str
@@ -194,7 +193,7 @@ RejectionReason = Literal[
 ]
 
 
-@_frozen
+@dataclass(slots=True, frozen=True, kw_only=True)
 class EventRejected(OutputEvent):
     """Bad input, kept whole: `raw` is the input exactly as received (decoded as UTF-8;
     bytes that are not UTF-8 are given in base64 and `raw_encoding` says so)."""

@@ -1,6 +1,7 @@
 """The fast field checks accept exactly what the published patterns accept."""
 
 import re
+from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,3 +21,40 @@ def test_is_money_matches_the_pattern(text: str) -> None:
 @given(st.one_of(near_money, st.from_regex(SIGNED, fullmatch=True)))
 def test_is_signed_money_matches_the_pattern(text: str) -> None:
     assert is_signed_money(text) == bool(SIGNED.fullmatch(text))
+
+
+TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)")
+near_ts = st.builds(lambda a, b: a + b, st.from_regex(TS, fullmatch=True),
+                    st.sampled_from(["", "Z", "0", " ", "+01:00", "\n"]))
+
+
+@given(st.one_of(st.from_regex(TS, fullmatch=True), near_ts, st.text(max_size=30),
+                 st.datetimes().map(lambda d: d.isoformat() + "Z")))
+def test_timestamps_are_accepted_exactly_when_they_match_the_pattern(text: str) -> None:
+    from datetime import datetime
+
+    from schemas.timefmt import parse_ts_us
+
+    try:
+        parsed = parse_ts_us(text)
+    except ValueError:
+        parsed = None
+    if not TS.fullmatch(text):
+        assert parsed is None
+    else:
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            assert parsed is None  # the pattern allows 2026-02-30: the calendar does not
+        else:
+            assert parsed is not None
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=8, min_value=-10**10, max_value=10**10))
+def test_fmt_is_plain_and_exact(value: Decimal) -> None:
+    from handlers.money import fmt
+
+    text = fmt(value)
+    assert Decimal(text) == value
+    assert "E" not in text and text != "-0"
+    assert not ("." in text and text.endswith("0"))

@@ -1,0 +1,75 @@
+"""Offline engine throughput: `rewards replay` over a generated file of mixed events, on one
+core. Prints events per second and writes benchmarks/results/replay_throughput.json.
+
+    python -m benchmarks.replay_throughput --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from handlers.rules import Rules
+from streams.replay import replay_files
+from streams.sample_day import write
+
+RESULTS = Path(__file__).parent / "results"
+TARGET_EVENTS_PER_S = 100_000
+
+
+def sample_file(events: int, cache: Path) -> Path:
+    """The generated input, made once per size (the generator is seeded: same bytes)."""
+    clients = max(200, events // 70)
+    fills = int(events * 0.92)
+    path = cache / f"sample-{events}.jsonl"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        written = write(str(path.with_suffix(".tmp")), clients=clients, fills=fills, days=3)
+        path.with_suffix(".tmp").rename(path)
+        print(f"generated {written:,} events in {time.perf_counter() - started:.1f} s -> {path}",
+              file=sys.stderr)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--cache", default=".cache/bench")
+    parser.add_argument("--keep", help="keep the input and output files in this folder")
+    args = parser.parse_args(argv)
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the issue asks
+    folder = Path(args.keep or args.cache)
+    source = sample_file(args.events, Path(args.cache))
+    output = folder / "outputs.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = replay_files(source, output, Rules.default(), show_progress=True)
+    print(summary.render())
+    rate = summary.events_in / summary.seconds
+    result = {
+        "benchmark": "replay_throughput",
+        "events": summary.events_in,
+        "outputs": sum(summary.outputs.values()),
+        "seconds": round(summary.seconds, 2),
+        "events_per_s": round(rate),
+        "target_events_per_s": TARGET_EVENTS_PER_S,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "replay_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    if not args.keep:
+        output.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
