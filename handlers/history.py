@@ -61,7 +61,16 @@ def prune(history: ClientHistory, rules: Rules) -> None:
     fill_horizon = latest - 2 * rules.bust_window_us
     _drop_front(history.fills, lambda record: record.ts_us < fill_horizon)
     _drop_front(history.deposits, lambda ts_us: ts_us < seen_horizon)
-    history.next_prune_us = latest + PRUNE_EVERY_US
+    # Next time anything can expire: when the oldest entry left leaves its window. Most clients
+    # trade less than hourly, so pruning "every hour" would mean pruning on every event.
+    due = [latest + rules.dedupe_window_us]
+    if history.seen:
+        due.append(next(iter(history.seen.values())).ts_us + rules.dedupe_window_us)
+    if history.fills:
+        due.append(next(iter(history.fills.values())).ts_us + 2 * rules.bust_window_us)
+    if history.deposits:
+        due.append(next(iter(history.deposits.values())) + rules.dedupe_window_us)
+    history.next_prune_us = max(min(due), latest + PRUNE_EVERY_US)
 
 
 def _drop_front(entries: dict[str, V], expired: Callable[[V], bool]) -> None:

@@ -110,3 +110,16 @@ def test_output_ids_are_deterministic_and_name_their_cause() -> None:
     ids = [o["id"] for o in first]
     assert len(ids) == len(set(ids)), "output ids are unique"
     assert all(o["cause_id"] in o["id"] for o in first)
+
+
+def test_history_forgets_what_its_windows_no_longer_need(s: Scenario) -> None:
+    s.fill("std", "f1", spread_cost="10")
+    history = s.engine.histories["c1"]
+    assert "f1" in history.fills and len(history.seen) == 5   # register, verify, open, validate, fill
+    s.advance(days=8)
+    s.fill("std", "f2", spread_cost="10")
+    assert set(history.seen) == {f"e{s.count}"}          # ids older than the dedupe window go
+    assert set(history.fills) == {"f1", "f2"}           # fills stay twice the bust window
+    s.advance(days=7)
+    s.fill("std", "f3", spread_cost="10")
+    assert set(history.fills) == {"f2", "f3"}
