@@ -7,10 +7,11 @@ from decimal import Decimal
 from handlers import bonus, cashback, fills, welcome
 from handlers.money import to_usd
 from handlers.rebates import PlanBook
-from handlers.state import Account, ClientHistory, ClientState
+from handlers.history import History, live_deposit
+from handlers.state import Account, ClientState
 from handlers.step import Step
 from handlers.verdict import Refusal, unknown_account
-from handlers.welcome import IdentityRegistry
+from handlers.welcome import IdentityPort
 from schemas.inputs import (
     AccountOpened,
     AccountValidated,
@@ -32,8 +33,8 @@ def register(event: ClientRegistered) -> ClientState:
 
 
 def apply(
-    client: ClientState, history: ClientHistory, event: ClientEvent, step: Step,
-    plans: PlanBook, identities: IdentityRegistry,
+    client: ClientState, history: History, event: ClientEvent, step: Step,
+    plans: PlanBook, identities: IdentityPort,
 ) -> Refusal | None:
     """Apply ``event``; a Refusal means it had no effect at all."""
     match event:
@@ -48,11 +49,8 @@ def apply(
             refusal = _deposit(client, history, event, step)
         case WelcomeClaim():
             reason = welcome.claim_refusal(client, event, step)
-            if reason is None and client.identity_hash is not None:
-                if not identities.claim(client.identity_hash, client.client_id):
-                    reason = "duplicate_identity"
             if reason is None:
-                welcome.grant(client, event, step)
+                identities.claim(client, event, step)  # one per person: decided across clients
             else:
                 welcome.refuse(client, event, reason, step)
             refusal = None
@@ -91,16 +89,16 @@ def _profile(client: ClientState, event: ClientEvent) -> Refusal | None:
     return None
 
 
-def _deposit(client: ClientState, history: ClientHistory, event: Deposit, step: Step) -> Refusal | None:
+def _deposit(client: ClientState, history: History, event: Deposit, step: Step) -> Refusal | None:
     account = client.accounts.get(event.account_id)
     if account is None:
         if event.bonus_percent is not None:  # the client chose a bonus: answer that choice
             bonus.reject(client, event, "unknown_account", step)
             return None
         return unknown_account(client.client_id, event.account_id)
-    if event.deposit_id in history.deposits:
+    if live_deposit(history, event.deposit_id, client.latest_ts_us, step.rules):
         return Refusal("conflicting_duplicate", f"deposit {event.deposit_id!r} was already applied")
-    history.deposits[event.deposit_id] = step.ts_us
+    history.put_deposit(event.deposit_id, step.ts_us)
     amount_usd = to_usd(Decimal(event.amount), account.currency)
     if welcome.deposit_qualifies(amount_usd, event.source, account.account_type, step):
         account.qualifying_deposit = True

@@ -7,7 +7,8 @@ from decimal import Decimal
 from handlers import bonus, cashback, welcome
 from handlers.money import ZERO, fmt, to_standard_lots, to_usd
 from handlers.rebates import PlanBook, accrue, accrue_fill
-from handlers.state import ClientHistory, ClientState, FillRecord, PayoutLedger
+from handlers.history import History, live_fill
+from handlers.state import ClientState, FillRecord, PayoutLedger
 from handlers.step import CommissionAccrual, Step
 from handlers.verdict import Refusal, unknown_account
 from schemas.inputs import TradeBust, TradeFill
@@ -16,12 +17,12 @@ from schemas.timefmt import parse_ts_us
 
 
 def on_fill(
-    client: ClientState, history: ClientHistory, event: TradeFill, plans: PlanBook, step: Step
+    client: ClientState, history: History, event: TradeFill, plans: PlanBook, step: Step
 ) -> Refusal | None:
     account = client.accounts.get(event.account_id)
     if account is None:
         return unknown_account(client.client_id, event.account_id)
-    earlier = history.fills.get(event.fill_id)
+    earlier = live_fill(history, event.fill_id, step.ts_us, step.rules)
     if earlier is not None:
         return Refusal("conflicting_duplicate",
                        f"fill {event.fill_id!r} was already applied by event {earlier.cause_id!r}")
@@ -48,10 +49,10 @@ def on_fill(
                     client_id=client.client_id, partner_id=client.partner_id,
                     account_id=account.account_id, fill_id=event.fill_id, rebate=fmt(rebate),
                     commission=fmt(commission)))
-    history.fills[event.fill_id] = FillRecord(
+    history.put_fill(event.fill_id, FillRecord(
         cause_id=event.id, ts_us=step.ts_us, account_id=account.account_id, cashback=cash,
         covered=covered, turnover=turnover, rebate=rebate, commission=commission,
-        partner_id=client.partner_id if (rebate or commission) else None, pnl=pnl_usd)
+        partner_id=client.partner_id if (rebate or commission) else None, pnl=pnl_usd))
     return None
 
 
@@ -64,8 +65,8 @@ def _held_long_enough(event: TradeFill, step: Step) -> bool:
     return step.ts_us - parse_ts_us(event.opened_at) >= minimum
 
 
-def on_bust(client: ClientState, history: ClientHistory, event: TradeBust, step: Step) -> Refusal | None:
-    record = history.fills.get(event.fill_id)
+def on_bust(client: ClientState, history: History, event: TradeBust, step: Step) -> Refusal | None:
+    record = live_fill(history, event.fill_id, step.ts_us, step.rules)
     if record is None:
         return Refusal("unknown_fill", f"no fill {event.fill_id!r} of client {client.client_id} "
                                        "is known (never seen, or past twice the bust window)")
@@ -86,6 +87,7 @@ def on_bust(client: ClientState, history: ClientHistory, event: TradeBust, step:
     if record.pnl:
         welcome.count_profit(client, record.account_id, -record.pnl)
     record.busted_by = event.id
+    history.put_fill(event.fill_id, record)
     step.outputs.append(FillReversed(
         id=step.output_id("fill.reversed"), cause_id=event.id, ts=event.ts,
         client_id=client.client_id, account_id=record.account_id, fill_id=event.fill_id,

@@ -1,37 +1,57 @@
-"""Exactly one effect per event id, within a bounded window of event time.
+"""Exactly one effect per event id, within bounded windows of event time.
 
 An id seen before with the same payload is a redelivery (`duplicate`: no effect); with
 another payload, a `conflicting_duplicate`. Ids are remembered for the dedupe window behind the
-newest event of the same history; an event older than that is `stale_event`, because it could
-no longer be told apart from a redelivery. Whether old entries are already pruned never changes
-an answer: the staleness check comes first.
+client's newest event; an event older than that is `stale_event`, because it could no longer be
+told apart from a redelivery.
+
+Where the entries live is the caller's business (``History``: dicts offline, tables in the
+worker), and so is when old entries are dropped. Answers never depend on that: every lookup
+ignores an entry that has left its window, so a store pruned early, late or never gives the
+same outputs.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Final, TypeVar
+from collections.abc import Callable
+from typing import Final, Protocol, TypeVar
+
+import msgspec
 
 from handlers.rules import Rules
-from handlers.state import ClientHistory, Seen
+from handlers.state import ClientState, FillRecord, Seen
 from handlers.verdict import Refusal
 from schemas.codec import canonical_bytes
 from schemas.inputs import InputEvent
 
 V = TypeVar("V")
-PRUNE_EVERY_US: Final = 3_600_000_000  # prune at most once an hour of event time
+PRUNE_EVERY_US: Final = 3_600_000_000  # offline: prune at most once an hour of event time
+
+
+class History(Protocol):
+    """A client's remembered event ids, fills (for busts) and deposit ids."""
+
+    def seen(self, event_id: str) -> Seen | None: ...
+    def remember(self, event_id: str, entry: Seen) -> None: ...
+    def fill(self, fill_id: str) -> FillRecord | None: ...
+    def put_fill(self, fill_id: str, record: FillRecord) -> None: ...
+    def deposit(self, deposit_id: str) -> int | None: ...
+    def put_deposit(self, deposit_id: str, ts_us: int) -> None: ...
 
 
 def digest(event: InputEvent) -> bytes:
     return hashlib.blake2b(canonical_bytes(event), digest_size=10).digest()
 
 
-def admit(history: ClientHistory, event: InputEvent, event_digest: bytes, ts_us: int, rules: Rules) -> Refusal | None:
-    if ts_us < history.latest_ts_us - rules.dedupe_window_us:
+def admit(history: History, latest_ts_us: int, event: InputEvent, event_digest: bytes, ts_us: int,
+          rules: Rules) -> Refusal | None:
+    horizon = latest_ts_us - rules.dedupe_window_us
+    if ts_us < horizon:
         return Refusal("stale_event", "event is older than the dedupe window behind this "
                                       "client's newest event; it cannot be told from a redelivery")
-    seen = history.seen.get(event.id)
-    if seen is None:
+    seen = history.seen(event.id)
+    if seen is None or seen.ts_us < horizon:
         return None
     if seen.digest == event_digest:
         return Refusal("duplicate", f"event {event.id!r} was already applied; no second effect")
@@ -39,38 +59,81 @@ def admit(history: ClientHistory, event: InputEvent, event_digest: bytes, ts_us:
                                             "different payload")
 
 
-def remember(history: ClientHistory, event: InputEvent, event_digest: bytes, ts_us: int, rules: Rules) -> None:
-    history.seen[event.id] = Seen(event_digest, ts_us)
-    if ts_us > history.latest_ts_us:
-        history.latest_ts_us = ts_us
-    if history.latest_ts_us >= history.next_prune_us:
-        prune(history, rules)
+def remember(history: History, client: ClientState | None, event: InputEvent, event_digest: bytes,
+             ts_us: int) -> None:
+    history.remember(event.id, Seen(event_digest, ts_us))
+    if client is not None and ts_us > client.latest_ts_us:
+        client.latest_ts_us = ts_us
 
 
-def prune(history: ClientHistory, rules: Rules) -> None:
-    """Forget what the windows no longer need. Fill records are kept for twice the bust window,
-    so that a late bust is told `bust_window_expired` rather than `unknown_fill`.
+def live_fill(history: History, fill_id: str, now_us: int, rules: Rules) -> FillRecord | None:
+    """A fill record a bust may still name: up to twice the bust window old (past the window a
+    bust is `bust_window_expired`; past twice the window the fill is forgotten)."""
+    record = history.fill(fill_id)
+    if record is None or record.ts_us < now_us - 2 * rules.bust_window_us:
+        return None
+    return record
 
-    Entries are inserted in (nearly) event-time order, so pruning pops from the front and
-    stops at the first entry still inside the window: the cost is what is removed, not what is
-    kept. An entry that arrived out of order may outlive its window a little; that changes no
-    answer, because staleness is checked before the entries are."""
-    latest = history.latest_ts_us
-    seen_horizon = latest - rules.dedupe_window_us
-    _drop_front(history.seen, lambda seen: seen.ts_us < seen_horizon)
-    fill_horizon = latest - 2 * rules.bust_window_us
-    _drop_front(history.fills, lambda record: record.ts_us < fill_horizon)
-    _drop_front(history.deposits, lambda ts_us: ts_us < seen_horizon)
-    # Next time anything can expire: when the oldest entry left leaves its window. Most clients
-    # trade less than hourly, so pruning "every hour" would mean pruning on every event.
-    due = [latest + rules.dedupe_window_us]
-    if history.seen:
-        due.append(next(iter(history.seen.values())).ts_us + rules.dedupe_window_us)
-    if history.fills:
-        due.append(next(iter(history.fills.values())).ts_us + 2 * rules.bust_window_us)
-    if history.deposits:
-        due.append(next(iter(history.deposits.values())) + rules.dedupe_window_us)
-    history.next_prune_us = max(min(due), latest + PRUNE_EVERY_US)
+
+def live_deposit(history: History, deposit_id: str, latest_ts_us: int, rules: Rules) -> bool:
+    ts_us = history.deposit(deposit_id)
+    return ts_us is not None and ts_us >= latest_ts_us - rules.dedupe_window_us
+
+
+# -- when entries may be dropped: the same rule for every store -------------------------------
+def seen_expired(entry_ts_us: int, latest_ts_us: int, rules: Rules) -> bool:
+    return entry_ts_us < latest_ts_us - rules.dedupe_window_us
+
+
+def fill_expired(entry_ts_us: int, latest_ts_us: int, rules: Rules) -> bool:
+    # No admissible event (ts >= latest - dedupe window) can still see it as live.
+    return entry_ts_us < latest_ts_us - rules.dedupe_window_us - 2 * rules.bust_window_us
+
+
+class ClientHistory(msgspec.Struct, kw_only=True):
+    """The in-memory History of the offline engine."""
+
+    seen_ids: dict[str, Seen] = msgspec.field(default_factory=dict)
+    fills: dict[str, FillRecord] = msgspec.field(default_factory=dict)
+    deposits: dict[str, int] = msgspec.field(default_factory=dict)
+    next_prune_us: int = 0
+
+    def seen(self, event_id: str) -> Seen | None:
+        return self.seen_ids.get(event_id)
+
+    def remember(self, event_id: str, entry: Seen) -> None:
+        self.seen_ids[event_id] = entry
+
+    def fill(self, fill_id: str) -> FillRecord | None:
+        return self.fills.get(fill_id)
+
+    def put_fill(self, fill_id: str, record: FillRecord) -> None:
+        self.fills[fill_id] = record
+
+    def deposit(self, deposit_id: str) -> int | None:
+        return self.deposits.get(deposit_id)
+
+    def put_deposit(self, deposit_id: str, ts_us: int) -> None:
+        self.deposits[deposit_id] = ts_us
+
+    def maybe_prune(self, latest_ts_us: int, rules: Rules) -> None:
+        """Entries are inserted in (nearly) event-time order, so pruning pops from the front
+        and stops at the first entry still inside its window: the cost is what is removed."""
+        if latest_ts_us < self.next_prune_us:
+            return
+        _drop_front(self.seen_ids, lambda e: seen_expired(e.ts_us, latest_ts_us, rules))
+        _drop_front(self.fills, lambda r: fill_expired(r.ts_us, latest_ts_us, rules))
+        _drop_front(self.deposits, lambda ts: seen_expired(ts, latest_ts_us, rules))
+        # Next time anything can expire. Most clients trade less than hourly, so pruning "every
+        # hour" would mean pruning on every event.
+        due = [latest_ts_us + rules.dedupe_window_us]
+        if self.seen_ids:
+            due.append(next(iter(self.seen_ids.values())).ts_us + rules.dedupe_window_us)
+        if self.fills:
+            due.append(next(iter(self.fills.values())).ts_us + rules.dedupe_window_us + 2 * rules.bust_window_us)
+        if self.deposits:
+            due.append(next(iter(self.deposits.values())) + rules.dedupe_window_us)
+        self.next_prune_us = max(min(due), latest_ts_us + PRUNE_EVERY_US)
 
 
 def _drop_front(entries: dict[str, V], expired: Callable[[V], bool]) -> None:

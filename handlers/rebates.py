@@ -81,3 +81,14 @@ def settle(ledger: PayoutLedger, date: str) -> tuple[Decimal, Decimal] | None:
         return None
     return amount, ledger.carried
 
+
+
+def take_due(ledger: PayoutLedger, date: str) -> Decimal | None:
+    """Remove and return what accrued on day ``date`` and before (None when nothing did): a
+    partition's share of a partner's commission, handed on to be summed with the others'."""
+    due_dates = [d for d in ledger.pending if d <= date]
+    if not due_dates:
+        return None
+    total = sum((ledger.pending.pop(d) for d in due_dates), ZERO)
+    ledger.paid += total  # handed on: this partial ledger stays balanced
+    return total

@@ -1,9 +1,9 @@
 """The engine's state: plain, serialisable values (msgspec Structs, Decimal money).
 
 A client's state is split in two so that the stream worker can store them apart:
-``ClientState`` is what the programs know about the client (small, read on every event);
-``ClientHistory`` is what makes effects exactly-once (ids seen, fills that can still be busted),
-bounded by the dedupe and bust windows of event time.
+``ClientState`` is what the programs know about the client (small, read on every event); its
+history (ids seen, fills that can still be busted: ``handlers.history``) is what makes effects
+exactly-once, bounded by the dedupe and bust windows of event time.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class PayoutLedger(msgspec.Struct, kw_only=True):
 class ClientState(msgspec.Struct, kw_only=True):
     client_id: str
     country: str
+    latest_ts_us: int = 0              # the newest event time applied: the windows' reference
     id_document: bool = False
     phone: bool = False
     identity_hash: str | None = None
@@ -97,14 +98,6 @@ class FillRecord(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 class Seen(msgspec.Struct, array_like=True, gc=False):
     digest: bytes
     ts_us: int
-
-
-class ClientHistory(msgspec.Struct, kw_only=True):
-    latest_ts_us: int = 0
-    seen: dict[str, Seen] = msgspec.field(default_factory=dict)       # by event id
-    fills: dict[str, FillRecord] = msgspec.field(default_factory=dict)  # by fill id
-    deposits: dict[str, int] = msgspec.field(default_factory=dict)    # deposit id -> ts_us
-    next_prune_us: int = 0
 
 
 class Plan(msgspec.Struct, kw_only=True, array_like=True):

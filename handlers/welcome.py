@@ -1,13 +1,16 @@
 """Welcome Bonus: eligibility, one per person, and the transfer of its profit.
 
 One-per-person spans clients, so a claim is decided in two steps: the client's own checks
-(``claim_refusal``), then the identity registry (``IdentityRegistry.claim``), which the stream
-worker keeps in a partition of its own. ``grant`` and ``refuse`` apply the verdict.
+(``claim_refusal``), then the identity registry, through an ``IdentityPort``: offline the
+registry answers at once (``InstantIdentities``); the stream worker asks the registry's own
+partition and applies the verdict when it comes back. ``finalize`` applies a verdict the same
+way for both, so they give the same outputs.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Protocol
 
 from handlers.money import ZERO, fmt, to_usd
 from handlers.state import ClientState
@@ -23,6 +26,11 @@ from schemas.outputs import (
 )
 
 
+class IdentityPort(Protocol):
+    def claim(self, client: ClientState, event: WelcomeClaim, step: Step) -> None:
+        """Ask whether the client's identity may take the bonus; ``finalize`` the answer."""
+
+
 class IdentityRegistry:
     """Which client got the Welcome Bonus for each verified identity."""
 
@@ -33,6 +41,28 @@ class IdentityRegistry:
         """True when the identity is free (it is now this client's) or already this client's."""
         owner = self.owners.setdefault(identity_hash, client_id)
         return owner == client_id
+
+
+class InstantIdentities:
+    """The offline port: the registry is right here."""
+
+    def __init__(self, registry: IdentityRegistry) -> None:
+        self.registry = registry
+
+    def claim(self, client: ClientState, event: WelcomeClaim, step: Step) -> None:
+        assert client.identity_hash is not None, "claim_refusal lets only verified clients through"
+        finalize(client, event, self.registry.claim(client.identity_hash, client.client_id), step)
+
+
+def finalize(client: ClientState, event: WelcomeClaim, identity_free: bool, step: Step) -> None:
+    """Apply the registry's verdict. A second claim that passed the client's checks before the
+    first was granted is refused here, as it would have been had the first been decided at once."""
+    if client.welcome_granted:
+        refuse(client, event, "already_claimed", step)
+    elif not identity_free:
+        refuse(client, event, "duplicate_identity", step)
+    else:
+        grant(client, event, step)
 
 
 def claim_refusal(client: ClientState, event: WelcomeClaim, step: Step) -> WelcomeRefusal | None:

@@ -115,11 +115,24 @@ def test_output_ids_are_deterministic_and_name_their_cause() -> None:
 def test_history_forgets_what_its_windows_no_longer_need(s: Scenario) -> None:
     s.fill("std", "f1", spread_cost="10")
     history = s.engine.histories["c1"]
-    assert "f1" in history.fills and len(history.seen) == 5   # register, verify, open, validate, fill
+    assert "f1" in history.fills and len(history.seen_ids) == 5   # register, verify, open, validate, fill
     s.advance(days=8)
     s.fill("std", "f2", spread_cost="10")
-    assert set(history.seen) == {f"e{s.count}"}          # ids older than the dedupe window go
-    assert set(history.fills) == {"f1", "f2"}           # fills stay twice the bust window
-    s.advance(days=7)
+    assert set(history.seen_ids) == {f"e{s.count}"}      # ids older than the dedupe window go
+    # a fill is kept while an admissible bust (up to 7 days behind the newest event) could still
+    # find it within twice the bust window: 7 + 14 days
+    s.advance(days=12, hours=23)
     s.fill("std", "f3", spread_cost="10")
-    assert set(history.fills) == {"f2", "f3"}
+    assert set(history.fills) == {"f1", "f2", "f3"}
+    s.advance(days=2)
+    s.fill("std", "f4", spread_cost="10")
+    assert set(history.fills) == {"f2", "f3", "f4"}
+
+
+def test_a_forgotten_fill_is_unknown_and_a_late_one_expired(s: Scenario) -> None:
+    s.fill("std", "f1", spread_cost="10")
+    s.fill("std", "f2", spread_cost="10")
+    s.advance(days=8)
+    assert one(s.emit("trade.bust", client_id="c1", fill_id="f1"), "event.rejected")["reason"] == "bust_window_expired"
+    s.advance(days=7)
+    assert one(s.emit("trade.bust", client_id="c1", fill_id="f2"), "event.rejected")["reason"] == "unknown_fill"

@@ -1,0 +1,288 @@
+"""A real Kafka broker and a real Redis for tests and the demo, wherever the machine allows.
+
+Which one is used, first match wins:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set: those services, as they are.
+2. A Docker engine answers a ping: testcontainers (``apache/kafka``, ``redis``).
+3. Otherwise, on this machine: Apache Kafka from the official jars on Maven Central (resolved
+   once by Maven into the cache folder, then run as a single-node KRaft broker on free ports),
+   and Debian's ``redis-server`` (installed with apt-get when missing).
+
+    python -m streams.localservices        # start both, print their addresses, run until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+LOCAL_DIR: Final = Path(__file__).resolve().parent.parent / "deploy" / "local"
+CACHE_DIR: Final = Path(os.environ.get("REWARDS_CACHE_DIR", Path.home() / ".cache" / "rewards"))
+KAFKA_START_TIMEOUT_S: Final = 120.0
+REDIS_START_TIMEOUT_S: Final = 20.0
+KAFKA_IMAGE: Final = "apache/kafka:4.1.1"
+REDIS_IMAGE: Final = "redis:7.4-alpine"
+
+
+class ServiceError(RuntimeError):
+    """A service could not be provided; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    redis_url: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def docker_available() -> bool:
+    """A Docker engine that answers, not just a docker client on the PATH."""
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+# -- Kafka -------------------------------------------------------------------------------------
+def kafka_jars() -> Path:
+    """The broker's jars, resolved from Maven Central once and cached."""
+    pom = LOCAL_DIR / "pom.xml"
+    folder = CACHE_DIR / "kafka-jars" / _digest(pom.read_bytes())
+    marker = folder / ".complete"
+    if marker.exists():
+        return folder
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise ServiceError("Kafka needs Java 17+ and Maven to fetch the broker jars "
+                           "(or set KAFKA_BOOTSTRAP_SERVERS, or run a Docker engine)")
+    folder.mkdir(parents=True, exist_ok=True)
+    command = ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+               "-DincludeScope=runtime", f"-DoutputDirectory={folder}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        raise ServiceError(f"mvn could not resolve the Kafka jars:\n{result.stdout[-4000:]}{result.stderr[-4000:]}")
+    marker.touch()
+    return folder
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def local_kafka(work_dir: Path | None = None) -> Iterator[str]:
+    """A single-node KRaft broker on free loopback ports; yields its bootstrap address."""
+    jars = kafka_jars()
+    own_dir = work_dir is None
+    folder = Path(tempfile.mkdtemp(prefix="rewards-kafka-")) if work_dir is None else work_dir
+    broker_port, controller_port = free_port(), free_port()
+    properties = folder / "server.properties"
+    properties.write_text("\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={folder / 'data'}",
+        "num.partitions=1",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=4",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "num.network.threads=2",
+        "num.io.threads=2",
+        "log.cleaner.dedupe.buffer.size=33554432",
+        "auto.create.topics.enable=false",
+        "",
+    ]))
+    classpath = f"{jars}/*"
+    java = ["java", "-Xms256m", "-Xmx512m", f"-Dlog4j2.configurationFile={LOCAL_DIR / 'log4j2.properties'}",
+            "-cp", classpath]
+    cluster_id = _cluster_id()
+    formatted = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                                       str(properties), "--ignore-formatted"],
+                               capture_output=True, text=True, timeout=120)
+    if formatted.returncode != 0:
+        raise ServiceError(f"kafka storage format failed:\n{formatted.stdout}{formatted.stderr}")
+    log = open(folder / "broker.log", "wb")
+    process = subprocess.Popen(java + ["kafka.Kafka", str(properties)], stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    bootstrap = f"127.0.0.1:{broker_port}"
+    try:
+        _wait_for_kafka(bootstrap, process, folder / "broker.log")
+        yield bootstrap
+    finally:
+        _stop(process)
+        log.close()
+        if own_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _wait_for_kafka(bootstrap: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Ready when the broker answers a metadata request, not merely when the port opens."""
+    import asyncio
+    import logging
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # "unable to connect" until it is up
+
+    async def answers() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return True
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    deadline = time.monotonic() + KAFKA_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceError(f"the Kafka broker exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        if asyncio.run(answers()):
+            return
+        time.sleep(0.5)
+    raise ServiceError(f"the Kafka broker did not answer within {KAFKA_START_TIMEOUT_S:.0f} s:\n"
+                       f"{log.read_text()[-4000:]}")
+
+
+# -- Redis -------------------------------------------------------------------------------------
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if shutil.which("apt-get") is None:
+        raise ServiceError("redis-server is not installed (set REDIS_URL, or install Redis)")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, timeout=600, **quiet)  # type: ignore[call-overload]
+    installed = subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], timeout=600, **quiet)  # type: ignore[call-overload]
+    found = shutil.which("redis-server")
+    if installed.returncode != 0 or not found:
+        raise ServiceError(f"could not install redis-server: {installed.stderr.decode()[-2000:]}")
+    return found
+
+
+@contextlib.contextmanager
+def local_redis() -> Iterator[str]:
+    binary = redis_server_binary()
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="rewards-redis-"))
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(folder)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise ServiceError(f"redis-server exited with {process.returncode}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    break
+            if time.monotonic() > deadline:
+                raise ServiceError("redis-server did not answer PING")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# -- both ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def services() -> Iterator[Services]:
+    """Kafka and Redis by the rules of the module doc."""
+    with contextlib.ExitStack() as stack:
+        kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        redis_url = os.environ.get("REDIS_URL")
+        docker = (kafka is None or redis_url is None) and docker_available()
+        if kafka is None:
+            kafka = stack.enter_context(_container_kafka()) if docker else stack.enter_context(local_kafka())
+        if redis_url is None:
+            redis_url = stack.enter_context(_container_redis()) if docker else stack.enter_context(local_redis())
+        yield Services(kafka_bootstrap=kafka, redis_url=redis_url)
+
+
+@contextlib.contextmanager
+def _container_kafka() -> Iterator[str]:
+    try:
+        from testcontainers.community.kafka import KafkaContainer  # type: ignore[import-untyped]
+    except ImportError:  # testcontainers before 4.15
+        from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
+
+    with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
+        yield container.get_bootstrap_server()
+
+
+@contextlib.contextmanager
+def _container_redis() -> Iterator[str]:
+    try:
+        from testcontainers.community.redis import RedisContainer  # type: ignore[import-untyped]
+    except ImportError:  # testcontainers before 4.15
+        from testcontainers.redis import RedisContainer  # type: ignore[import-untyped]
+
+    with RedisContainer(REDIS_IMAGE) as container:
+        yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+
+
+def main() -> int:
+    with services() as found:
+        print(f"KAFKA_BOOTSTRAP_SERVERS={found.kafka_bootstrap}")
+        print(f"REDIS_URL={found.redis_url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
