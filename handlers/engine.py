@@ -40,6 +40,7 @@ class Shared(msgspec.Struct, kw_only=True):
     latest_ts_us: int = 0
     commissions: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
     rebate_clients: set[str] = msgspec.field(default_factory=set)
+    sources: dict[str, int] = msgspec.field(default_factory=dict)  # the worker's guard, as on ClientState
 
 
 class ClientStore(Protocol):

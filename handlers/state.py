@@ -73,6 +73,10 @@ class ClientState(msgspec.Struct, kw_only=True):
     bonuses: list[Bonus] = msgspec.field(default_factory=list)
     partner_id: str | None = None
     rebates: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # by partner id
+    pending_claims: list[str] = msgspec.field(default_factory=list)  # welcome claims awaiting the registry
+    # The stream worker's guard: per input topic-partition, the offset of the last input applied
+    # to this client. A record copied twice into the sequenced log is seen here and skipped.
+    sources: dict[str, int] = msgspec.field(default_factory=dict)
 
     @property
     def verified(self) -> bool:

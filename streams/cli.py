@@ -24,6 +24,57 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    import faust
+
+    from streams.admin import ensure_topics
+    from streams.app import Worker
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    rules = load_rules(args.rules or settings.rules_file or None)
+    logging.basicConfig(level=settings.log_level)
+    created = asyncio.run(ensure_topics(settings))
+    if created:
+        print(f"rewards: created topics {', '.join(created)}", file=sys.stderr)
+    worker = Worker(settings, rules)
+    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    return 0
+
+
+def _close_day(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import date
+
+    from streams.admin import publish_day_close
+    from streams.settings import Settings
+
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        print(f"rewards: not a YYYY-MM-DD date: {args.date!r}", file=sys.stderr)
+        return 2
+    event = asyncio.run(publish_day_close(Settings.from_env(), day, args.id))
+    print(f"published {event['id']} (ts {event['ts']})")
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.admin import ensure_topics, topic_plan
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    created = asyncio.run(ensure_topics(settings))
+    for name, partitions in topic_plan(settings).items():
+        print(f"{name:40} {partitions:>4} partitions{'  (created)' if name in created else ''}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewards", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rules", help="rules file (TOML) overriding the defaults key by key")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(run=_replay)
+
+    worker = commands.add_parser("worker", help="run the stream worker (configuration: environment, see README)")
+    worker.add_argument("--rules", help="rules file (TOML); default: REWARDS_RULES_FILE, else the defaults")
+    worker.set_defaults(run=_worker)
+
+    close = commands.add_parser("close-day", help="publish settlement.day_closed for DATE to the settlement topic")
+    close.add_argument("date", help="the day to close, YYYY-MM-DD")
+    close.add_argument("--id", help="event id (default: derived from the date, so a repeat is harmless)")
+    close.set_defaults(run=_close_day)
+
+    topics = commands.add_parser("topics", help="create the worker's topics where missing, and list them")
+    topics.set_defaults(run=_topics)
     return parser
 
 
@@ -44,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.run(args)
     except RulesError as exc:
         print(f"rewards: bad rules file: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # SettingsError
+        if type(exc).__name__ != "SettingsError":
+            raise
+        print(f"rewards: bad configuration: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"rewards: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

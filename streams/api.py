@@ -1,0 +1,52 @@
+"""The client-area API on the worker's web server, served from the Redis read model.
+
+    GET /clients/{id}/wallet     balance, lifetime accrued JM USD, reward rate, allocations
+    GET /clients/{id}/bonuses    every deposit bonus and its turnover progress
+    GET /clients/{id}/rebates    partner rebates accrued, paid and carried
+    GET /health                  200 when Redis answers, 503 when it does not
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import redis.asyncio as redis
+
+if TYPE_CHECKING:
+    from streams.app import Worker
+
+PARTS = ("wallet", "bonuses", "rebates")
+
+
+def register(worker: Worker) -> None:
+    app, model = worker.app, worker.read_model
+
+    def json_response(web: Any, body: Any, status: int = 200) -> Any:
+        return web.bytes(body if isinstance(body, bytes) else orjson.dumps(body), status=status,
+                         content_type="application/json")
+
+    async def client_part(web: Any, request: Any, client_id: str, part: str) -> Any:
+        try:
+            body = await model.view(client_id, part)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            return json_response(web, {"error": "read model unavailable", "detail": str(exc)}, 503)
+        if body is None:
+            return json_response(web, {"error": "unknown client", "client_id": client_id}, 404)
+        return json_response(web, body)
+
+    for part in PARTS:
+        def make(part: str) -> Any:
+            async def handler(web: Any, request: Any, client_id: str) -> Any:
+                return await client_part(web, request, client_id, part)
+            handler.__name__ = f"client_{part}"
+            return handler
+
+        app.page(f"/clients/{{client_id}}/{part}")(make(part))
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        ok = await model.ping()
+        body = {"status": "ok" if ok else "degraded", "redis": "up" if ok else "unreachable",
+                "applied": worker.applied, "skipped_redeliveries": worker.skipped}
+        return json_response(web, body, 200 if ok else 503)

@@ -1,0 +1,227 @@
+"""The Faust app: topics, tables and agents of the stream worker.
+
+    sequencer   input topics -> <app>.sequenced   (one recorded order per client; broadcasts)
+    ledger      <app>.sequenced -> ledger, dead letters, identity requests, commission reports
+    identity    identity requests -> verdicts back into <app>.sequenced (one bonus per person)
+    commissions commission reports -> commission.payout (a partner's total over all partitions)
+
+Every agent runs with concurrency=1 at Faust's at-least-once guarantee; effectively-once is
+built in ``streams.ledger`` (Faust's exactly_once mode is not relied on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from decimal import Decimal
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from handlers.engine import PartnerLedgers
+from handlers.rules import Rules
+from handlers.state import PayoutLedger
+from handlers.step import Step
+from schemas.inputs import DayClosed
+from schemas.timefmt import day_of, parse_ts_us
+from streams import wire
+from streams.ledger import PartitionLedger, Record, Send, Topics
+from streams.partitioning import partition_for
+from streams.readmodel import ReadModel
+from streams.settings import Settings
+
+log = logging.getLogger("rewards")
+_WRITING_PARTITION: contextvars.ContextVar[int | None] = contextvars.ContextVar("writing_partition", default=None)
+_payout_ledger = __import__("msgspec").msgpack.Decoder(PayoutLedger)
+
+
+class PartitionTable(faust.Table):  # type: ignore[misc]
+    """A table whose writes go to a changelog partition the writer names (the sequenced
+    partition the state belongs to), not to the partition of Faust's "current event": the ledger
+    writes a whole batch, spanning partitions, after the batch."""
+
+    def partition_for_key(self, key: Any) -> int | None:
+        partition = _WRITING_PARTITION.get()
+        if partition is not None:
+            return partition
+        return super().partition_for_key(key)  # type: ignore[no-any-return]
+
+
+class Worker:
+    def __init__(self, settings: Settings, rules: Rules, replay: bool = False) -> None:
+        self.settings, self.rules, self.replay = settings, rules, replay
+        n = settings.partitions
+        self.app = app = faust.App(
+            settings.group,
+            broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+            store="memory://",
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=n,
+            topic_replication_factor=settings.replication,
+            processing_guarantee="at_least_once",
+            producer_acks=-1,
+            producer_max_request_size=4 * 1024 * 1024,
+            consumer_auto_offset_reset="earliest",
+            web_enabled=True,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            datadir=settings.data_dir,
+            Table=PartitionTable,
+            stream_wait_empty=False,
+            broker_commit_every=settings.batch_max,
+            broker_commit_interval=1.0,
+        )
+        self.topics = Topics(ledger=settings.ledger_topic, deadletter=settings.deadletter_topic,
+                             identity=settings.identity_topic, commissions=settings.commission_topic,
+                             sequenced=settings.sequenced_topic)
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = app.topic(*settings.input_topics, **raw)
+        self.sequenced = app.topic(settings.sequenced_topic, partitions=n, **raw)
+        self.identity_requests = app.topic(settings.identity_topic, partitions=n, **raw)
+        self.commission_reports = app.topic(settings.commission_topic, partitions=n, **raw)
+        table = {"partitions": n, "key_type": bytes, "value_type": bytes}
+        self.clients = app.Table("clients", **table)
+        self.history = app.Table("history", **table)
+        self.shared = app.Table("shared", **table)
+        self.identities = app.Table("identities", **table)
+        self.partner_ledgers = app.Table("partners", **table)
+        self.closes = app.Table("closes", **table)
+        self.ledgers: dict[int, PartitionLedger] = {}
+        self.read_model = ReadModel(settings.redis_url, settings.redis_prefix)
+        self.applied = 0
+        self.skipped = 0
+
+        if not replay:
+            app.agent(self.inputs, name="sequencer", concurrency=1)(self.sequencer)
+            app.agent(self.identity_requests, name="identity", concurrency=1)(self.identity)
+        app.agent(self.sequenced, name="ledger", concurrency=1)(self.ledger)
+        app.agent(self.commission_reports, name="commissions", concurrency=1)(self.commissions)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+        from streams import api
+
+        api.register(self)
+
+    # -- sequencer ---------------------------------------------------------------------------------
+    async def sequencer(self, stream: Any) -> None:
+        """Copy every input, untouched, into the one log each client's events are applied from."""
+        n, broadcast = self.settings.partitions, set(self.settings.broadcast_topics)
+        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_ms / 1000):
+            sends = []
+            for event in events:
+                message = event.message
+                source = wire.Source(message.topic, message.partition, message.offset).header()
+                if message.topic in broadcast:
+                    headers = [(wire.H_SOURCE, source), (wire.H_KIND, wire.KIND_BROADCAST)]
+                    sends += [Send(self.topics.sequenced, None, message.value, p, headers) for p in range(n)]
+                else:
+                    key = message.key or b""
+                    headers = [(wire.H_SOURCE, source), (wire.H_KIND, wire.KIND_INPUT)]
+                    sends.append(Send(self.topics.sequenced, key, message.value, partition_for(key, n), headers))
+            await self._send_all(sends)
+
+    # -- ledger --------------------------------------------------------------------------------------
+    def _ledger_for(self, partition: int) -> PartitionLedger:
+        ledger = self.ledgers.get(partition)
+        if ledger is None:
+            ledger = self.ledgers[partition] = PartitionLedger(
+                partition, self.settings.partitions, self.rules, self.topics, self.clients,
+                self.history, self.shared, replay=self.replay)
+        return ledger
+
+    async def ledger(self, stream: Any) -> None:
+        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_ms / 1000):
+            touched: dict[int, PartitionLedger] = {}
+            for event in events:
+                message = event.message
+                ledger = touched[message.partition] = self._ledger_for(message.partition)
+                headers = {k: v for k, v in (message.headers or ())}
+                ledger.handle(Record(message.partition, message.offset, message.key, message.value, headers))
+            sends: list[Send] = []
+            for ledger in touched.values():
+                outbox = ledger.take_outbox()
+                sends += outbox.sends
+                self.skipped += outbox.skipped
+            # Outputs first, acknowledged; state after: see streams.ledger.
+            await self._send_all(sends)
+            views = []
+            for partition, ledger in touched.items():
+                token = _WRITING_PARTITION.set(partition)
+                try:
+                    changed = ledger.flush_state()
+                finally:
+                    _WRITING_PARTITION.reset(token)
+                views += [(ledger.cache[c], version) for c, version in changed.items()]
+                if len(ledger.cache) > 100_000:
+                    ledger.forget_cache()
+            self.applied += len(events)
+            await self.read_model.publish(views)
+
+    # -- identity registry -----------------------------------------------------------------------
+    async def identity(self, stream: Any) -> None:
+        """First claim to reach an identity's partition takes it; the verdict goes back into the
+        claimant's sequenced partition. Answering twice gives the same answer."""
+        n = self.settings.partitions
+        async for event in stream.events():
+            request = wire.identity_requests.decode(event.message.value)
+            key = request.identity_hash.encode()
+            owner = self.identities.get(key)
+            if owner is None:
+                self.identities[key] = owner = request.client_id.encode()
+            verdict = wire.Verdict(request.client_id, request.claim, owner == request.client_id.encode())
+            client_key = request.client_id.encode()
+            await self._send_all([Send(self.topics.sequenced, client_key, wire.encode(verdict),
+                                       partition_for(client_key, n), [(wire.H_KIND, wire.KIND_VERDICT)])])
+
+    # -- commissions -----------------------------------------------------------------------------------
+    async def commissions(self, stream: Any) -> None:
+        """A partner's commission is paid once every partition has reported its share."""
+        n = self.settings.partitions
+        async for event in stream.events():
+            report = wire.commission_reports.decode(event.message.value)
+            progress_key = report.close_id.encode() + b"\x1f" + str(event.message.partition).encode()
+            raw = self.closes.get(progress_key)
+            progress = wire.CloseProgress() if raw is None else wire.close_progress.decode(raw)
+            if progress.done or report.partition in progress.reported:
+                continue  # a report sent twice
+            progress.reported.add(report.partition)
+            for partner_id, amount in report.due.items():
+                progress.due.setdefault(partner_id, []).append(amount)
+            if len(progress.reported) == n:
+                await self._pay_commissions(report, progress)
+                progress.done, progress.due = True, {}
+            self.closes[progress_key] = wire.encode(progress)
+
+    async def _pay_commissions(self, report: wire.CommissionReport, progress: wire.CloseProgress) -> None:
+        ledgers: dict[str, PayoutLedger] = {}
+        for partner_id in progress.due:
+            raw = self.partner_ledgers.get(partner_id.encode())
+            ledgers[partner_id] = PayoutLedger() if raw is None else _payout_ledger.decode(raw)
+        close = DayClosed(id=report.close_id, ts=report.close_ts, date=report.date)
+        ts_us = parse_ts_us(report.close_ts)
+        step = Step(event=close, ts_us=ts_us, date=day_of(ts_us), rules=self.rules)
+        due = [(p, Decimal(a)) for p, amounts in progress.due.items() for a in amounts]
+        payouts = PartnerLedgers(ledgers).settle(close, step, due)
+        import orjson
+
+        await self._send_all([Send(self.topics.ledger, p.partner_id.encode(), orjson.dumps(p))  # type: ignore[attr-defined]
+                              for p in payouts])
+        for partner_id, ledger in ledgers.items():
+            self.partner_ledgers[partner_id.encode()] = wire.encode(ledger)
+
+    # -- plumbing --------------------------------------------------------------------------------
+    async def _send_all(self, sends: list[Send]) -> None:
+        """Send, then wait until Kafka has acknowledged every one."""
+        if not sends:
+            return
+        producer = self.app.producer
+        futures = [await producer.send(s.topic, s.key, s.value, s.partition, None, s.headers) for s in sends]
+        await asyncio.gather(*futures)
+
+    async def _on_revoked(self, app: Any, revoked: set[TP], **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic == self.topics.sequenced:
+                self.ledgers.pop(tp.partition, None)

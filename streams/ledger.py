@@ -1,0 +1,298 @@
+"""One partition of the sequenced log applied to its clients: the worker's ledger.
+
+Pure of Kafka and Faust: it reads and writes table-like mappings and returns what must be sent.
+The agent in ``streams.app`` feeds it batches and carries out the effects, in an order that
+makes the whole thing effectively-once on top of at-least-once delivery:
+
+1. apply every record of the batch (state changes stay in this object);
+2. send the outputs, dead letters and agent messages, and wait until Kafka has them;
+3. only then write the changed state to the tables (their changelogs);
+4. let Faust commit the input offsets (it flushes the producer first).
+
+A crash before 3 replays the batch: the same outputs are sent again with the same ids. A crash
+after 3 replays records whose effects the state already holds: each client remembers, per input
+topic-partition, the last offset it applied (``ClientState.sources``), and skips them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+import msgspec
+import orjson
+
+from handlers import cashback, welcome
+from handlers.engine import Shared, apply, refused, rejection_id
+from handlers.history import History
+from handlers.rules import Rules
+from handlers.state import ClientState, FillRecord, Seen
+from handlers.step import Step
+from handlers.verdict import Refusal
+from schemas.codec import BadInput, canonical_bytes, decode, rejection
+from schemas.inputs import ClientEvent, DayClosed, WelcomeClaim
+from schemas.outputs import CommissionPayout, EventRejected, OutputEvent
+from schemas.timefmt import day_of
+from streams import wire
+from streams.partitioning import partition_for
+
+SEP: Final = b"\x1f"
+_client_codec_enc = msgspec.msgpack.Encoder()
+_client_dec = msgspec.msgpack.Decoder(ClientState)
+_shared_dec = msgspec.msgpack.Decoder(Shared)
+_seen_dec = msgspec.msgpack.Decoder(Seen)
+_fill_dec = msgspec.msgpack.Decoder(FillRecord)
+
+
+@dataclass(slots=True)
+class Send:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+    headers: list[tuple[str, bytes]] | None = None
+
+
+@dataclass
+class Record:
+    """One record of the sequenced log, as the ledger needs it."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+
+@dataclass
+class Topics:
+    ledger: str
+    deadletter: str
+    identity: str
+    commissions: str
+    sequenced: str
+
+
+@dataclass
+class Outbox:
+    sends: list[Send] = field(default_factory=list)
+    outputs: list[OutputEvent] = field(default_factory=list)  # also in sends; for metrics and tests
+    skipped: int = 0  # records whose effects the state already had
+
+
+class TableHistory:
+    """A client's History as keys of the history table: ``client SEP kind id``."""
+
+    __slots__ = ("ledger", "prefix")
+
+    def __init__(self, ledger: PartitionLedger, client_id: str) -> None:
+        self.ledger = ledger
+        self.prefix = client_id.encode() + SEP
+
+    def _get(self, key: bytes) -> bytes | None:
+        pending = self.ledger.history_writes
+        if key in pending:
+            return pending[key]
+        return self.ledger.history_table.get(key)
+
+    def seen(self, event_id: str) -> Seen | None:
+        raw = self._get(self.prefix + b"s" + event_id.encode())
+        return None if raw is None else _seen_dec.decode(raw)
+
+    def remember(self, event_id: str, entry: Seen) -> None:
+        self.ledger.history_writes[self.prefix + b"s" + event_id.encode()] = _client_codec_enc.encode(entry)
+
+    def fill(self, fill_id: str) -> FillRecord | None:
+        raw = self._get(self.prefix + b"f" + fill_id.encode())
+        return None if raw is None else _fill_dec.decode(raw)
+
+    def put_fill(self, fill_id: str, record: FillRecord) -> None:
+        self.ledger.history_writes[self.prefix + b"f" + fill_id.encode()] = _client_codec_enc.encode(record)
+
+    def deposit(self, deposit_id: str) -> int | None:
+        raw = self._get(self.prefix + b"d" + deposit_id.encode())
+        return None if raw is None else int(raw)
+
+    def put_deposit(self, deposit_id: str, ts_us: int) -> None:
+        self.ledger.history_writes[self.prefix + b"d" + deposit_id.encode()] = str(ts_us).encode()
+
+
+class DeferredIdentities:
+    """The worker's IdentityPort: the claim waits on the client; the registry's partition is
+    asked with a message, and its verdict comes back through the client's sequenced log."""
+
+    def __init__(self, ledger: PartitionLedger) -> None:
+        self.ledger = ledger
+
+    def claim(self, client: ClientState, event: WelcomeClaim, step: Step) -> None:
+        assert client.identity_hash is not None
+        client.pending_claims.append(event.id)
+        if self.ledger.replay:
+            return  # a replay reads the verdicts already recorded in the log
+        request = wire.IdentityRequest(client.identity_hash, client.client_id, canonical_bytes(event))
+        self.ledger.outbox.sends.append(Send(self.ledger.topics.identity, client.identity_hash.encode(),
+                                             wire.encode(request)))
+
+
+class RemoteCommissions:
+    """The worker's CommissionBook: a partition's share of a day's commissions goes, per
+    partner, to the aggregator partition that partner's key lands in."""
+
+    def __init__(self, ledger: PartitionLedger) -> None:
+        self.ledger = ledger
+
+    def close(self, event: DayClosed, step: Step, due: dict[str, Decimal]) -> None:
+        ledger = self.ledger
+        shares: list[dict[str, str]] = [{} for _ in range(ledger.partitions)]
+        for partner_id, amount in due.items():
+            shares[partition_for(partner_id.encode(), ledger.partitions)][partner_id] = str(amount)
+        for target, share in enumerate(shares):  # every aggregator partition hears from every partition
+            report = wire.CommissionReport(event.id, event.ts, event.date, ledger.partition, share)
+            ledger.outbox.sends.append(Send(ledger.topics.commissions, event.id.encode(),
+                                            wire.encode(report), partition=target))
+
+
+class PartitionLedger:
+    def __init__(self, partition: int, partitions: int, rules: Rules, topics: Topics,
+                 clients: MutableMapping[bytes, bytes], history: MutableMapping[bytes, bytes],
+                 shared: MutableMapping[bytes, bytes], replay: bool = False) -> None:
+        self.partition, self.partitions, self.rules, self.topics = partition, partitions, rules, topics
+        self.clients_table, self.history_table, self.shared_table = clients, history, shared
+        self.replay = replay
+        self.shared_key = b"shared" + SEP + str(partition).encode()
+        raw_shared = shared.get(self.shared_key)
+        self.shared = Shared() if raw_shared is None else _shared_dec.decode(raw_shared)
+        self.cache: dict[str, ClientState] = {}
+        self.dirty: dict[str, int] = {}  # client id -> offset of the last record that changed it
+        self.history_writes: dict[bytes, bytes] = {}
+        self.shared_dirty = False
+        self.identities = DeferredIdentities(self)
+        self.commissions = RemoteCommissions(self)
+        self.outbox = Outbox()
+        self._offset = -1
+
+    # -- the ClientStore of handlers.engine ---------------------------------------------------
+    def get(self, client_id: str) -> ClientState | None:
+        client = self.cache.get(client_id)
+        if client is None:
+            raw = self.clients_table.get(client_id.encode())
+            if raw is not None:
+                client = self.cache[client_id] = _client_dec.decode(raw)
+        return client
+
+    def put(self, client: ClientState) -> None:
+        self.cache[client.client_id] = client
+        self.dirty[client.client_id] = self._offset
+
+    def history(self, client_id: str) -> History:
+        return TableHistory(self, client_id)
+
+    # -- applying records ----------------------------------------------------------------------
+    def take_outbox(self) -> Outbox:
+        outbox, self.outbox = self.outbox, Outbox()
+        return outbox
+
+    def handle(self, record: Record) -> None:
+        self._offset = record.offset
+        kind = record.headers.get(wire.H_KIND, wire.KIND_INPUT)
+        if kind == wire.KIND_VERDICT:
+            self._verdict(wire.verdicts.decode(record.value))
+            return
+        source = wire.Source.parse(record.headers[wire.H_SOURCE])
+        decoded = decode(record.value)
+        if isinstance(decoded, BadInput):
+            if kind == wire.KIND_BROADCAST and self.partition != 0:
+                return  # one dead letter for a bad broadcast, not one per partition
+            self._dead_letter(decoded, record.value, source)
+            return
+        event = decoded.event
+        if isinstance(event, ClientEvent):
+            if kind == wire.KIND_BROADCAST:
+                # A client's event published to a broadcast topic: only its own partition applies it.
+                if partition_for(event.client_id.encode(), self.partitions) != self.partition:
+                    return
+            elif record.key != event.client_id.encode():
+                self._refuse(event, "invalid_field", f"the message key {record.key!r} is not the "
+                             f"event's client_id {event.client_id!r}", record.value, source)
+                return
+            client = self.get(event.client_id)
+            if client is not None and client.sources.get(source.tp, -1) >= source.offset:
+                self.outbox.skipped += 1
+                return
+        else:
+            if kind != wire.KIND_BROADCAST:
+                self._refuse(event, "invalid_field", f"{event.__struct_config__.tag} must be published "
+                             "to its broadcast topic, so that every partition sees it", record.value, source)
+                return
+            if self.shared.sources.get(source.tp, -1) >= source.offset:
+                self.outbox.skipped += 1
+                return
+        step, refusal = apply(self, self.shared, event, decoded.ts_us, self.rules, self.identities,
+                              self.commissions)
+        if isinstance(event, ClientEvent):
+            client = self.get(event.client_id)
+            if client is not None:
+                client.sources[source.tp] = source.offset
+                self.put(client)
+        else:
+            self.shared.sources[source.tp] = source.offset
+            self.shared_dirty = True
+        if refusal is not None:
+            self._emit(refused(event, refusal, record.value, source.as_dict()))
+        for output in step.outputs:
+            self._emit(output)
+        if step.commissions:
+            self.shared_dirty = True
+
+    def _verdict(self, verdict: wire.Verdict) -> None:
+        client = self.get(verdict.client_id)
+        decoded = decode(verdict.claim)
+        assert not isinstance(decoded, BadInput) and isinstance(decoded.event, WelcomeClaim)
+        claim = decoded.event
+        if client is None or claim.id not in client.pending_claims:
+            self.outbox.skipped += 1  # a verdict delivered twice
+            return
+        client.pending_claims.remove(claim.id)
+        step = Step(event=claim, ts_us=decoded.ts_us, date=day_of(decoded.ts_us), rules=self.rules)
+        welcome.finalize(client, claim, verdict.identity_free, step)
+        cashback.assert_conserved(client)
+        self.put(client)
+        for output in step.outputs:
+            self._emit(output)
+
+    def _refuse(self, event: Any, reason: Any, error: str, raw: bytes, source: wire.Source) -> None:
+        self._emit(refused(event, Refusal(reason, error), raw, source.as_dict()))
+
+    def _dead_letter(self, bad: BadInput, raw: bytes, source: wire.Source) -> None:
+        self._emit(rejection(bad, raw, source.as_dict(), rejection_id(bad.cause_id, raw)))
+
+    def _emit(self, output: OutputEvent) -> None:
+        self.outbox.outputs.append(output)
+        if isinstance(output, EventRejected):
+            topic = self.topics.deadletter
+            key = output.client_id
+        elif isinstance(output, CommissionPayout):
+            topic, key = self.topics.ledger, output.partner_id
+        else:
+            topic, key = self.topics.ledger, getattr(output, "client_id", None)
+        self.outbox.sends.append(Send(topic, key.encode() if key else None, orjson.dumps(output)))
+
+    # -- after the outbox is safely sent -----------------------------------------------------------
+    def flush_state(self) -> dict[str, int]:
+        """Write what changed to the tables. Returns the changed clients with their versions."""
+        for client_id in self.dirty:
+            self.clients_table[client_id.encode()] = _client_codec_enc.encode(self.cache[client_id])
+        for key, value in self.history_writes.items():
+            self.history_table[key] = value
+        if self.shared_dirty:
+            self.shared_table[self.shared_key] = _client_codec_enc.encode(self.shared)
+        changed, self.dirty, self.history_writes, self.shared_dirty = self.dirty, {}, {}, False
+        return changed
+
+    def forget_cache(self) -> None:
+        """Keep the object cache bounded: state is always in the tables."""
+        assert not self.dirty and not self.history_writes
+        self.cache.clear()
+

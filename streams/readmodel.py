@@ -1,0 +1,91 @@
+"""The Redis read model: each client's wallet, bonuses and rebates, as the client area shows
+them. Written after the state is safely in the tables; guarded by version (the sequenced offset
+of the last record applied to the client), so that a replayed or rebalanced partition can never
+move a view back in time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import orjson
+import redis.asyncio as redis
+
+from handlers.money import ZERO, fmt
+from handlers.rules import Rules
+from handlers.state import ClientState
+
+log = logging.getLogger("rewards.readmodel")
+
+# KEYS[1] the client's hash; ARGV: version, wallet, bonuses, rebates. Writes only a newer version.
+GUARDED_WRITE: Final = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+if tonumber(ARGV[1]) <= current then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'wallet', ARGV[2], 'bonuses', ARGV[3], 'rebates', ARGV[4])
+return 1
+"""
+
+
+def views(client: ClientState, rules: Rules) -> tuple[bytes, bytes, bytes]:
+    wallet = {
+        "client_id": client.client_id,
+        "balance": fmt(client.wallet.balance),
+        "lifetime_accrued": fmt(client.wallet.accrued - client.wallet.reversed),
+        "reward_rate": fmt(rules.cashback_rate),
+        "allocated": fmt(client.wallet.allocated),
+        "accounts": [{"account_id": a.account_id, "account_type": a.account_type,
+                      "allocated": fmt(a.allocated)} for a in client.accounts.values()
+                     if a.account_type != "welcome"],
+    }
+    bonuses = {"client_id": client.client_id, "bonuses": [
+        {"bonus_id": b.bonus_id, "account_id": b.account_id, "deposit_id": b.deposit_id,
+         "percent": b.percent, "amount": fmt(b.amount), "required_lots": fmt(b.required_lots),
+         "lots_traded": fmt(b.lots_traded), "unlocked": b.unlocked} for b in client.bonuses]}
+    rebates = {"client_id": client.client_id, "partner_id": client.partner_id, "rebates": [
+        {"partner_id": p, "accrued": fmt(r.accrued), "paid": fmt(r.paid), "carried": fmt(r.carried),
+         "pending": fmt(sum(r.pending.values(), ZERO))} for p, r in sorted(client.rebates.items())]}
+    return orjson.dumps(wallet), orjson.dumps(bonuses), orjson.dumps(rebates)
+
+
+class ReadModel:
+    def __init__(self, url: str, prefix: str, rules: Rules | None = None) -> None:
+        self.client = redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+        self.prefix = prefix
+        self.rules = rules or Rules.default()
+        self._script: Any = None
+        self.backlog: dict[str, tuple[ClientState, int]] = {}  # views not yet written (Redis down)
+
+    def key(self, client_id: str) -> str:
+        return f"{self.prefix}client:{client_id}"
+
+    async def publish(self, changed: list[tuple[ClientState, int]]) -> None:
+        """Write the views of the changed clients. While Redis is unreachable they wait in a
+        backlog (newest version per client) and go out with the next batch that gets through."""
+        for client, version in changed:
+            self.backlog[client.client_id] = (client, version)
+        if not self.backlog:
+            return
+        if self._script is None:
+            self._script = self.client.register_script(GUARDED_WRITE)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for client_id, (client, version) in self.backlog.items():
+                    wallet, bonuses, rebates = views(client, self.rules)
+                    await self._script(keys=[self.key(client_id)], args=[version, wallet, bonuses, rebates],
+                                       client=pipe)
+                await pipe.execute()
+            self.backlog.clear()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            log.warning("Redis unreachable, %d client views wait for it: %s", len(self.backlog), exc)
+
+    async def view(self, client_id: str, part: str) -> bytes | None:
+        value = await self.client.hget(self.key(client_id), part)
+        return value if value is None else bytes(value)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return False
+
+

@@ -1,0 +1,133 @@
+"""The one settings object: every knob of the worker, from environment variables, each with a
+documented default, validated at start-up (README, "Configuration")."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+ENV_PREFIX = "REWARDS_"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = field(default="localhost:9092", metadata={
+        "env": "KAFKA_BOOTSTRAP_SERVERS", "doc": "Kafka bootstrap servers, host:port[,host:port]"})
+    redis_url: str = field(default="redis://localhost:6379/0", metadata={
+        "env": "REDIS_URL", "doc": "Redis for the read model and the client-area API"})
+    app_id: str = field(default="rewards", metadata={
+        "doc": "Faust app id: the consumer group, and the prefix of internal topics and tables"})
+    namespace: str = field(default="", metadata={
+        "doc": "a state namespace: suffixes the app id, internal and output topics and Redis keys "
+               "(set by `rewards replay --from-kafka`)"})
+    topic_clients: str = field(default="broker.clients", metadata={
+        "doc": "input: client.registered, client.verified, account.opened, account.validated, partner.linked"})
+    topic_trades: str = field(default="broker.trades", metadata={"doc": "input: trade.fill, trade.bust"})
+    topic_payments: str = field(default="broker.payments", metadata={"doc": "input: deposit"})
+    topic_commands: str = field(default="clientarea.commands", metadata={
+        "doc": "input: wallet.allocate, welcome.claim, welcome.transfer"})
+    topic_partners: str = field(default="partners.plans", metadata={"doc": "input: partner.plan (broadcast)"})
+    topic_settlement: str = field(default="settlement.days", metadata={
+        "doc": "input: settlement.day_closed (broadcast)"})
+    topic_ledger: str = field(default="rewards.ledger", metadata={"doc": "output: every ledger event"})
+    topic_deadletter: str = field(default="rewards.deadletter", metadata={
+        "doc": "output: event.rejected, with the raw input and its topic/partition/offset"})
+    partitions: int = field(default=8, metadata={
+        "doc": "partitions of the internal topics and tables (fixed once data exists)"})
+    replication: int = field(default=1, metadata={"doc": "replication factor of topics the worker creates"})
+    rules_file: str = field(default="", metadata={"doc": "rules file (TOML) overriding the defaults"})
+    web_host: str = field(default="0.0.0.0", metadata={"doc": "bind address of the web server (API, /metrics)"})
+    web_port: int = field(default=6066, metadata={"doc": "port of the web server"})
+    batch_max: int = field(default=2000, metadata={"doc": "most records the ledger applies per batch"})
+    batch_within_ms: int = field(default=50, metadata={"doc": "longest wait to fill a batch"})
+    data_dir: str = field(default=".rewards-data", metadata={"doc": "Faust's local data folder"})
+    log_level: str = field(default="WARNING", metadata={"doc": "log level of the worker"})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata.get("env", ENV_PREFIX + f.name.upper())
+            if name in env:
+                raw = env[name]
+                if f.type in ("int", int):
+                    try:
+                        values[f.name] = int(raw)
+                    except ValueError:
+                        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+                else:
+                    values[f.name] = raw
+        settings = replace(cls(**values), **overrides)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.partitions < 1 or self.partitions > 1024:
+            raise SettingsError("REWARDS_PARTITIONS must be between 1 and 1024")
+        if self.replication < 1:
+            raise SettingsError("REWARDS_REPLICATION must be at least 1")
+        if self.batch_max < 1 or self.batch_within_ms < 1:
+            raise SettingsError("REWARDS_BATCH_MAX and REWARDS_BATCH_WITHIN_MS must be positive")
+        if not self.kafka_bootstrap:
+            raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")
+        inputs = self.input_topics
+        if len(set(inputs)) != len(inputs):
+            raise SettingsError("the input topics must be six different topics")
+
+    # -- derived names ------------------------------------------------------------------------
+    @property
+    def group(self) -> str:
+        return f"{self.app_id}-{self.namespace}" if self.namespace else self.app_id
+
+    def _ns(self, topic: str) -> str:
+        return f"{topic}.{self.namespace}" if self.namespace else topic
+
+    @property
+    def client_topics(self) -> tuple[str, ...]:
+        return (self.topic_clients, self.topic_trades, self.topic_payments, self.topic_commands)
+
+    @property
+    def broadcast_topics(self) -> tuple[str, ...]:
+        return (self.topic_partners, self.topic_settlement)
+
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        return self.client_topics + self.broadcast_topics
+
+    @property
+    def sequenced_topic(self) -> str:
+        """The recorded order: every client's inputs, one log (shared by replays)."""
+        return f"{self.app_id}.sequenced"
+
+    @property
+    def identity_topic(self) -> str:
+        return f"{self.group}.identity"
+
+    @property
+    def commission_topic(self) -> str:
+        return f"{self.group}.commissions"
+
+    @property
+    def ledger_topic(self) -> str:
+        return self._ns(self.topic_ledger)
+
+    @property
+    def deadletter_topic(self) -> str:
+        return self._ns(self.topic_deadletter)
+
+    @property
+    def redis_prefix(self) -> str:
+        return f"rewards:{self.namespace}:" if self.namespace else "rewards:"
+
+    @classmethod
+    def documentation(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, meaning) for the README."""
+        return [(f.metadata.get("env", ENV_PREFIX + f.name.upper()), repr(f.default), f.metadata["doc"])
+                for f in fields(cls)]
