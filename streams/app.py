@@ -14,19 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from decimal import Decimal
 from typing import Any
 
 import faust
 from faust.types import TP
 
-from handlers.engine import PartnerLedgers
+import orjson
+
 from handlers.rules import Rules
-from handlers.state import PayoutLedger
-from handlers.step import Step
-from schemas.inputs import DayClosed
-from schemas.timefmt import day_of, parse_ts_us
 from streams import wire
+from streams.commissions import CommissionAggregator
 from streams.ledger import PartitionLedger, Record, Send, Topics
 from streams.partitioning import partition_for
 from streams.readmodel import ReadModel
@@ -34,7 +31,6 @@ from streams.settings import Settings
 
 log = logging.getLogger("rewards")
 _WRITING_PARTITION: contextvars.ContextVar[int | None] = contextvars.ContextVar("writing_partition", default=None)
-_payout_ledger = __import__("msgspec").msgpack.Decoder(PayoutLedger)
 
 
 class PartitionTable(faust.Table):  # type: ignore[misc]
@@ -179,38 +175,13 @@ class Worker:
     # -- commissions -----------------------------------------------------------------------------------
     async def commissions(self, stream: Any) -> None:
         """A partner's commission is paid once every partition has reported its share."""
-        n = self.settings.partitions
+        aggregator = CommissionAggregator(self.settings.partitions, self.rules, self.closes, self.partner_ledgers)
         async for event in stream.events():
             report = wire.commission_reports.decode(event.message.value)
-            progress_key = report.close_id.encode() + b"\x1f" + str(event.message.partition).encode()
-            raw = self.closes.get(progress_key)
-            progress = wire.CloseProgress() if raw is None else wire.close_progress.decode(raw)
-            if progress.done or report.partition in progress.reported:
-                continue  # a report sent twice
-            progress.reported.add(report.partition)
-            for partner_id, amount in report.due.items():
-                progress.due.setdefault(partner_id, []).append(amount)
-            if len(progress.reported) == n:
-                await self._pay_commissions(report, progress)
-                progress.done, progress.due = True, {}
-            self.closes[progress_key] = wire.encode(progress)
-
-    async def _pay_commissions(self, report: wire.CommissionReport, progress: wire.CloseProgress) -> None:
-        ledgers: dict[str, PayoutLedger] = {}
-        for partner_id in progress.due:
-            raw = self.partner_ledgers.get(partner_id.encode())
-            ledgers[partner_id] = PayoutLedger() if raw is None else _payout_ledger.decode(raw)
-        close = DayClosed(id=report.close_id, ts=report.close_ts, date=report.date)
-        ts_us = parse_ts_us(report.close_ts)
-        step = Step(event=close, ts_us=ts_us, date=day_of(ts_us), rules=self.rules)
-        due = [(p, Decimal(a)) for p, amounts in progress.due.items() for a in amounts]
-        payouts = PartnerLedgers(ledgers).settle(close, step, due)
-        import orjson
-
-        await self._send_all([Send(self.topics.ledger, p.partner_id.encode(), orjson.dumps(p))  # type: ignore[attr-defined]
-                              for p in payouts])
-        for partner_id, ledger in ledgers.items():
-            self.partner_ledgers[partner_id.encode()] = wire.encode(ledger)
+            payouts = aggregator.receive(report, event.message.partition)
+            await self._send_all([Send(self.topics.ledger, p.partner_id.encode(), orjson.dumps(p))  # type: ignore[attr-defined]
+                                  for p in payouts])
+            aggregator.flush()
 
     # -- plumbing --------------------------------------------------------------------------------
     async def _send_all(self, sends: list[Send]) -> None:

@@ -16,11 +16,33 @@ def load_rules(path: str | None) -> Rules:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if args.from_kafka:
+        return _replay_from_kafka(args)
+    if not args.input:
+        print("rewards: replay needs --input (or --from-kafka)", file=sys.stderr)
+        return 2
     from streams.replay import replay_files
 
     summary = replay_files(Path(args.input), Path(args.output), load_rules(args.rules),
                            show_progress=not args.quiet)
     print(summary.render(), file=sys.stderr)
+    return 0
+
+
+def _replay_from_kafka(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from streams.logreplay import replay_log
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    namespace = args.namespace or f"replay-{int(time.time())}"
+    rules = load_rules(args.rules or settings.rules_file or None)
+    summary = asyncio.run(replay_log(settings, rules, Path(args.output), namespace,
+                                     settings.redis_url if args.to_redis else None))
+    print(f"replayed {summary.records:,} records of {settings.sequenced_topic} in {summary.seconds:.1f} s "
+          f"into namespace {namespace!r}: {summary.outputs:,} outputs -> {args.output}", file=sys.stderr)
     return 0
 
 
@@ -81,10 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser(
         "replay", help="run the rule engine over a .jsonl file of input events, without Kafka")
-    replay.add_argument("--input", required=True, help="input events, one JSON object per line")
+    replay.add_argument("--input", help="input events, one JSON object per line")
     replay.add_argument("--output", required=True, help="where to write the output events")
     replay.add_argument("--rules", help="rules file (TOML) overriding the defaults key by key")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.add_argument("--from-kafka", action="store_true",
+                        help="instead of a file: rebuild state from the worker's sequenced log, from the "
+                             "earliest offsets, under a fresh consumer group and state namespace")
+    replay.add_argument("--namespace", help="with --from-kafka: the state namespace (default: replay-<time>)")
+    replay.add_argument("--to-redis", action="store_true",
+                        help="with --from-kafka: also write the read model, under the namespace's keys")
     replay.set_defaults(run=_replay)
 
     worker = commands.add_parser("worker", help="run the stream worker (configuration: environment, see README)")

@@ -222,3 +222,24 @@ async def ensure(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     await admin.close()
+
+
+async def wait_caught_up(settings: Settings, timeout_s: float = 180, quiet_s: float = 2.0) -> None:
+    """Until the worker's group has committed everything on every topic it reads, and stays so
+    for ``quiet_s`` (an agent may still be sending the last messages to another topic)."""
+    from streams.lag import group_lag
+
+    deadline = time.monotonic() + timeout_s
+    settled_since = None
+    while True:
+        lags = await group_lag(settings)
+        if lags and all(p.lag == 0 for p in lags):
+            settled_since = settled_since or time.monotonic()
+            if time.monotonic() - settled_since >= quiet_s:
+                return
+        else:
+            settled_since = None
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not catch up in {timeout_s} s: "
+                               f"{[(p.topic, p.partition, p.lag) for p in lags if p.lag]}")
+        await asyncio.sleep(0.3)

@@ -1,0 +1,52 @@
+"""Consumer lag of the worker's group, from the broker: end offset - committed offset, per
+topic and partition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorNotAvailableError, GroupCoordinatorNotAvailableError
+
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int | None  # None: the group never committed here
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return self.end - (self.committed or 0)
+
+
+async def group_lag(settings: Settings, topics: list[str] | None = None) -> list[PartitionLag]:
+    """Lag on every partition of the topics the worker consumes (inputs and internal ones)."""
+    topics = topics or list(settings.input_topics) + [settings.sequenced_topic, settings.identity_topic,
+                                                      settings.commission_topic]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        try:
+            committed = await admin.list_consumer_group_offsets(settings.group)
+        except (GroupCoordinatorNotAvailableError, CoordinatorNotAvailableError):
+            committed = {}  # no group yet (or no offsets topic yet): nothing committed
+        partitions = []
+        for description in await admin.describe_topics(topics):
+            if description.get("error_code", 0) == 0:
+                partitions += [TopicPartition(description["topic"], p["partition"])
+                               for p in description["partitions"]]
+        partitions.sort()
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        return [PartitionLag(tp.topic, tp.partition,
+                             committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None,
+                             ends[tp]) for tp in partitions]
+    finally:
+        await consumer.stop()
+        await admin.close()
