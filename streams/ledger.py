@@ -239,7 +239,8 @@ class PartitionLedger:
         else:
             self.shared.sources[source.tp] = source.offset
             self.shared_dirty = True
-        if refusal is not None:
+        if refusal is not None and (kind != wire.KIND_BROADCAST or self.partition == 0):
+            # Every partition refuses a bad broadcast alike; one dead letter tells it.
             self._emit(refused(event, refusal, record.value, source.as_dict()))
         for output in step.outputs:
             self._emit(output)
