@@ -40,7 +40,7 @@ class Shared(msgspec.Struct, kw_only=True):
     latest_ts_us: int = 0
     commissions: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
     rebate_clients: set[str] = msgspec.field(default_factory=set)
-    sources: dict[str, int] = msgspec.field(default_factory=dict)  # the worker's guard, as on ClientState
+    applied_offset: int = -1  # the worker's guard, as on ClientState
 
 
 class ClientStore(Protocol):
@@ -56,13 +56,14 @@ class CommissionBook(Protocol):
 
 
 def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rules: Rules,
-          identities: IdentityPort, commissions: CommissionBook) -> tuple[Step, Refusal | None]:
-    """Apply one decoded event. On a refusal nothing changed and ``step`` is empty."""
+          identities: IdentityPort, commissions: CommissionBook, source: str = "") -> tuple[Step, Refusal | None]:
+    """Apply one decoded event. On a refusal nothing changed and ``step`` is empty.
+    ``source`` is where the worker read the input (empty offline)."""
     step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=rules)
     if isinstance(event, ClientEvent):
-        refusal = _client_event(store, shared, event, step, identities)
+        refusal = _client_event(store, shared, event, step, identities, source)
     else:
-        refusal = _shared_event(store, shared, event, step, commissions)
+        refusal = _shared_event(store, shared, event, step, commissions, source)
     if refusal is not None:
         assert not step.outputs and not step.commissions, "a refused event has no effect"
         return step, refusal
@@ -72,7 +73,7 @@ def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rul
 
 
 def _client_event(store: ClientStore, shared: Shared, event: ClientEvent, step: Step,
-                  identities: IdentityPort) -> Refusal | None:
+                  identities: IdentityPort, source: str) -> Refusal | None:
     client = store.get(event.client_id)
     if client is None:
         if not isinstance(event, ClientRegistered):
@@ -80,12 +81,12 @@ def _client_event(store: ClientStore, shared: Shared, event: ClientEvent, step: 
         client = client_rules.register(event)
     history = store.history(event.client_id)
     event_digest = dedupe.digest(event)
-    refusal = dedupe.admit(history, client.latest_ts_us, event, event_digest, step.ts_us, step.rules)
+    refusal = dedupe.admit(history, client.latest_ts_us, event, event_digest, step.ts_us, step.rules, source)
     if refusal is not None:
         return refusal
     refusal = client_rules.apply(client, history, event, step, PlanBook(shared.plans), identities)
     # A refused event is still remembered: its redelivery is a `duplicate`, not a second refusal.
-    dedupe.remember(history, client, event, event_digest, step.ts_us)
+    dedupe.remember(history, client, event, event_digest, step.ts_us, source)
     if client.rebates and any(ledger.pending for ledger in client.rebates.values()):
         shared.rebate_clients.add(client.client_id)
     store.put(client)
@@ -93,16 +94,16 @@ def _client_event(store: ClientStore, shared: Shared, event: ClientEvent, step: 
 
 
 def _shared_event(store: ClientStore, shared: Shared, event: InputEvent, step: Step,
-                  commissions: CommissionBook) -> Refusal | None:
+                  commissions: CommissionBook, source: str) -> Refusal | None:
     event_digest = dedupe.digest(event)
-    refusal = dedupe.admit(shared.history, shared.latest_ts_us, event, event_digest, step.ts_us, step.rules)
+    refusal = dedupe.admit(shared.history, shared.latest_ts_us, event, event_digest, step.ts_us, step.rules, source)
     if refusal is not None:
         return refusal
     if isinstance(event, PartnerPlan):
         PlanBook(shared.plans).add(event, step.ts_us)
     elif isinstance(event, DayClosed):
         close_day(store, shared, event, step, commissions)
-    dedupe.remember(shared.history, None, event, event_digest, step.ts_us)
+    dedupe.remember(shared.history, None, event, event_digest, step.ts_us, source)
     shared.latest_ts_us = max(shared.latest_ts_us, step.ts_us)
     shared.history.maybe_prune(shared.latest_ts_us, step.rules)
     return None
@@ -224,6 +225,7 @@ class Engine:
 
 
 def refused(event: InputEvent, refusal: Refusal, raw: bytes, source: dict[str, Any]) -> OutputEvent:
+    assert refusal.reason != "recopy", "a second copy of an input is skipped, not rejected"
     bad = BadInput(refusal.reason, refusal.error, event.id, getattr(event, "client_id", None), event.ts)
     return rejection(bad, raw, source, rejection_id(event.id, raw))
 

@@ -45,7 +45,10 @@ def digest(event: InputEvent) -> bytes:
 
 
 def admit(history: History, latest_ts_us: int, event: InputEvent, event_digest: bytes, ts_us: int,
-          rules: Rules) -> Refusal | None:
+          rules: Rules, source: str = "") -> Refusal | None:
+    """None when the event may be applied. ``source`` (the worker's input position) tells a
+    second copy of the same input, which is skipped silently, from a redelivery by the
+    producer, which is a `duplicate`."""
     horizon = latest_ts_us - rules.dedupe_window_us
     if ts_us < horizon:
         return Refusal("stale_event", "event is older than the dedupe window behind this "
@@ -54,14 +57,16 @@ def admit(history: History, latest_ts_us: int, event: InputEvent, event_digest: 
     if seen is None or seen.ts_us < horizon:
         return None
     if seen.digest == event_digest:
+        if source and seen.source == source:
+            return Refusal("recopy", f"event {event.id!r} copied twice from {source}")
         return Refusal("duplicate", f"event {event.id!r} was already applied; no second effect")
     return Refusal("conflicting_duplicate", f"event id {event.id!r} was already applied with a "
                                             "different payload")
 
 
 def remember(history: History, client: ClientState | None, event: InputEvent, event_digest: bytes,
-             ts_us: int) -> None:
-    history.remember(event.id, Seen(event_digest, ts_us))
+             ts_us: int, source: str = "") -> None:
+    history.remember(event.id, Seen(event_digest, ts_us, source))
     if client is not None and ts_us > client.latest_ts_us:
         client.latest_ts_us = ts_us
 

@@ -74,9 +74,9 @@ class ClientState(msgspec.Struct, kw_only=True):
     partner_id: str | None = None
     rebates: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # by partner id
     pending_claims: list[str] = msgspec.field(default_factory=list)  # welcome claims awaiting the registry
-    # The stream worker's guard: per input topic-partition, the offset of the last input applied
-    # to this client. A record copied twice into the sequenced log is seen here and skipped.
-    sources: dict[str, int] = msgspec.field(default_factory=dict)
+    # The stream worker's guard: the offset, in the client's partition of the sequenced log, of
+    # the last record applied to this client. A redelivered record is at or below it.
+    applied_offset: int = -1
 
     @property
     def verified(self) -> bool:
@@ -102,6 +102,7 @@ class FillRecord(msgspec.Struct, kw_only=True, array_like=True, gc=False):
 class Seen(msgspec.Struct, array_like=True, gc=False):
     digest: bytes
     ts_us: int
+    source: str = ""  # the worker: "topic:partition:offset" of the input it came from
 
 
 class Plan(msgspec.Struct, kw_only=True, array_like=True):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from schemas.outputs import RejectionReason
 
 
 @dataclass(slots=True, frozen=True)
 class Refusal:
-    reason: RejectionReason
+    """``reason`` "recopy" is the stream worker's: a second copy of an input already applied,
+    skipped without a dead letter. Every other reason becomes an ``event.rejected``."""
+
+    reason: RejectionReason | Literal["recopy"]
     error: str
 
 

@@ -69,6 +69,10 @@ class Worker:
             stream_wait_empty=False,
             broker_commit_every=settings.batch_max,
             broker_commit_interval=1.0,
+            # A worker killed outright holds its partitions until its session expires: keep that
+            # short, so that a replacement takes over in seconds, not a minute.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
         )
         self.topics = Topics(ledger=settings.ledger_topic, deadletter=settings.deadletter_topic,
                              identity=settings.identity_topic, commissions=settings.commission_topic,

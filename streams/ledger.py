@@ -10,8 +10,11 @@ makes the whole thing effectively-once on top of at-least-once delivery:
 4. let Faust commit the input offsets (it flushes the producer first).
 
 A crash before 3 replays the batch: the same outputs are sent again with the same ids. A crash
-after 3 replays records whose effects the state already holds: each client remembers, per input
-topic-partition, the last offset it applied (``ClientState.sources``), and skips them.
+after 3 replays records whose effects the state already holds: each client remembers the offset
+of the last sequenced record applied to it (``ClientState.applied_offset``; all of a client's
+records sit in one partition, in order), and skips them. A record the sequencer copied twice
+(it crashed between copying and committing) has a new offset but the same source position,
+remembered with the event id: it is skipped too, without a dead letter.
 """
 
 from __future__ import annotations
@@ -218,7 +221,7 @@ class PartitionLedger:
                              f"event's client_id {event.client_id!r}", record.value, source)
                 return
             client = self.get(event.client_id)
-            if client is not None and client.sources.get(source.tp, -1) >= source.offset:
+            if client is not None and client.applied_offset >= record.offset:
                 self.outbox.skipped += 1
                 return
         else:
@@ -226,19 +229,22 @@ class PartitionLedger:
                 self._refuse(event, "invalid_field", f"{event.__struct_config__.tag} must be published "
                              "to its broadcast topic, so that every partition sees it", record.value, source)
                 return
-            if self.shared.sources.get(source.tp, -1) >= source.offset:
+            if self.shared.applied_offset >= record.offset:
                 self.outbox.skipped += 1
                 return
         step, refusal = apply(self, self.shared, event, decoded.ts_us, self.rules, self.identities,
-                              self.commissions)
+                              self.commissions, record.headers[wire.H_SOURCE].decode())
         if isinstance(event, ClientEvent):
             client = self.get(event.client_id)
             if client is not None:
-                client.sources[source.tp] = source.offset
+                client.applied_offset = record.offset
                 self.put(client)
         else:
-            self.shared.sources[source.tp] = source.offset
+            self.shared.applied_offset = record.offset
             self.shared_dirty = True
+        if refusal is not None and refusal.reason == "recopy":
+            self.outbox.skipped += 1
+            return
         if refusal is not None and (kind != wire.KIND_BROADCAST or self.partition == 0):
             # Every partition refuses a bad broadcast alike; one dead letter tells it.
             self._emit(refused(event, refusal, record.value, source.as_dict()))
@@ -256,6 +262,7 @@ class PartitionLedger:
             self.outbox.skipped += 1  # a verdict delivered twice
             return
         client.pending_claims.remove(claim.id)
+        client.applied_offset = max(client.applied_offset, self._offset)
         step = Step(event=claim, ts_us=decoded.ts_us, date=day_of(decoded.ts_us), rules=self.rules)
         welcome.finalize(client, claim, verdict.identity_free, step)
         cashback.assert_conserved(client)

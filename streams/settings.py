@@ -23,9 +23,6 @@ class Settings:
         "env": "REDIS_URL", "doc": "Redis for the read model and the client-area API"})
     app_id: str = field(default="rewards", metadata={
         "doc": "Faust app id: the consumer group, and the prefix of internal topics and tables"})
-    namespace: str = field(default="", metadata={
-        "doc": "a state namespace: suffixes the app id, internal and output topics and Redis keys "
-               "(set by `rewards replay --from-kafka`)"})
     topic_clients: str = field(default="broker.clients", metadata={
         "doc": "input: client.registered, client.verified, account.opened, account.validated, partner.linked"})
     topic_trades: str = field(default="broker.trades", metadata={"doc": "input: trade.fill, trade.bust"})
@@ -84,10 +81,7 @@ class Settings:
     # -- derived names ------------------------------------------------------------------------
     @property
     def group(self) -> str:
-        return f"{self.app_id}-{self.namespace}" if self.namespace else self.app_id
-
-    def _ns(self, topic: str) -> str:
-        return f"{topic}.{self.namespace}" if self.namespace else topic
+        return self.app_id
 
     @property
     def client_topics(self) -> tuple[str, ...]:
@@ -116,15 +110,17 @@ class Settings:
 
     @property
     def ledger_topic(self) -> str:
-        return self._ns(self.topic_ledger)
+        return self.topic_ledger
 
     @property
     def deadletter_topic(self) -> str:
-        return self._ns(self.topic_deadletter)
+        return self.topic_deadletter
 
     @property
     def redis_prefix(self) -> str:
-        return f"rewards:{self.namespace}:" if self.namespace else "rewards:"
+        """Keys of the read model; `rewards replay --from-kafka --to-redis` writes beside them
+        under ``rewards:<namespace>:``."""
+        return f"{self.app_id}:"
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:
