@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -43,6 +44,13 @@ class PartitionTable(faust.Table):  # type: ignore[misc]
         if partition is not None:
             return partition
         return super().partition_for_key(key)  # type: ignore[no-any-return]
+
+
+def _headers(raw: Any) -> dict[str, bytes]:
+    """Message headers as a dict, whether the client gave a list of pairs or a mapping."""
+    if not raw:
+        return {}
+    return dict(raw.items()) if isinstance(raw, Mapping) else dict(raw)
 
 
 class Worker:
@@ -134,31 +142,44 @@ class Worker:
 
     async def ledger(self, stream: Any) -> None:
         async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_ms / 1000):
-            touched: dict[int, PartitionLedger] = {}
-            for event in events:
-                message = event.message
-                ledger = touched[message.partition] = self._ledger_for(message.partition)
-                headers = {k: v for k, v in (message.headers or ())}
-                ledger.handle(Record(message.partition, message.offset, message.key, message.value, headers))
-            sends: list[Send] = []
-            for ledger in touched.values():
-                outbox = ledger.take_outbox()
-                sends += outbox.sends
-                self.skipped += outbox.skipped
-            # Outputs first, acknowledged; state after: see streams.ledger.
-            await self._send_all(sends)
-            views = []
-            for partition, ledger in touched.items():
-                token = _WRITING_PARTITION.set(partition)
-                try:
-                    changed = ledger.flush_state()
-                finally:
-                    _WRITING_PARTITION.reset(token)
-                views += [(ledger.cache[c], version) for c, version in changed.items()]
-                if len(ledger.cache) > 100_000:
-                    ledger.forget_cache()
-            self.applied += len(events)
-            await self.read_model.publish(views)
+            try:
+                await self._ledger_batch(events)
+            except Exception as exc:
+                # The caches now hold effects whose outputs may not be in Kafka: carrying on with
+                # them could skip those events on redelivery. Drop them and stop the worker; a
+                # restart resumes from the committed offsets (a supervisor restarts it).
+                self.ledgers.clear()
+                log.critical("ledger batch failed; stopping so the worker restarts from committed offsets",
+                             exc_info=exc)
+                await self.app.crash(exc)
+                raise
+
+    async def _ledger_batch(self, events: Any) -> None:
+        touched: dict[int, PartitionLedger] = {}
+        for event in events:
+            message = event.message
+            ledger = touched[message.partition] = self._ledger_for(message.partition)
+            headers = _headers(message.headers)
+            ledger.handle(Record(message.partition, message.offset, message.key, message.value, headers))
+        sends: list[Send] = []
+        for ledger in touched.values():
+            outbox = ledger.take_outbox()
+            sends += outbox.sends
+            self.skipped += outbox.skipped
+        # Outputs first, acknowledged; state after: see streams.ledger.
+        await self._send_all(sends)
+        views = []
+        for partition, ledger in touched.items():
+            token = _WRITING_PARTITION.set(partition)
+            try:
+                changed = ledger.flush_state()
+            finally:
+                _WRITING_PARTITION.reset(token)
+            views += [(ledger.cache[c], version) for c, version in changed.items()]
+            if len(ledger.cache) > 100_000:
+                ledger.forget_cache()
+        self.applied += len(events)
+        await self.read_model.publish(views)
 
     # -- identity registry -----------------------------------------------------------------------
     async def identity(self, stream: Any) -> None:

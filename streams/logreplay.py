@@ -87,7 +87,7 @@ async def _replay_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, end:
         for message in batch.get(tp, []):
             if message.offset >= end:
                 break
-            headers = {k: v for k, v in (message.headers or ())}
+            headers = dict(message.headers or ())
             ledger.handle(Record(tp.partition, message.offset, message.key, message.value, headers))
             position = message.offset + 1
         outbox = ledger.take_outbox()
