@@ -48,5 +48,6 @@ def register(worker: Worker) -> None:
     async def health(web: Any, request: Any) -> Any:
         ok = await model.ping()
         body = {"status": "ok" if ok else "degraded", "redis": "up" if ok else "unreachable",
-                "applied": worker.applied, "skipped_redeliveries": worker.skipped}
+                "applied": worker.applied, "skipped_redeliveries": worker.skipped,
+                "partitions": worker.assigned_partitions()}
         return json_response(web, body, 200 if ok else 503)

@@ -208,6 +208,14 @@ class Worker:
                                   for p in payouts])
             aggregator.flush()
 
+    def assigned_partitions(self) -> list[int]:
+        """The partitions of the sequenced log this worker holds now."""
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:  # not started yet
+            return []
+        return sorted(tp.partition for tp in assignment if tp.topic == self.topics.sequenced)
+
     # -- plumbing --------------------------------------------------------------------------------
     async def _send_all(self, sends: list[Send]) -> None:
         """Send, then wait until Kafka has acknowledged every one."""

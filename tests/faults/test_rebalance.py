@@ -1,0 +1,70 @@
+"""Two workers in one group split the partitions; stopping one moves its partitions to the
+other, and the final state is the same as an uninterrupted run's."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as redis
+
+from handlers.rules import Rules
+from streams.localservices import free_port
+from streams.logreplay import replay_log
+from streams.publish import publish
+from streams.sample_day import SampleDay
+from streams.settings import Settings
+from tests.faults.test_kill_restart import by_id, count_outputs, payouts
+from tests.integration.conftest import ensure, read_all, wait_caught_up
+from tests.integration.test_client_api import get
+
+pytestmark = pytest.mark.integration
+
+
+async def partitions_of(worker: Any) -> list[int]:
+    status, health = await get(worker.port, "/health")
+    return health["partitions"] if status == 200 else []
+
+
+async def test_two_workers_split_and_one_takes_over(settings: Settings, start_worker: Any, tmp_path: Path) -> None:
+    lines = list(SampleDay(clients=400, fills=30_000, seed=33).lines())
+    closes = [line for line in lines if b'"settlement.day_closed"' in line]
+    await ensure(settings)
+    a = start_worker(web_port=free_port(), name="a")
+    b = start_worker(web_port=free_port(), name="b")
+    deadline = time.monotonic() + 120
+    while True:  # both hold partitions, together all of them
+        held_a, held_b = await partitions_of(a), await partitions_of(b)
+        if held_a and held_b and sorted(held_a + held_b) == list(range(settings.partitions)):
+            break
+        assert time.monotonic() < deadline, (held_a, held_b, a.tail(), b.tail())
+        await asyncio.sleep(0.5)
+    await publish([line for line in lines if line not in closes], settings)
+    while await count_outputs(settings) < 5_000:
+        assert time.monotonic() < deadline + 120, b.tail()
+        await asyncio.sleep(0.2)
+    b.stop()  # a graceful stop: B leaves the group, A takes its partitions
+    try:
+        await wait_caught_up(settings, timeout_s=300)
+        assert await partitions_of(a) == list(range(settings.partitions))
+        await publish(closes, settings)
+        await wait_caught_up(settings, timeout_s=120)
+    except TimeoutError:
+        pytest.fail(a.tail())
+
+    sent = by_id(await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic))
+    truth_file = tmp_path / "truth.jsonl"
+    await replay_log(settings, Rules.default(), truth_file, "rebalance-truth", settings.redis_url)
+    truth = by_id([orjson.loads(line) for line in truth_file.read_bytes().splitlines()])
+    assert sent == truth
+    assert payouts(sent) == payouts(truth) and payouts(truth)
+    store = redis.from_url(settings.redis_url)
+    clients = {o["client_id"] for o in truth.values() if o.get("client_id") and o["type"] != "event.rejected"}
+    for client_id in clients:
+        assert (await store.hmget(f"{settings.redis_prefix}client:{client_id}", "wallet", "bonuses", "rebates")
+                == await store.hmget(f"rewards:rebalance-truth:client:{client_id}", "wallet", "bonuses", "rebates"))
+    await store.aclose()
