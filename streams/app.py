@@ -81,6 +81,12 @@ class Worker:
             # short, so that a replacement takes over in seconds, not a minute.
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
+            # Faust stops fetching a partition whose stream queue is "under pressure" and counts
+            # on a pressure-drop callback to resume it; with batched consumption (take_events)
+            # that callback was seen never to come, leaving one partition stalled for good
+            # (faust-streaming issues #175, #640). The agents bound their own batches, so the
+            # queue is made large enough that this pause never triggers.
+            stream_buffer_maxsize=262_144,
         )
         self.topics = Topics(ledger=settings.ledger_topic, deadletter=settings.deadletter_topic,
                              identity=settings.identity_topic, commissions=settings.commission_topic,

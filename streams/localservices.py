@@ -127,7 +127,8 @@ def local_kafka(work_dir: Path | None = None) -> Iterator[str]:
     java = ["java", "-Xms256m", "-Xmx512m", f"-Dlog4j2.configurationFile={LOCAL_DIR / 'log4j2.properties'}",
             "-cp", classpath]
     cluster_id = _cluster_id()
-    formatted = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+    # "--cluster-id=<id>": a base64 id may begin with "-" and be read as an option.
+    formatted = subprocess.run(java + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c",
                                        str(properties), "--ignore-formatted"],
                                capture_output=True, text=True, timeout=120)
     if formatted.returncode != 0:

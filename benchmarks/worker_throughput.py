@@ -1,0 +1,161 @@
+"""Stream throughput, in one run on the same broker (the real local Kafka of the tests):
+
+1. the worker (sequencer + ledger + Redis read model), end to end, fills per second;
+2. a raw aiokafka consume -> orjson decode -> produce passthrough, messages per second;
+3. a naive Faust agent (Record value, one table update per event), messages per second.
+
+Each drains the same backlog of trade fills, published before it starts; each is timed from its
+first committed progress to zero lag, so start-up and table recovery are not counted.
+
+    python -m benchmarks.worker_throughput --fills 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.admin import ensure_topics
+from streams.lag import group_lag
+from streams.localservices import Services, free_port, services
+from streams.publish import publish
+from streams.sample_day import SampleDay
+from streams.settings import Settings
+
+RESULTS = Path(__file__).parent / "results"
+
+
+async def drain_time(settings: Settings, group: str, topics: list[str], timeout_s: float = 900) -> tuple[float, int]:
+    """Seconds from the group's first committed progress on ``topics`` to zero lag there, and
+    how many messages that covered."""
+    probe = Settings.from_env({}, kafka_bootstrap=settings.kafka_bootstrap, app_id=group,
+                              partitions=settings.partitions)
+    started_at = None
+    baseline: int | None = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lags = await group_lag(probe, topics)
+        committed = sum(p.committed or 0 for p in lags)
+        total = sum(p.end for p in lags)
+        if baseline is None:
+            baseline = committed  # where the group stood before this run moved anything
+        elif started_at is None and committed > baseline:
+            started_at = time.perf_counter()
+        if started_at is not None and committed >= total:
+            return time.perf_counter() - started_at, total - baseline
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{group} did not drain {topics} in {timeout_s} s")
+
+
+async def passthrough(settings: Settings, source: str, sink: str, count: int) -> tuple[float, int]:
+    """The floor: consume, decode, produce, commit; nothing else."""
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=settings.kafka_bootstrap, group_id="bench-raw",
+                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=2000)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    seen, started = 0, None
+    try:
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+            if started is None and batch:
+                started = time.perf_counter()
+            futures = []
+            for messages in batch.values():
+                for message in messages:
+                    doc = orjson.loads(message.value)
+                    futures.append(await producer.send(sink, orjson.dumps(doc), key=message.key))
+                seen += len(messages)
+            for future in futures:
+                await future
+            if batch:
+                await consumer.commit()
+        return time.perf_counter() - (started or time.perf_counter()), seen
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env={**os.environ, **env}, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
+    settings = Settings.from_env({}, kafka_bootstrap=found.kafka_bootstrap, redis_url=found.redis_url,
+                                 app_id="bench", web_port=free_port(), data_dir=str(work / "worker"))
+    await ensure_topics(settings)
+    lines = list(SampleDay(clients=max(200, fills // 60), fills=fills, seed=5, bad_share=0).lines())
+    onboarding = [line for line in lines if b'"trade.' not in line and b'"settlement.' not in line]
+    trades = [line for line in lines if b'"trade.fill"' in line]
+    env = {"KAFKA_BOOTSTRAP_SERVERS": found.kafka_bootstrap, "REDIS_URL": found.redis_url,
+           "REWARDS_APP_ID": "bench", "REWARDS_WEB_PORT": str(settings.web_port),
+           "REWARDS_DATA_DIR": str(work / "worker")}
+    # 1. the worker: onboard the clients first (untimed), then drain the fills backlog
+    await publish(onboarding, settings)
+    worker = start([sys.executable, "-m", "streams.cli", "worker"], env, work / "worker.log")
+    await drain_time(settings, "bench", list(settings.input_topics) + [settings.sequenced_topic])
+    stop(worker)
+    await publish(trades, settings)
+    worker = start([sys.executable, "-m", "streams.cli", "worker"], env, work / "worker.log")
+    worker_s, _ = await drain_time(settings, "bench", list(settings.input_topics) + [settings.sequenced_topic])
+    stop(worker)
+    # 2. raw passthrough over the same fills
+    raw_s, raw_n = await passthrough(settings, settings.topic_trades, "bench.passthrough", len(trades))
+    # 3. naive Faust agent over the same fills
+    naive = start([sys.executable, "-m", "benchmarks.naive_faust", found.kafka_bootstrap, settings.topic_trades,
+                   "bench-naive", str(free_port())], {"DATADIR": str(work / "naive"), "PARTITIONS": "8"},
+                  work / "naive.log")
+    naive_s, naive_n = await drain_time(settings, "bench-naive", [settings.topic_trades])
+    stop(naive)
+    worker_rate, raw_rate, naive_rate = len(trades) / worker_s, raw_n / raw_s, naive_n / naive_s
+    return {
+        "benchmark": "worker_throughput",
+        "fills": len(trades),
+        "worker_fills_per_s": round(worker_rate),
+        "raw_passthrough_per_s": round(raw_rate),
+        "naive_faust_per_s": round(naive_rate),
+        "worker_vs_naive": round(worker_rate / naive_rate, 2),
+        "worker_vs_raw": round(worker_rate / raw_rate, 2),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fills", type=int, default=100_000)
+    parser.add_argument("--work", default=".cache/bench-worker")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    with services() as found:  # started outside the event loop: it waits for Kafka with its own
+        result = asyncio.run(run(found, args.fills, work))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "worker_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
