@@ -69,10 +69,10 @@ def accrue_fill(
 def settle(ledger: PayoutLedger, date: str) -> tuple[Decimal, Decimal] | None:
     """Close day ``date`` for one payee: pay what accrued on that day and before, rounded down
     to cents, carrying the rest. Returns (amount, carried), or None when nothing was due."""
-    due_dates = [d for d in ledger.pending if d <= date]
-    if not due_dates:
+    due = _pop_due(ledger, date)
+    if due is None:
         return None
-    total = ledger.carried + sum((ledger.pending.pop(d) for d in due_dates), ZERO)
+    total = ledger.carried + due
     amount = floor_cents(total) if total >= CENT else ZERO
     ledger.carried = total - amount
     ledger.paid += amount
@@ -86,9 +86,15 @@ def settle(ledger: PayoutLedger, date: str) -> tuple[Decimal, Decimal] | None:
 def take_due(ledger: PayoutLedger, date: str) -> Decimal | None:
     """Remove and return what accrued on day ``date`` and before (None when nothing did): a
     partition's share of a partner's commission, handed on to be summed with the others'."""
+    total = _pop_due(ledger, date)
+    if total is not None:
+        ledger.paid += total  # handed on: this partial ledger stays balanced
+    return total
+
+
+def _pop_due(ledger: PayoutLedger, date: str) -> Decimal | None:
+    """Remove the accruals dated ``date`` and before; their sum, or None when there were none."""
     due_dates = [d for d in ledger.pending if d <= date]
     if not due_dates:
         return None
-    total = sum((ledger.pending.pop(d) for d in due_dates), ZERO)
-    ledger.paid += total  # handed on: this partial ledger stays balanced
-    return total
+    return sum((ledger.pending.pop(d) for d in due_dates), ZERO)

@@ -24,7 +24,6 @@ SIGNED_MONEY_PATTERN: Final = r"^-?(0|[1-9][0-9]{0,9})(\.[0-9]{1,6})?$"
 TS_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$"
 DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
-_TS_RE: Final = re.compile(TS_PATTERN)
 _DATE_RE: Final = re.compile(DATE_PATTERN)
 
 # Bounded by length only: a pattern check per id field costs more than the rest of decoding.
@@ -58,10 +57,6 @@ def is_signed_money(text: str) -> bool:
     return is_money(text[1:] if text[:1] == "-" else text)
 
 
-def is_timestamp(text: str) -> bool:
-    return _TS_RE.match(text) is not None
-
-
 def is_date(text: str) -> bool:
     return _DATE_RE.match(text) is not None
 
@@ -80,9 +75,3 @@ def money_error(name: str, text: str) -> ValueError:
 def check_signed_money(name: str, text: str) -> None:
     if not is_signed_money(text):
         raise ValueError(f"`{name}` must be a decimal string like \"-12.5\", got {text!r}")
-
-
-def check_timestamp(name: str, text: str) -> None:
-    if not is_timestamp(text):
-        raise ValueError(f"`{name}` must be an RFC 3339 UTC timestamp like "
-                         f"\"2026-11-24T10:00:00Z\", got {text!r}")

@@ -19,10 +19,6 @@ class Source(msgspec.Struct, frozen=True):
     partition: int
     offset: int
 
-    @property
-    def tp(self) -> str:
-        return f"{self.topic}:{self.partition}"
-
     def header(self) -> bytes:
         return f"{self.topic}:{self.partition}:{self.offset}".encode()
 

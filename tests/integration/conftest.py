@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.localservices import Services, free_port, services
 from streams.publish import route
@@ -219,9 +218,6 @@ async def ensure(settings: Settings) -> None:
     from streams.admin import ensure_topics
 
     await ensure_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    await admin.close()
 
 
 async def wait_caught_up(settings: Settings, timeout_s: float = 180, quiet_s: float = 2.0) -> None:

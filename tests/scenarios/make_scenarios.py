@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-
 from streams.sample_day import SampleDay
 from tests.support import Scenario
 

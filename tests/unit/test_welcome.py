@@ -3,7 +3,7 @@
 import pytest
 
 from handlers.rules import Rules
-from tests.support import Scenario, one
+from tests.support import Scenario
 
 
 def claimant(rules: Rules | None = None, **client: object) -> Scenario:
