@@ -104,7 +104,7 @@ class Worker:
         self.partner_ledgers = app.Table("partners", **table)
         self.closes = app.Table("closes", **table)
         self.ledgers: dict[int, PartitionLedger] = {}
-        self.read_model = ReadModel(settings.redis_url, settings.redis_prefix)
+        self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
         self.applied = 0
         self.skipped = 0
 

@@ -48,10 +48,10 @@ def views(client: ClientState, rules: Rules) -> tuple[bytes, bytes, bytes]:
 
 
 class ReadModel:
-    def __init__(self, url: str, prefix: str, rules: Rules | None = None) -> None:
+    def __init__(self, url: str, prefix: str, rules: Rules) -> None:
         self.client = redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
         self.prefix = prefix
-        self.rules = rules or Rules.default()
+        self.rules = rules  # the wallet view shows the reward rate in force
         self._script: Any = None
         self.backlog: dict[str, tuple[ClientState, int]] = {}  # views not yet written (Redis down)
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from handlers.rules import Rules
 from handlers.state import ClientState
 from streams.localservices import Services
 from streams.readmodel import ReadModel
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_an_older_version_never_replaces_a_newer_view(real_services: Services) -> None:
-    model = ReadModel(real_services.redis_url, "guard-test:")
+    model = ReadModel(real_services.redis_url, "guard-test:", Rules.from_toml('[cashback]\nrate = "0.12"'))
     newer, older = ClientState(client_id="c1", country="DE"), ClientState(client_id="c1", country="DE")
     newer.wallet.balance, newer.wallet.accrued = Decimal("7.5"), Decimal("7.5")
     older.wallet.balance, older.wallet.accrued = Decimal("1"), Decimal("1")
@@ -23,6 +24,7 @@ async def test_an_older_version_never_replaces_a_newer_view(real_services: Servi
     await model.publish([(older, 10)])          # a replayed or rebalanced partition, behind
     wallet = orjson.loads(await model.view("c1", "wallet") or b"{}")
     assert wallet["balance"] == "7.5"
+    assert wallet["reward_rate"] == "0.12"  # the rate of the rules in force, not the default
     await model.publish([(older, 21)])          # a genuinely newer state does replace it
     assert orjson.loads(await model.view("c1", "wallet") or b"{}")["balance"] == "1"
     assert await model.view("nobody", "wallet") is None
