@@ -38,5 +38,5 @@ def build(bootstrap: str, topic: str, group: str, port: int) -> faust.App:
 
 if __name__ == "__main__":
     bootstrap, topic, group, port = sys.argv[1:5]
-    sys.argv = [sys.argv[0], "worker", "-l", "warning"]
+    sys.argv = [sys.argv[0], "worker", "-l", "warn"]
     build(bootstrap, topic, group, int(port)).main()

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.admin import ensure_topics
 from streams.lag import group_lag
@@ -88,6 +89,16 @@ async def passthrough(settings: Settings, source: str, sink: str, count: int) ->
         await producer.stop()
 
 
+async def create_topic(settings: Settings, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        if name not in await admin.list_topics():
+            await admin.create_topics([NewTopic(name, settings.partitions, settings.replication)])
+    finally:
+        await admin.close()
+
+
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env={**os.environ, **env}, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -120,14 +131,17 @@ async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
     worker = start([sys.executable, "-m", "streams.cli", "worker"], env, work / "worker.log")
     worker_s, _ = await drain_time(settings, "bench", list(settings.input_topics) + [settings.sequenced_topic])
     stop(worker)
+    print(f"worker: {len(trades)} fills in {worker_s:.1f} s", file=sys.stderr)
     # 2. raw passthrough over the same fills
+    await create_topic(settings, "bench.passthrough")
     raw_s, raw_n = await passthrough(settings, settings.topic_trades, "bench.passthrough", len(trades))
     # 3. naive Faust agent over the same fills
     naive = start([sys.executable, "-m", "benchmarks.naive_faust", found.kafka_bootstrap, settings.topic_trades,
-                   "bench-naive", str(free_port())], {"DATADIR": str(work / "naive"), "PARTITIONS": "8"},
+                   "bench-naive", str(free_port())], {"DATADIR": str(work / "naive"), "PARTITIONS": str(settings.partitions)},
                   work / "naive.log")
     naive_s, naive_n = await drain_time(settings, "bench-naive", [settings.topic_trades])
     stop(naive)
+    print(f"naive: {naive_n} in {naive_s:.1f} s; raw: {raw_n} in {raw_s:.1f} s", file=sys.stderr)
     worker_rate, raw_rate, naive_rate = len(trades) / worker_s, raw_n / raw_s, naive_n / naive_s
     return {
         "benchmark": "worker_throughput",

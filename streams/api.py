@@ -4,6 +4,7 @@
     GET /clients/{id}/bonuses    every deposit bonus and its turnover progress
     GET /clients/{id}/rebates    partner rebates accrued, paid and carried
     GET /health                  200 when Redis answers, 503 when it does not
+    GET /metrics                 Prometheus text format (streams.metrics)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis.asyncio as redis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 if TYPE_CHECKING:
     from streams.app import Worker
@@ -51,3 +53,8 @@ def register(worker: Worker) -> None:
                 "applied": worker.applied, "skipped_redeliveries": worker.skipped,
                 "partitions": worker.assigned_partitions()}
         return json_response(web, body, 200 if ok else 503)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(worker.metrics.registry),
+                         content_type=CONTENT_TYPE_LATEST.split(";")[0])

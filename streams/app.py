@@ -12,8 +12,9 @@ built in ``streams.ledger`` (Faust's exactly_once mode is not relied on).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
+import platform
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,25 +26,13 @@ import orjson
 from handlers.rules import Rules
 from streams import wire
 from streams.commissions import CommissionAggregator
+from streams.metrics import Metrics
 from streams.ledger import PartitionLedger, Record, Send, Topics
 from streams.partitioning import partition_for
 from streams.readmodel import ReadModel
 from streams.settings import Settings
 
 log = logging.getLogger("rewards")
-_WRITING_PARTITION: contextvars.ContextVar[int | None] = contextvars.ContextVar("writing_partition", default=None)
-
-
-class PartitionTable(faust.Table):  # type: ignore[misc]
-    """A table whose writes go to a changelog partition the writer names (the sequenced
-    partition the state belongs to), not to the partition of Faust's "current event": the ledger
-    writes a whole batch, spanning partitions, after the batch."""
-
-    def partition_for_key(self, key: Any) -> int | None:
-        partition = _WRITING_PARTITION.get()
-        if partition is not None:
-            return partition
-        return super().partition_for_key(key)  # type: ignore[no-any-return]
 
 
 def _headers(raw: Any) -> dict[str, bytes]:
@@ -51,6 +40,18 @@ def _headers(raw: Any) -> dict[str, bytes]:
     if not raw:
         return {}
     return dict(raw.items()) if isinstance(raw, Mapping) else dict(raw)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("rewards", "faust-streaming", "aiokafka"):
+        try:
+            found[package.replace("-", "_")] = version(package)
+        except PackageNotFoundError:
+            found[package.replace("-", "_")] = "unknown"
+    return found
 
 
 class Worker:
@@ -73,7 +74,6 @@ class Worker:
             web_host=settings.web_host,
             web_port=settings.web_port,
             datadir=settings.data_dir,
-            Table=PartitionTable,
             stream_wait_empty=False,
             broker_commit_every=settings.batch_max,
             broker_commit_interval=1.0,
@@ -103,7 +103,10 @@ class Worker:
         self.identities = app.Table("identities", **table)
         self.partner_ledgers = app.Table("partners", **table)
         self.closes = app.Table("closes", **table)
+        self.changelogs = {table.name: f"{settings.group}-{table.name}-changelog"
+                           for table in (self.clients, self.history, self.shared)}
         self.ledgers: dict[int, PartitionLedger] = {}
+        self.metrics = Metrics()
         self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
         self.applied = 0
         self.skipped = 0
@@ -114,6 +117,10 @@ class Worker:
         app.agent(self.sequenced, name="ledger", concurrency=1)(self.ledger)
         app.agent(self.commission_reports, name="commissions", concurrency=1)(self.commissions)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+        app.timer(interval=5.0)(self._watch_progress)
+        self.metrics.info.info(versions())
+        self._progress: dict[TP, tuple[int | None, float]] = {}
 
         from streams import api
 
@@ -142,8 +149,8 @@ class Worker:
         ledger = self.ledgers.get(partition)
         if ledger is None:
             ledger = self.ledgers[partition] = PartitionLedger(
-                partition, self.settings.partitions, self.rules, self.topics, self.clients,
-                self.history, self.shared, replay=self.replay)
+                partition, self.settings.partitions, self.rules, self.topics, self.clients.data,
+                self.history.data, self.shared.data, replay=self.replay, log_writes=True)
         return ledger
 
     async def ledger(self, stream: Any) -> None:
@@ -162,29 +169,41 @@ class Worker:
 
     async def _ledger_batch(self, events: Any) -> None:
         touched: dict[int, PartitionLedger] = {}
+        types: Counter[str] = Counter()
+        event_ts: list[int] = []
+        appended: list[int] = []
         for event in events:
             message = event.message
             ledger = touched[message.partition] = self._ledger_for(message.partition)
             headers = _headers(message.headers)
             ledger.handle(Record(message.partition, message.offset, message.key, message.value, headers))
+            appended.append(int(message.timestamp * 1000))
         sends: list[Send] = []
+        outputs = []
         for ledger in touched.values():
             outbox = ledger.take_outbox()
             sends += outbox.sends
+            outputs += outbox.outputs
+            types.update(outbox.applied)
+            event_ts += outbox.event_ts
             self.skipped += outbox.skipped
-        # Outputs first, acknowledged; state after: see streams.ledger.
+            self.metrics.redeliveries.inc(outbox.skipped)
+        # Outputs first, acknowledged; state after: see streams.ledger. The tables' changelog
+        # records are sent here, awaited like the outputs, rather than by Faust's table hooks:
+        # those queue every write through the producer buffer one message at a time, and the
+        # consumer stops delivering while that buffer is full.
         await self._send_all(sends)
-        views = []
+        views, changelog = [], []
         for partition, ledger in touched.items():
-            token = _WRITING_PARTITION.set(partition)
-            try:
-                changed = ledger.flush_state()
-            finally:
-                _WRITING_PARTITION.reset(token)
+            changed, writes = ledger.flush_state()
+            changelog += [Send(self.changelogs[table], key, value, partition) for table, key, value in writes]
             views += [(ledger.cache[c], version) for c, version in changed.items()]
             if len(ledger.cache) > 100_000:
                 ledger.forget_cache()
+        await self._send_all(changelog)
         self.applied += len(events)
+        self.metrics.observe_outputs(outputs)
+        self.metrics.observe_applied(types, event_ts, appended)
         await self.read_model.publish(views)
 
     # -- identity registry -----------------------------------------------------------------------
@@ -222,6 +241,46 @@ class Worker:
             return []
         return sorted(tp.partition for tp in assignment if tp.topic == self.topics.sequenced)
 
+    async def _watch_progress(self) -> None:
+        """Every 5 s: the offsets and lag of the partitions held, for /metrics and the status
+        page; and the repair of a partition whose commit is stuck.
+
+        Faust commits a partition up to its first offset not yet acknowledged. A message that
+        its stream skipped (it does so, without acknowledging it, for a message fetched across
+        a rebalance or while flow control is off) therefore holds the partition's commit back
+        for good, while reading goes on: the group's lag never reaches zero, and a restart
+        re-reads everything after it. Seen here under a large backlog. The repair is to
+        re-read the partition from its committed offset: the skipped message is then
+        processed, and what follows it again is recognised (the sequencer's copies by their
+        source position, the ledger's records by each client's applied offset, verdicts and
+        commission reports by their ids), so re-reading has no second effect."""
+        consumer = self.app.consumer
+        try:
+            assignment = consumer.assignment()
+        except Exception:  # not started yet
+            return
+        now = asyncio.get_running_loop().time()
+        rows = []
+        for tp in sorted(assignment):
+            if tp.topic in self.app.tables.changelog_topics:
+                continue
+            read = consumer._read_offset.get(tp)  # the last offset handed to the streams
+            committed = consumer._committed_offset.get(tp)  # where a restart would resume
+            end = consumer.highwater(tp)
+            rows.append((tp.topic, tp.partition, committed, end))
+            last = self._progress.get(tp)
+            if (last is None or last[0] != committed or end is None or committed is None or committed >= end
+                    or read is None or read < committed):
+                self._progress[tp] = (committed, now)
+            elif now - last[1] > self.settings.stall_s:
+                log.warning("commit of %s stuck at %s for %.0f s while read reached %s (end %s): "
+                            "re-reading it from the committed offset", tp, committed, now - last[1], read, end)
+                self.metrics.rewinds.labels(tp.topic, str(tp.partition)).inc()
+                self._progress[tp] = (committed, now)
+                await consumer.seek(tp, committed)
+        self.metrics.set_offsets(rows)
+        self.metrics.read_model_backlog.set(len(self.read_model.backlog))
+
     # -- plumbing --------------------------------------------------------------------------------
     async def _send_all(self, sends: list[Send]) -> None:
         """Send, then wait until Kafka has acknowledged every one."""
@@ -230,6 +289,9 @@ class Worker:
         producer = self.app.producer
         futures = [await producer.send(s.topic, s.key, s.value, s.partition, None, s.headers) for s in sends]
         await asyncio.gather(*futures)
+
+    async def _on_assigned(self, app: Any, assigned: set[TP], **kwargs: Any) -> None:
+        self.metrics.rebalanced(sum(1 for tp in assigned if tp.topic == self.topics.sequenced))
 
     async def _on_revoked(self, app: Any, revoked: set[TP], **kwargs: Any) -> None:
         for tp in revoked:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from handlers.rules import Rules, RulesError
 
 
@@ -97,6 +99,36 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lag(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from streams.lag import group_lag
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    if args.group:
+        settings = Settings.from_env(app_id=args.group)
+    rows = asyncio.run(group_lag(settings, args.topic or None))
+    total = sum(row.lag for row in rows)
+    worst = max((row.lag for row in rows), default=0)
+    over = args.max_lag is not None and worst > args.max_lag
+    if args.json:
+        print(json.dumps({"group": settings.group, "total_lag": total, "max_lag": worst,
+                          "threshold": args.max_lag, "exceeded": over,
+                          "partitions": [{"topic": r.topic, "partition": r.partition, "committed": r.committed,
+                                          "end": r.end, "lag": r.lag} for r in rows]}, indent=2))
+    else:
+        width = max([len(r.topic) for r in rows] + [5])
+        print(f"{'topic':{width}}  partition   committed         end         lag")
+        for r in rows:
+            committed = "-" if r.committed is None else f"{r.committed:,}"
+            print(f"{r.topic:{width}}  {r.partition:>9}  {committed:>10}  {r.end:>10,}  {r.lag:>10,}")
+        print(f"group {settings.group}: total lag {total:,}, largest {worst:,} on {len(rows)} partitions"
+              + (f"; over the threshold {args.max_lag:,}" if over else ""))
+    return 1 if over else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewards", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("--id", help="event id (default: derived from the date, so a repeat is harmless)")
     close.set_defaults(run=_close_day)
 
+    lag = commands.add_parser(
+        "lag", help="the worker group's lag per partition (end offset - committed offset), from the broker")
+    lag.add_argument("--json", action="store_true", help="JSON instead of a table")
+    lag.add_argument("--max-lag", type=int, metavar="N",
+                     help="exit 1 when any partition's lag is over N (for a probe or a script)")
+    lag.add_argument("--group", help="consumer group (default: REWARDS_APP_ID)")
+    lag.add_argument("--topic", action="append",
+                     help="only this topic (repeatable; default: every topic the worker consumes)")
+    lag.set_defaults(run=_lag)
+
     topics = commands.add_parser("topics", help="create the worker's topics where missing, and list them")
     topics.set_defaults(run=_topics)
     return parser
@@ -140,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ != "SettingsError":
             raise
         print(f"rewards: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"rewards: Kafka: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"rewards: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

@@ -29,10 +29,10 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
     topics = topics or list(settings.input_topics) + [settings.sequenced_topic, settings.identity_topic,
                                                       settings.commission_topic]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await admin.start()
-    await consumer.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     try:
+        await consumer.start()
         try:
             committed = await admin.list_consumer_group_offsets(settings.group)
         except (GroupCoordinatorNotAvailableError, CoordinatorNotAvailableError):

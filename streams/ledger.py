@@ -6,7 +6,8 @@ makes the whole thing effectively-once on top of at-least-once delivery:
 
 1. apply every record of the batch (state changes stay in this object);
 2. send the outputs, dead letters and agent messages, and wait until Kafka has them;
-3. only then write the changed state to the tables (their changelogs);
+3. only then write the changed state to the tables, and (the worker) append those writes to the
+   tables' changelogs, again waiting until Kafka has them;
 4. let Faust commit the input offsets (it flushes the producer first).
 
 A crash before 3 replays the batch: the same outputs are sent again with the same ids. A crash
@@ -19,6 +20,7 @@ remembered with the event id: it is skipped too, without a dead letter.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -83,6 +85,8 @@ class Outbox:
     sends: list[Send] = field(default_factory=list)
     outputs: list[OutputEvent] = field(default_factory=list)  # also in sends; for metrics and tests
     skipped: int = 0  # records whose effects the state already had
+    applied: Counter[str] = field(default_factory=Counter)  # input events applied, by type
+    event_ts: list[int] = field(default_factory=list)  # their ts, in µs
 
 
 class TableHistory:
@@ -160,10 +164,13 @@ class RemoteCommissions:
 class PartitionLedger:
     def __init__(self, partition: int, partitions: int, rules: Rules, topics: Topics,
                  clients: MutableMapping[bytes, bytes], history: MutableMapping[bytes, bytes],
-                 shared: MutableMapping[bytes, bytes], replay: bool = False) -> None:
+                 shared: MutableMapping[bytes, bytes], replay: bool = False, log_writes: bool = False) -> None:
         self.partition, self.partitions, self.rules, self.topics = partition, partitions, rules, topics
         self.clients_table, self.history_table, self.shared_table = clients, history, shared
         self.replay = replay
+        # With log_writes, flush_state also returns every write, for the caller to append to the
+        # tables' changelogs itself (the worker: see Worker._ledger_batch).
+        self.log_writes = log_writes
         self.shared_key = b"shared" + SEP + str(partition).encode()
         raw_shared = shared.get(self.shared_key)
         self.shared = Shared() if raw_shared is None else _shared_dec.decode(raw_shared)
@@ -234,6 +241,8 @@ class PartitionLedger:
                 return
         step, refusal = apply(self, self.shared, event, decoded.ts_us, self.rules, self.identities,
                               self.commissions, record.headers[wire.H_SOURCE].decode())
+        self.outbox.applied[event.__struct_config__.tag] += 1
+        self.outbox.event_ts.append(decoded.ts_us)
         if isinstance(event, ClientEvent):
             client = self.get(event.client_id)
             if client is not None:
@@ -288,16 +297,29 @@ class PartitionLedger:
         self.outbox.sends.append(Send(topic, key.encode() if key else None, orjson.dumps(output)))
 
     # -- after the outbox is safely sent -----------------------------------------------------------
-    def flush_state(self) -> dict[str, int]:
-        """Write what changed to the tables. Returns the changed clients with their versions."""
+    def flush_state(self) -> tuple[dict[str, int], list[tuple[str, bytes, bytes]]]:
+        """Write what changed to the tables. Returns the changed clients with their versions,
+        and (with ``log_writes``) the writes as (table, key, value)."""
+        writes: list[tuple[str, bytes, bytes]] = []
+        log = writes.append if self.log_writes else None
+        clients = self.clients_table
         for client_id in self.dirty:
-            self.clients_table[client_id.encode()] = _client_codec_enc.encode(self.cache[client_id])
+            key, value = client_id.encode(), _client_codec_enc.encode(self.cache[client_id])
+            clients[key] = value
+            if log:
+                log(("clients", key, value))
+        history = self.history_table
         for key, value in self.history_writes.items():
-            self.history_table[key] = value
+            history[key] = value
+            if log:
+                log(("history", key, value))
         if self.shared_dirty:
-            self.shared_table[self.shared_key] = _client_codec_enc.encode(self.shared)
+            value = _client_codec_enc.encode(self.shared)
+            self.shared_table[self.shared_key] = value
+            if log:
+                log(("shared", self.shared_key, value))
         changed, self.dirty, self.history_writes, self.shared_dirty = self.dirty, {}, {}, False
-        return changed
+        return changed, writes
 
     def forget_cache(self) -> None:
         """Keep the object cache bounded: state is always in the tables."""

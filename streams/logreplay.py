@@ -69,7 +69,7 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
                     _write(sink, payouts)
                     summary.outputs += len(payouts)
                 if read_model is not None:
-                    await read_model.publish([(ledger.cache[c], v) for c, v in ledger.flush_state().items()])
+                    await read_model.publish([(ledger.cache[c], v) for c, v in ledger.flush_state()[0].items()])
     finally:
         await consumer.stop()
     summary.seconds = time.perf_counter() - started

@@ -43,6 +43,8 @@ class Settings:
     web_port: int = field(default=6066, metadata={"doc": "port of the web server"})
     batch_max: int = field(default=2000, metadata={"doc": "most records the ledger applies per batch"})
     batch_within_ms: int = field(default=50, metadata={"doc": "longest wait to fill a batch"})
+    stall_s: int = field(default=20, metadata={"doc": "seconds a partition's commit may stay stuck behind what was "
+                                                      "read before the worker re-reads it from the committed offset"})
     data_dir: str = field(default=".rewards-data", metadata={"doc": "Faust's local data folder"})
     log_level: str = field(default="WARNING", metadata={"doc": "log level of the worker"})
 
@@ -70,6 +72,8 @@ class Settings:
             raise SettingsError("REWARDS_PARTITIONS must be between 1 and 1024")
         if self.replication < 1:
             raise SettingsError("REWARDS_REPLICATION must be at least 1")
+        if self.stall_s < 1:
+            raise SettingsError("REWARDS_STALL_S must be positive")
         if self.batch_max < 1 or self.batch_within_ms < 1:
             raise SettingsError("REWARDS_BATCH_MAX and REWARDS_BATCH_WITHIN_MS must be positive")
         if not self.kafka_bootstrap:
