@@ -5,6 +5,7 @@
     GET /clients/{id}/rebates    partner rebates accrued, paid and carried
     GET /health                  200 when Redis answers, 503 when it does not
     GET /metrics                 Prometheus text format (streams.metrics)
+    GET /                        the status page; GET /status.json, what it shows (streams.status)
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis.asyncio as redis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams import status
 
 if TYPE_CHECKING:
     from streams.app import Worker
@@ -58,3 +61,11 @@ def register(worker: Worker) -> None:
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(worker.metrics.registry),
                          content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/status.json")
+    async def status_json(web: Any, request: Any) -> Any:
+        return json_response(web, status.status(worker, await model.ping()))
+
+    @app.page("/")
+    async def status_page(web: Any, request: Any) -> Any:
+        return web.bytes(status.PAGE.encode(), content_type="text/html")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -69,6 +70,7 @@ class Worker:
             processing_guarantee="at_least_once",
             producer_acks=-1,
             producer_max_request_size=4 * 1024 * 1024,
+            producer_max_batch_size=512 * 1024,
             consumer_auto_offset_reset="earliest",
             web_enabled=True,
             web_host=settings.web_host,
@@ -107,6 +109,7 @@ class Worker:
                            for table in (self.clients, self.history, self.shared)}
         self.ledgers: dict[int, PartitionLedger] = {}
         self.metrics = Metrics()
+        self._partition_counts: dict[str, int] = {}
         self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
         self.applied = 0
         self.skipped = 0
@@ -119,7 +122,10 @@ class Worker:
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.timer(interval=5.0)(self._watch_progress)
-        self.metrics.info.info(versions())
+        app.task(self._quiet_client_logs)
+        self.versions = versions()
+        self.metrics.info.info(self.versions)
+        self.started_at = time.time()
         self._progress: dict[TP, tuple[int | None, float]] = {}
 
         from streams import api
@@ -283,12 +289,48 @@ class Worker:
 
     # -- plumbing --------------------------------------------------------------------------------
     async def _send_all(self, sends: list[Send]) -> None:
-        """Send, then wait until Kafka has acknowledged every one."""
+        """Send, then wait until Kafka has acknowledged every one.
+
+        The records are appended to one record batch per topic partition and handed to the
+        producer whole: a record costs an append to a (C-built) batch, not a trip through
+        ``producer.send`` with a future of its own, which was a quarter of the worker's time.
+        A record without a partition goes where Kafka's default partitioner would put its key
+        (murmur2, ``streams.partitioning``); one without a key, by the hash of its value."""
         if not sends:
             return
-        producer = self.app.producer
-        futures = [await producer.send(s.topic, s.key, s.value, s.partition, None, s.headers) for s in sends]
+        producer = self.app.producer._ensure_producer()
+        groups: dict[tuple[str, int], list[Send]] = {}
+        for send in sends:
+            partition = send.partition
+            if partition is None:
+                count = self._partition_counts.get(send.topic)
+                if count is None:
+                    count = self._partition_counts[send.topic] = len(
+                        await producer.client._wait_on_metadata(send.topic))
+                partition = partition_for(send.key if send.key is not None else send.value, count)
+            group = groups.get((send.topic, partition))
+            if group is None:
+                group = groups[(send.topic, partition)] = []
+            group.append(send)
+        futures = []
+        for (topic, partition), group in groups.items():
+            batch = producer.create_batch()
+            for send in group:
+                if batch.append(key=send.key, value=send.value, timestamp=None, headers=send.headers or []) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    if batch.append(key=send.key, value=send.value, timestamp=None,
+                                    headers=send.headers or []) is None:
+                        raise ValueError(f"a record for {topic} is larger than a whole batch "
+                                         f"({len(send.value)} bytes)")
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
+
+    async def _quiet_client_logs(self) -> None:
+        """aiokafka logs a debug line per record sent; at the worker's rates, building those
+        lines cost 6 % of its time even when not shown."""
+        for name in ("aiokafka", "kafka"):
+            logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
     async def _on_assigned(self, app: Any, assigned: set[TP], **kwargs: Any) -> None:
         self.metrics.rebalanced(sum(1 for tp in assigned if tp.topic == self.topics.sequenced))

@@ -129,6 +129,12 @@ def _lag(args: argparse.Namespace) -> int:
     return 1 if over else 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from streams import demo
+
+    return demo.main(fills=args.fills, clients=args.clients, seed=args.seed, work=args.work)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewards", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("date", help="the day to close, YYYY-MM-DD")
     close.add_argument("--id", help="event id (default: derived from the date, so a repeat is harmless)")
     close.set_defaults(run=_close_day)
+
+    demo = commands.add_parser(
+        "demo", help="a generated broker day through the worker on a local Kafka and Redis, with a summary")
+    demo.add_argument("--fills", type=int, default=200_000, help="trade fills in the day (default 200,000)")
+    demo.add_argument("--clients", type=int, default=3000, help="clients (default 3,000)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the generated day")
+    demo.add_argument("--work", default=".cache/demo", help="folder for the worker's log and data")
+    demo.set_defaults(run=_demo)
 
     lag = commands.add_parser(
         "lag", help="the worker group's lag per partition (end offset - committed offset), from the broker")

@@ -1,0 +1,236 @@
+"""``rewards demo``: a generated broker day through the real worker, on a local Kafka and Redis.
+
+1. Start Kafka and Redis (``streams.localservices``: the environment's, a Docker engine's, or
+   local ones from the Maven Central jars and Debian's redis-server), create the topics.
+2. Start a worker (``rewards worker``, a child process) and publish the day the way the source
+   systems would: partner plans and client onboarding first, then payments and client-area
+   commands of onboarding, then the trading day (fills, busts, deposits, allocations,
+   transfers, a share of bad messages), then the day's close. Each phase waits until the
+   worker has taken in the one before, as a real day's order would have it.
+3. Wait until the worker's lag is zero on every topic it reads, with a progress bar.
+4. Read the ledger and dead-letter topics and print what the day came to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.admin import ensure_topics
+from streams.lag import PartitionLag, group_lag
+from streams.localservices import Services, free_port, services
+from streams.publish import publish, route
+from streams.sample_day import SampleDay
+from streams.settings import Settings
+
+
+@dataclass
+class DaySummary:
+    outputs: Counter[str] = field(default_factory=Counter)
+    rejections: Counter[str] = field(default_factory=Counter)
+    sums: dict[str, Decimal] = field(default_factory=dict)
+    clients: set[str] = field(default_factory=set)
+
+    def add(self, doc: dict[str, object]) -> None:
+        kind = str(doc["type"])
+        self.outputs[kind] += 1
+        if kind == "event.rejected":
+            self.rejections[str(doc["reason"])] += 1
+        for name, (of, attribute) in SUMS.items():
+            if kind == of:
+                self.sums[name] = self.sums.get(name, Decimal(0)) + Decimal(str(doc[attribute]))
+        client = doc.get("client_id")
+        if isinstance(client, str) and kind == "cashback.accrued":
+            self.clients.add(client)
+
+    def render(self) -> str:
+        def money(name: str) -> str:
+            return f"{self.sums.get(name, Decimal(0)):,.2f}"
+
+        lines = [
+            f"  JM USD accrued (cashback)   {money('accrued'):>16}   to {len(self.clients):,} clients",
+            f"  JM USD allocated            {money('allocated'):>16}",
+            f"  trading cost covered        {money('covered'):>16}   on {self.outputs['coverage.applied']:,} fills",
+            f"  welcome bonuses granted     {money('welcome'):>16}   ({self.outputs['welcome.granted']:,})",
+            f"  deposit bonuses granted     {money('granted'):>16}   ({self.outputs['bonus.granted']:,})",
+            f"  deposit bonuses unlocked    {money('unlocked'):>16}   ({self.outputs['bonus.unlocked']:,})",
+            f"  rebates accrued             {money('rebates'):>16}",
+            f"  rebates paid                {money('rebates_paid'):>16}   ({self.outputs['rebate.payout']:,} payouts)",
+            f"  partner commissions paid    {money('commissions'):>16}   ({self.outputs['commission.payout']:,} payouts)",
+            f"  fills reversed (busts)      {self.outputs['fill.reversed']:>16,}",
+            f"  rejections (dead letters)   {sum(self.rejections.values()):>16,}",
+        ]
+        lines += [f"      {reason:<24}{count:>16,}" for reason, count in self.rejections.most_common()]
+        lines.append(f"  outputs in all              {sum(self.outputs.values()):>16,}")
+        lines += [f"      {kind:<24}{count:>16,}" for kind, count in self.outputs.most_common()
+                  if kind != "event.rejected"]
+        return "\n".join(lines)
+
+
+SUMS = {
+    "accrued": ("cashback.accrued", "amount"), "allocated": ("wallet.allocated", "amount"),
+    "covered": ("coverage.applied", "covered"), "welcome": ("welcome.granted", "amount"),
+    "granted": ("bonus.granted", "amount"), "unlocked": ("bonus.unlocked", "amount"),
+    "rebates": ("rebate.accrued", "rebate"), "rebates_paid": ("rebate.payout", "amount"),
+    "commissions": ("commission.payout", "amount"),
+}
+
+
+class Bar:
+    """One progress line on stderr (a new line every 10 s when stderr is not a terminal)."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream, self.tty, self.last = stream, stream.isatty(), 0.0
+        self.started = time.monotonic()
+
+    def show(self, label: str, done: int, total: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < (0.25 if self.tty else 10):
+            return
+        self.last = now
+        share = done / total if total else 1.0
+        bar = "#" * int(min(share, 1.0) * 30)
+        text = f"{label:<22} [{bar:<30}] {share:6.1%}  {done:>10,} / {total:,}  {now - self.started:6.0f} s"
+        self.stream.write(("\r" + text) if self.tty else (text + "\n"))
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def phases(lines: list[bytes], settings: Settings) -> list[tuple[str, list[bytes]]]:
+    """The day in the order its source systems would publish it (see the module doc)."""
+    first_trade = next((i for i, line in enumerate(lines) if b'"type":"trade.' in line), len(lines))
+    onboarding, trading = lines[:first_trade], lines[first_trade:]
+    registry = [line for line in onboarding if route(line, settings)[0] in (settings.topic_clients,
+                                                                           settings.topic_partners)]
+    registry_set = set(map(id, registry))
+    follow_up = [line for line in onboarding if id(line) not in registry_set]
+    closes = [line for line in trading if b'"type":"settlement.day_closed"' in line]
+    day = [line for line in trading if b'"type":"settlement.day_closed"' not in line]
+    return [("clients and plans", registry), ("deposits and claims", follow_up), ("the trading day", day),
+            ("the day's close", closes)]
+
+
+async def wait_caught_up(settings: Settings, bar: Bar, label: str, timeout_s: float = 1800) -> list[PartitionLag]:
+    """Until the worker group's lag is zero on every topic it reads, twice in a row."""
+    deadline = time.monotonic() + timeout_s
+    zero_once = False
+    while True:
+        rows = await group_lag(settings)
+        total = sum(row.end for row in rows)
+        lag = sum(row.lag for row in rows)
+        bar.show(label, total - lag, total)
+        if lag == 0 and total > 0:
+            if zero_once:
+                bar.show(label, total, total, force=True)
+                bar.done()
+                return rows
+            zero_once = True
+        else:
+            zero_once = False
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker still had a lag of {lag:,} after {timeout_s:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+async def read_outputs(settings: Settings) -> DaySummary:
+    summary = DaySummary()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                group_id=None, auto_offset_reset="earliest", max_poll_records=5000)
+    try:
+        await consumer.start()
+        partitions = [TopicPartition(topic, p) for topic in (settings.ledger_topic, settings.deadletter_topic)
+                      for p in sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, messages in batch.items():
+                for message in messages:
+                    summary.add(orjson.loads(message.value))
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return summary
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client._wait_on_metadata(topic)
+    return consumer.partitions_for_topic(topic) or set()
+
+
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap, "REDIS_URL": settings.redis_url,
+           "REWARDS_APP_ID": settings.app_id, "REWARDS_WEB_PORT": str(settings.web_port),
+           "REWARDS_DATA_DIR": settings.data_dir}
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+async def run(found: Services, fills: int, clients: int, seed: int, work: Path, out: TextIO) -> int:
+    settings = Settings.from_env({}, kafka_bootstrap=found.kafka_bootstrap, redis_url=found.redis_url,
+                                 app_id="rewards-demo", web_port=free_port(), data_dir=str(work / "worker"))
+    await ensure_topics(settings)
+    lines = list(SampleDay(clients=clients, fills=fills, seed=seed, bad_share=0.002).lines())
+    print(f"generated a broker day: {len(lines):,} events, {fills:,} fills, {clients:,} clients", file=out)
+    log = work / "worker.log"
+    worker = start_worker(settings, log)
+    print(f"worker started (log {log}); status page http://127.0.0.1:{settings.web_port}/", file=out)
+    bar = Bar()
+    started = time.monotonic()
+    try:
+        for label, part in phases(lines, settings):
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with {worker.returncode}; see {log}")
+            await publish(part, settings)
+            await wait_caught_up(settings, bar, label)
+        seconds = time.monotonic() - started
+        summary = await read_outputs(settings)
+        lag = await group_lag(settings)
+    finally:
+        stop_worker(worker)
+    print(f"\nthe day, {len(lines):,} events, went through the worker in {seconds:.0f} s "
+          f"({len(lines) / seconds:,.0f} events/s, publishing included):", file=out)
+    print(summary.render(), file=out)
+    worst = max((row.lag for row in lag), default=0)
+    print(f"\nlag of group {settings.group} after the demo: {sum(row.lag for row in lag):,} "
+          f"(largest {worst:,}) on {len(lag)} partitions", file=out)
+    return 0 if worst == 0 else 1
+
+
+def main(fills: int = 200_000, clients: int = 3000, seed: int = 7, work: str = ".cache/demo") -> int:
+    path = Path(work)
+    path.mkdir(parents=True, exist_ok=True)
+    print("starting Kafka and Redis (the first run resolves the Kafka jars from Maven Central)", file=sys.stderr)
+    with services() as found:
+        print(f"Kafka at {found.kafka_bootstrap}, Redis at {found.redis_url}", file=sys.stderr)
+        return asyncio.run(run(found, fills, clients, seed, path, sys.stdout))

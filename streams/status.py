@@ -1,0 +1,143 @@
+"""The status page at ``/`` and the JSON behind it at ``/status.json``.
+
+The page is one self-contained HTML document (no external scripts, fonts or styles, so it
+works on a worker without internet access): it fetches ``/status.json`` every 2 seconds and
+draws the lag per partition, throughput and rejection rate over the last 15 minutes (an SVG
+chart), the last rebalance and the versions.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streams.app import Worker
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def status(worker: Worker, redis_up: bool) -> dict[str, Any]:
+    history = worker.metrics.history
+    now = time.time()
+    series = history.rates(now)
+    recent = series[-6:]  # the last minute
+    lags = history.lags
+    return {
+        "app": worker.settings.group,
+        "now": _iso(now),
+        "started_at": _iso(worker.started_at),
+        "versions": worker.versions,
+        "redis": "up" if redis_up else "unreachable",
+        "partitions": worker.assigned_partitions(),
+        "applied": worker.applied,
+        "skipped_redeliveries": worker.skipped,
+        "applied_per_s": round(sum(r["applied_per_s"] for r in recent) / len(recent), 1),
+        "rejected_per_s": round(sum(r["rejected_per_s"] for r in recent) / len(recent), 1),
+        "total_lag": sum(int(str(row["lag"])) for row in lags),
+        "lag": lags,
+        "last_rebalance": _iso(history.last_rebalance),
+        "series": series,
+    }
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>rewards worker</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f5f6f8; color: #1d2430; }
+  header { background: #1d2430; color: #fff; padding: 12px 24px; display: flex; justify-content: space-between; }
+  header h1 { font-size: 18px; margin: 0; }
+  main { padding: 16px 24px; display: grid; gap: 16px; grid-template-columns: repeat(4, 1fr); }
+  .card { background: #fff; border-radius: 6px; padding: 12px 16px; box-shadow: 0 1px 2px #0002; }
+  .card .value { font-size: 26px; font-weight: 600; }
+  .wide { grid-column: 1 / -1; }
+  table { border-collapse: collapse; width: 100%; }
+  th, td { text-align: right; padding: 4px 8px; border-bottom: 1px solid #e3e6ea; }
+  th:first-child, td:first-child { text-align: left; }
+  td.behind { color: #b3261e; font-weight: 600; }
+  #chart { width: 100%; height: 200px; }
+  .legend span { margin-right: 16px; }
+  .applied { color: #1a73e8; } .rejected { color: #d93025; }
+  #error { color: #b3261e; }
+</style>
+</head>
+<body>
+<header><h1>rewards &middot; <span id="app">?</span></h1><span id="versions"></span></header>
+<main>
+  <div class="card"><div>Total lag</div><div class="value" id="total-lag">&ndash;</div></div>
+  <div class="card"><div>Applied / s (last minute)</div><div class="value" id="applied-rate">&ndash;</div></div>
+  <div class="card"><div>Rejected / s (last minute)</div><div class="value" id="rejected-rate">&ndash;</div></div>
+  <div class="card"><div>Last rebalance</div><div class="value" id="last-rebalance" style="font-size:16px">&ndash;</div>
+    <div>partitions held: <span id="partitions">&ndash;</span> &middot; Redis: <span id="redis">&ndash;</span></div></div>
+  <div class="card wide">
+    <div class="legend"><b>Throughput, last 15 minutes</b> &nbsp;
+      <span class="applied">&#9632; applied / s</span><span class="rejected">&#9632; rejected / s</span>
+      <span id="peak"></span></div>
+    <svg id="chart" viewBox="0 0 900 200" preserveAspectRatio="none">
+      <polyline id="applied-line" fill="none" stroke="#1a73e8" stroke-width="2" points=""/>
+      <polyline id="rejected-line" fill="none" stroke="#d93025" stroke-width="2" points=""/>
+    </svg>
+  </div>
+  <div class="card wide">
+    <b>Consumer lag per partition</b> <span id="error"></span>
+    <table id="lag-table">
+      <thead><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th><th>lag</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </div>
+</main>
+<script>
+"use strict";
+function fmt(n) { return n === null || n === undefined ? "-" : Number(n).toLocaleString("en-US"); }
+function points(series, key, peak) {
+  const step = 900 / Math.max(1, series.length - 1);
+  return series.map((row, i) => (i * step).toFixed(1) + "," + (195 - 190 * row[key] / peak).toFixed(1)).join(" ");
+}
+function render(s) {
+  document.getElementById("app").textContent = s.app;
+  document.getElementById("versions").textContent =
+    Object.entries(s.versions).map(([k, v]) => k + " " + v).join(" · ");
+  document.getElementById("total-lag").textContent = fmt(s.total_lag);
+  document.getElementById("applied-rate").textContent = fmt(s.applied_per_s);
+  document.getElementById("rejected-rate").textContent = fmt(s.rejected_per_s);
+  document.getElementById("last-rebalance").textContent = s.last_rebalance || "none yet";
+  document.getElementById("partitions").textContent = s.partitions.join(", ") || "none";
+  document.getElementById("redis").textContent = s.redis;
+  const peak = Math.max(1, ...s.series.map(r => Math.max(r.applied_per_s, r.rejected_per_s)));
+  document.getElementById("peak").textContent = "peak " + fmt(peak) + " / s";
+  document.getElementById("applied-line").setAttribute("points", points(s.series, "applied_per_s", peak));
+  document.getElementById("rejected-line").setAttribute("points", points(s.series, "rejected_per_s", peak));
+  const body = document.querySelector("#lag-table tbody");
+  body.replaceChildren(...s.lag.map(row => {
+    const tr = document.createElement("tr");
+    for (const key of ["topic", "partition", "committed", "end", "lag"]) {
+      const td = document.createElement("td");
+      td.textContent = key === "topic" ? row[key] : fmt(row[key]);
+      if (key === "lag" && row.lag > 0) td.className = "behind";
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+}
+async function refresh() {
+  try {
+    const response = await fetch("status.json", {cache: "no-store"});
+    render(await response.json());
+    document.getElementById("error").textContent = "";
+  } catch (e) {
+    document.getElementById("error").textContent = "status unavailable: " + e;
+  }
+}
+refresh();
+setInterval(refresh, 2000);
+</script>
+</body>
+</html>
+"""
