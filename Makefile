@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast test-faults demo bench bench-replay schemas clean
+.PHONY: setup test test-fast test-faults demo demo-offline bench bench-replay bench-worker schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## The test suite: types, the checked-in JSON Schemas, then the unit, property and
-## integration tiers (real Kafka and Redis). The fault tier is not in it yet: see test-faults.
+## The test suite: types, the checked-in JSON Schemas, then the unit, property, integration
+## (real Kafka, Redis and, for the status page, Chromium) and fault tiers.
 test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m schemas.jsonschema --check
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/property tests/integration
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/property tests/integration tests/faults
 
-## SIGKILL mid-run and rebalance, 30k-100k events each. Kept out of `make test` (and CI) while
-## a worker can stall one partition under a large backlog (README, "Known problems").
+## SIGKILL mid-run and rebalance, 30k-100k events each (also part of `make test`).
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/faults
 
@@ -32,11 +31,20 @@ test-faults: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/property
 
-## Offline: a sample broker day through `rewards replay`.
+## A generated broker day (200,000 fills) through the worker, on a local Kafka and Redis
+## it starts itself; prints the day's summary and the group's lag after it.
 demo: $(STAMP)
+	$(BIN)/rewards demo
+
+## The same kind of day offline, through `rewards replay` (no Kafka): seconds.
+demo-offline: $(STAMP)
 	$(BIN)/python -m benchmarks.replay_throughput --events 250000 --keep artifacts/demo
 
-bench: bench-replay
+bench: bench-replay bench-worker
+
+## The worker end to end against a raw aiokafka passthrough and a naive Faust agent, one broker.
+bench-worker: $(STAMP)
+	$(BIN)/python -m benchmarks.worker_throughput --fills 100000
 
 ## Replay throughput on one core over 1,000,000 generated events.
 bench-replay: $(STAMP)

@@ -110,6 +110,8 @@ class Worker:
         self.ledgers: dict[int, PartitionLedger] = {}
         self.metrics = Metrics()
         self._partition_counts: dict[str, int] = {}
+        self._consumed = set(settings.input_topics) | {settings.sequenced_topic, settings.identity_topic,
+                                                       settings.commission_topic}
         self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
         self.applied = 0
         self.skipped = 0
@@ -268,8 +270,8 @@ class Worker:
         now = asyncio.get_running_loop().time()
         rows = []
         for tp in sorted(assignment):
-            if tp.topic in self.app.tables.changelog_topics:
-                continue
+            if tp.topic not in self._consumed:
+                continue  # changelogs, Faust's own assignor topic
             read = consumer._read_offset.get(tp)  # the last offset handed to the streams
             committed = consumer._committed_offset.get(tp)  # where a restart would resume
             end = consumer.highwater(tp)

@@ -186,19 +186,27 @@ def _wait_for_kafka(bootstrap: str, process: subprocess.Popen[bytes], log: Path)
 
 
 # -- Redis -------------------------------------------------------------------------------------
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
+def debian_binary(command: str, package: str) -> str:
+    """The path of ``command``, installing Debian's ``package`` with apt-get when missing."""
+    found = shutil.which(command)
     if found:
         return found
     if shutil.which("apt-get") is None:
-        raise ServiceError("redis-server is not installed (set REDIS_URL, or install Redis)")
+        raise ServiceError(f"{command} is not installed and there is no apt-get to install {package} with")
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
     subprocess.run(["apt-get", "update", "-qq"], check=False, timeout=600, **quiet)  # type: ignore[call-overload]
-    installed = subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], timeout=600, **quiet)  # type: ignore[call-overload]
-    found = shutil.which("redis-server")
+    installed = subprocess.run(["apt-get", "install", "-y", "-qq", package], timeout=900, **quiet)  # type: ignore[call-overload]
+    found = shutil.which(command)
     if installed.returncode != 0 or not found:
-        raise ServiceError(f"could not install redis-server: {installed.stderr.decode()[-2000:]}")
+        raise ServiceError(f"could not install {package}: {installed.stderr.decode()[-2000:]}")
     return found
+
+
+def redis_server_binary() -> str:
+    try:
+        return debian_binary("redis-server", "redis-server")
+    except ServiceError as exc:
+        raise ServiceError(f"{exc} (or set REDIS_URL)") from None
 
 
 @contextlib.contextmanager

@@ -1,0 +1,151 @@
+"""Operating the worker: `rewards lag` as a probe, /metrics against the outputs on Kafka, and
+the status page in a real headless Chromium (its screenshot is kept in artifacts/)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from streams.localservices import debian_binary
+from streams.publish import publish
+from streams.sample_day import SampleDay
+from streams.settings import Settings
+from tests.integration.conftest import ensure, publish_in_order, read_all, settings_env, wait_caught_up
+
+SCENARIOS = Path(__file__).parents[1] / "scenarios"
+ARTIFACTS = Path(__file__).parents[2] / "artifacts"
+pytestmark = pytest.mark.integration
+
+
+def rewards_lag(settings: Settings, *args: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "lag", "--json", *args], env=settings_env(settings),
+                          capture_output=True, timeout=60)
+    assert done.returncode in (0, 1), done.stderr.decode()
+    return done.returncode, json.loads(done.stdout)
+
+
+async def fetch(port: int, path: str, timeout_s: float = 60) -> str:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}{path}") as response:
+                    assert response.status == 200, (path, response.status)
+                    return await response.text()
+            except aiohttp.ClientConnectionError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.3)
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """The series of one metric in Prometheus text: {label text: value}."""
+    found = {}
+    for match in re.finditer(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M):
+        found[match.group(1) or ""] = float(match.group(2))
+    return found
+
+
+async def test_lag_probe_is_nonzero_while_a_paused_worker_has_a_backlog(settings: Settings, start_worker: Any) -> None:
+    await ensure(settings)
+    worker = start_worker()
+    await publish_in_order(settings, (SCENARIOS / "programs.jsonl").read_bytes().splitlines())
+    await wait_caught_up(settings)
+    code, report = rewards_lag(settings, "--max-lag", "0")
+    assert (code, report["total_lag"], report["exceeded"]) == (0, 0, False)
+    assert {row["topic"] for row in report["partitions"]} >= set(settings.input_topics) | {settings.sequenced_topic}
+
+    os.killpg(worker.process.pid, signal.SIGSTOP)
+    try:
+        backlog = list(SampleDay(clients=20, fills=400, seed=3).lines())
+        await publish(backlog, settings)
+        code, report = rewards_lag(settings, "--max-lag", "0")
+        assert code == 1 and report["exceeded"]
+        assert report["total_lag"] >= len(backlog)
+        code, _ = rewards_lag(settings, "--max-lag", str(10 * len(backlog)))
+        assert code == 0, "under a threshold above the backlog, the probe passes"
+    finally:
+        os.killpg(worker.process.pid, signal.SIGCONT)
+    await wait_caught_up(settings)
+    code, report = rewards_lag(settings, "--max-lag", "0")
+    assert (code, report["total_lag"]) == (0, 0), worker.tail()
+    table = subprocess.run([sys.executable, "-m", "streams.cli", "lag"], env=settings_env(settings),
+                           capture_output=True, timeout=60, text=True)
+    assert table.returncode == 0 and f"group {settings.group}: total lag 0" in table.stdout
+
+
+async def test_metrics_count_what_reached_kafka(settings: Settings, start_worker: Any) -> None:
+    await ensure(settings)
+    worker = start_worker()
+    await publish_in_order(settings, (SCENARIOS / "programs.jsonl").read_bytes().splitlines())
+    await wait_caught_up(settings)
+    outputs = await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic, idle_s=1.0)
+    by_type = Counter(o["type"] for o in outputs)
+    by_reason = Counter(o["reason"] for o in outputs if o["type"] == "event.rejected")
+    assert by_reason, "the scenario has rejections"
+    await asyncio.sleep(6)  # one tick of the offsets timer after catching up
+    text = await fetch(worker.port, "/metrics")
+    # outputs of the ledger agent (commission payouts come from the aggregator, not counted there)
+    counted = {labels: value for labels, value in samples(text, "rewards_outputs_total").items()}
+    assert {re.search(r'type="([^"]+)"', k).group(1): int(v) for k, v in counted.items()} == {
+        t: n for t, n in by_type.items() if t != "commission.payout"}
+    rejected = samples(text, "rewards_rejections_total")
+    assert {re.search(r'reason="([^"]+)"', k).group(1): int(v) for k, v in rejected.items()} == dict(by_reason)
+    accrued = sum(float(o["amount"]) for o in outputs if o["type"] == "cashback.accrued")
+    assert samples(text, "rewards_jm_usd_accrued_usd_total")[""] == pytest.approx(accrued)
+    lags = samples(text, "rewards_consumer_lag")
+    assert lags and all(value == 0 for value in lags.values())
+    assert any(settings.sequenced_topic in labels for labels in lags)
+    assert samples(text, "rewards_rebalances_total")[""] >= 1
+    assert samples(text, "rewards_pipeline_latency_seconds_count")[""] > 0
+
+
+async def test_status_page_in_headless_chromium(settings: Settings, start_worker: Any) -> None:
+    chromium = debian_binary("chromium", "chromium")
+    await ensure(settings)
+    worker = start_worker()
+    await publish_in_order(settings, (SCENARIOS / "programs.jsonl").read_bytes().splitlines())
+    await wait_caught_up(settings)
+    await asyncio.sleep(6)  # the lag table fills on the offsets timer
+    status = json.loads(await fetch(worker.port, "/status.json"))
+    url = f"http://127.0.0.1:{worker.port}/"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--disable-background-networking", "--disable-extensions", "--hide-scrollbars",
+             "--virtual-time-budget=5000", f"--user-data-dir={ARTIFACTS / '.chromium-profile'}"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, timeout=120, text=True)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    # the page's script ran against the worker: the table has a row per partition held
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td>", html)
+    assert len(rows) == len(status["lag"]) > 0
+    assert {topic for topic, _ in rows} >= {settings.sequenced_topic}
+    assert f'id="app">{settings.group}<' in html
+    assert "faust_streaming" in html
+    points = re.search(r'id="applied-line"[^>]*points="([^"]*)"', html)
+    assert points and len(points.group(1).split()) == len(status["series"])
+    total_lag = re.search(r'id="total-lag">([^<]*)<', html)
+    assert total_lag and total_lag.group(1) == "0"
+
+    screenshot = ARTIFACTS / "status-page.png"
+    screenshot.unlink(missing_ok=True)
+    shot = subprocess.run([chromium, *flags, "--window-size=1280,900", f"--screenshot={screenshot}", url],
+                          capture_output=True, timeout=120, text=True)
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    data = screenshot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1280, 900)
+    assert len(data) > 20_000, "a blank page compresses to almost nothing"
