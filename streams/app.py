@@ -110,6 +110,7 @@ class Worker:
         self.ledgers: dict[int, PartitionLedger] = {}
         self.metrics = Metrics()
         self._partition_counts: dict[str, int] = {}
+        self._batch_lock = asyncio.Lock()
         self._consumed = set(settings.input_topics) | {settings.sequenced_topic, settings.identity_topic,
                                                        settings.commission_topic}
         self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
@@ -164,7 +165,16 @@ class Worker:
     async def ledger(self, stream: Any) -> None:
         async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_ms / 1000):
             try:
-                await self._ledger_batch(events)
+                # One batch at a time against a rebalance (see _on_revoked), and finished even
+                # when the worker is told to stop in the middle of it: a batch cut short would
+                # leave part of its state writes in the changelogs.
+                async with self._batch_lock:
+                    batch = asyncio.ensure_future(self._ledger_batch(events))
+                    try:
+                        await asyncio.shield(batch)
+                    except asyncio.CancelledError:
+                        await asyncio.wait([batch], timeout=self.settings.stall_s)
+                        raise
             except Exception as exc:
                 # The caches now hold effects whose outputs may not be in Kafka: carrying on with
                 # them could skip those events on redelivery. Drop them and stop the worker; a
@@ -201,14 +211,19 @@ class Worker:
         # those queue every write through the producer buffer one message at a time, and the
         # consumer stops delivering while that buffer is full.
         await self._send_all(sends)
-        views, changelog = [], []
+        views = []
+        changelog: dict[str, list[Send]] = {"history": [], "clients": [], "shared": []}
         for partition, ledger in touched.items():
             changed, writes = ledger.flush_state()
-            changelog += [Send(self.changelogs[table], key, value, partition) for table, key, value in writes]
+            for table, key, value in writes:
+                changelog[table].append(Send(self.changelogs[table], key, value, partition))
             views += [(ledger.cache[c], version) for c, version in changed.items()]
             if len(ledger.cache) > 100_000:
                 ledger.forget_cache()
-        await self._send_all(changelog)
+        # History before client state, client state before the partition's shared state, each
+        # acknowledged before the next is sent (streams.ledger.TableHistory says why).
+        for table in ("history", "clients", "shared"):
+            await self._send_all(changelog[table])
         self.applied += len(events)
         self.metrics.observe_outputs(outputs)
         self.metrics.observe_applied(types, event_ts, appended)
@@ -338,6 +353,13 @@ class Worker:
         self.metrics.rebalanced(sum(1 for tp in assigned if tp.topic == self.topics.sequenced))
 
     async def _on_revoked(self, app: Any, revoked: set[TP], **kwargs: Any) -> None:
+        # Faust awaits this during the rebalance, before the partitions go to another worker:
+        # wait for a batch under way to reach Kafka whole, so that the next holder's recovery
+        # reads all of its state writes.
+        async with self._batch_lock:
+            self._forget(revoked)
+
+    def _forget(self, revoked: set[TP]) -> None:
         for tp in revoked:
             if tp.topic == self.topics.sequenced:
                 self.ledgers.pop(tp.partition, None)

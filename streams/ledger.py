@@ -7,7 +7,8 @@ makes the whole thing effectively-once on top of at-least-once delivery:
 1. apply every record of the batch (state changes stay in this object);
 2. send the outputs, dead letters and agent messages, and wait until Kafka has them;
 3. only then write the changed state to the tables, and (the worker) append those writes to the
-   tables' changelogs, again waiting until Kafka has them;
+   tables' changelogs, again waiting until Kafka has them: history entries, then client
+   states, then the partition's shared state (TableHistory says why in this order);
 4. let Faust commit the input offsets (it flushes the producer first).
 
 A crash before 3 replays the batch: the same outputs are sent again with the same ids. A crash
@@ -90,40 +91,58 @@ class Outbox:
 
 
 class TableHistory:
-    """A client's History as keys of the history table: ``client SEP kind id``."""
+    """A client's History as keys of the history table: ``client SEP kind id``.
 
-    __slots__ = ("ledger", "prefix")
+    Each value starts with the sequenced offset of the record that wrote it (8 bytes), and an
+    entry in the table counts only when the client's state has applied that record (entries
+    written by the batch under way always count). A batch's writes reach the changelogs history first, client state
+    last: when a worker dies between the two, the entries without their client state are
+    ignored after recovery, and the record that wrote them is applied again, as if they had
+    never been written."""
+
+    __slots__ = ("ledger", "client_id", "prefix")
 
     def __init__(self, ledger: PartitionLedger, client_id: str) -> None:
         self.ledger = ledger
+        self.client_id = client_id
         self.prefix = client_id.encode() + SEP
 
     def _get(self, key: bytes) -> bytes | None:
-        pending = self.ledger.history_writes
-        if key in pending:
-            return pending[key]
-        return self.ledger.history_table.get(key)
+        ledger = self.ledger
+        raw = ledger.history_writes.get(key)
+        if raw is not None:  # written by this batch, in step with the client state in memory
+            return raw[8:]
+        raw = ledger.history_table.get(key)
+        if raw is None:
+            return None
+        client = ledger.get(self.client_id)
+        if client is None or int.from_bytes(raw[:8], "big", signed=True) > client.applied_offset:
+            return None  # its record's effects never reached the client state
+        return raw[8:]
+
+    def _put(self, key: bytes, value: bytes) -> None:
+        self.ledger.history_writes[key] = self.ledger._offset.to_bytes(8, "big", signed=True) + value
 
     def seen(self, event_id: str) -> Seen | None:
         raw = self._get(self.prefix + b"s" + event_id.encode())
         return None if raw is None else _seen_dec.decode(raw)
 
     def remember(self, event_id: str, entry: Seen) -> None:
-        self.ledger.history_writes[self.prefix + b"s" + event_id.encode()] = _client_codec_enc.encode(entry)
+        self._put(self.prefix + b"s" + event_id.encode(), _client_codec_enc.encode(entry))
 
     def fill(self, fill_id: str) -> FillRecord | None:
         raw = self._get(self.prefix + b"f" + fill_id.encode())
         return None if raw is None else _fill_dec.decode(raw)
 
     def put_fill(self, fill_id: str, record: FillRecord) -> None:
-        self.ledger.history_writes[self.prefix + b"f" + fill_id.encode()] = _client_codec_enc.encode(record)
+        self._put(self.prefix + b"f" + fill_id.encode(), _client_codec_enc.encode(record))
 
     def deposit(self, deposit_id: str) -> int | None:
         raw = self._get(self.prefix + b"d" + deposit_id.encode())
         return None if raw is None else int(raw)
 
     def put_deposit(self, deposit_id: str, ts_us: int) -> None:
-        self.ledger.history_writes[self.prefix + b"d" + deposit_id.encode()] = str(ts_us).encode()
+        self._put(self.prefix + b"d" + deposit_id.encode(), str(ts_us).encode())
 
 
 class DeferredIdentities:
@@ -302,17 +321,19 @@ class PartitionLedger:
         and (with ``log_writes``) the writes as (table, key, value)."""
         writes: list[tuple[str, bytes, bytes]] = []
         log = writes.append if self.log_writes else None
+        # In this order: a client's history entries count only once its state has the record
+        # that wrote them (TableHistory), so they go before the client state.
+        history = self.history_table
+        for key, value in self.history_writes.items():
+            history[key] = value
+            if log:
+                log(("history", key, value))
         clients = self.clients_table
         for client_id in self.dirty:
             key, value = client_id.encode(), _client_codec_enc.encode(self.cache[client_id])
             clients[key] = value
             if log:
                 log(("clients", key, value))
-        history = self.history_table
-        for key, value in self.history_writes.items():
-            history[key] = value
-            if log:
-                log(("history", key, value))
         if self.shared_dirty:
             value = _client_codec_enc.encode(self.shared)
             self.shared_table[self.shared_key] = value
