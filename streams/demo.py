@@ -29,7 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.admin import ensure_topics
-from streams.lag import PartitionLag, group_lag
+from streams.lag import PartitionLag, group_lag, wait_caught_up
 from streams.localservices import Services, free_port, services
 from streams.publish import publish, route
 from streams.sample_day import SampleDay
@@ -126,26 +126,17 @@ def phases(lines: list[bytes], settings: Settings) -> list[tuple[str, list[bytes
             ("the day's close", closes)]
 
 
-async def wait_caught_up(settings: Settings, bar: Bar, label: str, timeout_s: float = 1800) -> list[PartitionLag]:
-    """Until the worker group's lag is zero on every topic it reads, twice in a row."""
-    deadline = time.monotonic() + timeout_s
-    zero_once = False
-    while True:
-        rows = await group_lag(settings)
+async def caught_up(settings: Settings, bar: Bar, label: str, timeout_s: float = 1800) -> None:
+    """Until the worker group's lag is zero on every topic it reads, with the bar showing how
+    much of what is on them the group has committed."""
+    def show(rows: list[PartitionLag]) -> None:
         total = sum(row.end for row in rows)
-        lag = sum(row.lag for row in rows)
-        bar.show(label, total - lag, total)
-        if lag == 0 and total > 0:
-            if zero_once:
-                bar.show(label, total, total, force=True)
-                bar.done()
-                return rows
-            zero_once = True
-        else:
-            zero_once = False
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the worker still had a lag of {lag:,} after {timeout_s:.0f} s")
-        await asyncio.sleep(0.5)
+        bar.show(label, total - sum(row.lag for row in rows), total)
+
+    rows = await wait_caught_up(settings, timeout_s=timeout_s, quiet_s=0.5, progress=show)
+    total = sum(row.end for row in rows)
+    bar.show(label, total, total, force=True)
+    bar.done()
 
 
 async def read_outputs(settings: Settings) -> DaySummary:
@@ -212,7 +203,7 @@ async def run(found: Services, fills: int, clients: int, seed: int, work: Path, 
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with {worker.returncode}; see {log}")
             await publish(part, settings)
-            await wait_caught_up(settings, bar, label)
+            await caught_up(settings, bar, label)
         seconds = time.monotonic() - started
         summary = await read_outputs(settings)
         lag = await group_lag(settings)

@@ -3,6 +3,9 @@ topic and partition."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -50,3 +53,26 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def wait_caught_up(settings: Settings, timeout_s: float = 180, quiet_s: float = 2.0,
+                         progress: Callable[[list[PartitionLag]], None] | None = None) -> list[PartitionLag]:
+    """Until the worker's group has committed everything on every topic it reads, and stays so
+    for ``quiet_s`` (an agent may still be sending the last messages to another topic).
+    ``progress`` sees every reading."""
+    deadline = time.monotonic() + timeout_s
+    settled_since = None
+    while True:
+        lags = await group_lag(settings)
+        if progress is not None:
+            progress(lags)
+        if lags and all(p.lag == 0 for p in lags):
+            settled_since = settled_since or time.monotonic()
+            if time.monotonic() - settled_since >= quiet_s:
+                return lags
+        else:
+            settled_since = None
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not catch up in {timeout_s} s: "
+                               f"{[(p.topic, p.partition, p.lag) for p in lags if p.lag]}")
+        await asyncio.sleep(0.3)

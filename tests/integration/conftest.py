@@ -19,6 +19,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.lag import wait_caught_up as wait_caught_up  # the tests import it from here
 from streams.localservices import Services, free_port, services
 from streams.publish import route
 from streams.settings import Settings
@@ -218,24 +219,3 @@ async def ensure(settings: Settings) -> None:
     from streams.admin import ensure_topics
 
     await ensure_topics(settings)
-
-
-async def wait_caught_up(settings: Settings, timeout_s: float = 180, quiet_s: float = 2.0) -> None:
-    """Until the worker's group has committed everything on every topic it reads, and stays so
-    for ``quiet_s`` (an agent may still be sending the last messages to another topic)."""
-    from streams.lag import group_lag
-
-    deadline = time.monotonic() + timeout_s
-    settled_since = None
-    while True:
-        lags = await group_lag(settings)
-        if lags and all(p.lag == 0 for p in lags):
-            settled_since = settled_since or time.monotonic()
-            if time.monotonic() - settled_since >= quiet_s:
-                return
-        else:
-            settled_since = None
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the worker did not catch up in {timeout_s} s: "
-                               f"{[(p.topic, p.partition, p.lag) for p in lags if p.lag]}")
-        await asyncio.sleep(0.3)
