@@ -189,13 +189,13 @@ class Worker:
         touched: dict[int, PartitionLedger] = {}
         types: Counter[str] = Counter()
         event_ts: list[int] = []
-        appended: list[int] = []
+        appended: list[float] = []
         for event in events:
             message = event.message
             ledger = touched[message.partition] = self._ledger_for(message.partition)
             headers = _headers(message.headers)
             ledger.handle(Record(message.partition, message.offset, message.key, message.value, headers))
-            appended.append(int(message.timestamp * 1000))
+            appended.append(message.timestamp)
         sends: list[Send] = []
         outputs = []
         for ledger in touched.values():

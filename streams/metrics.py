@@ -98,7 +98,7 @@ class Metrics:
             self.amounts[name].inc(float(total))
         self.history.add(rejected=sum(reasons.values()))
 
-    def observe_applied(self, types: Tally[str], event_ts_us: list[int], appended_ms: list[int]) -> None:
+    def observe_applied(self, types: Tally[str], event_ts_us: list[int], appended_s: list[float]) -> None:
         for name, count in types.items():
             self.events.labels(name).inc(count)
         now = time.time()
@@ -106,8 +106,8 @@ class Metrics:
         for ts_us in event_ts_us:
             observe(max(0.0, now - ts_us / 1e6))
         observe = self.pipeline.observe
-        for ms in appended_ms:
-            observe(max(0.0, now - ms / 1e3))
+        for appended in appended_s:
+            observe(max(0.0, now - appended))
         self.history.add(applied=sum(types.values()))
 
     def rebalanced(self, partitions: int) -> None:

@@ -41,7 +41,7 @@ def test_outputs_are_counted_by_type_reason_and_amount() -> None:
 def test_applied_events_and_latencies() -> None:
     metrics = Metrics()
     now_us = 1_900_000_000 * 1_000_000
-    metrics.observe_applied(Counter({"trade.fill": 3, "deposit": 1}), [now_us] * 4, [1_000])
+    metrics.observe_applied(Counter({"trade.fill": 3, "deposit": 1}), [now_us] * 4, [1.0])
     assert value(metrics, "rewards_events_applied_total", type="trade.fill") == 3
     assert value(metrics, "rewards_end_to_end_latency_seconds_count") == 4
     # an event stamped in the future counts as no latency, not as a negative one
