@@ -105,7 +105,8 @@ class Worker:
         self.identities = app.Table("identities", **table)
         self.partner_ledgers = app.Table("partners", **table)
         self.closes = app.Table("closes", **table)
-        self.changelogs = {table.name: f"{settings.group}-{table.name}-changelog"
+        # The topics Faust recovers these tables from (streams.admin creates them compacted).
+        self.changelogs = {table.name: table.changelog_topic.get_topic_name()
                            for table in (self.clients, self.history, self.shared)}
         self.ledgers: dict[int, PartitionLedger] = {}
         self.metrics = Metrics()
