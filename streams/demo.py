@@ -116,10 +116,11 @@ def phases(lines: list[bytes], settings: Settings) -> list[tuple[str, list[bytes
     """The day in the order its source systems would publish it (see the module doc)."""
     first_trade = next((i for i, line in enumerate(lines) if b'"type":"trade.' in line), len(lines))
     onboarding, trading = lines[:first_trade], lines[first_trade:]
-    registry = [line for line in onboarding if route(line, settings)[0] in (settings.topic_clients,
-                                                                           settings.topic_partners)]
-    registry_set = set(map(id, registry))
-    follow_up = [line for line in onboarding if id(line) not in registry_set]
+    registry: list[bytes] = []
+    follow_up: list[bytes] = []
+    for line in onboarding:
+        topic = route(line, settings)[0]
+        (registry if topic in (settings.topic_clients, settings.topic_partners) else follow_up).append(line)
     closes = [line for line in trading if b'"type":"settlement.day_closed"' in line]
     day = [line for line in trading if b'"type":"settlement.day_closed"' not in line]
     return [("clients and plans", registry), ("deposits and claims", follow_up), ("the trading day", day),
