@@ -106,9 +106,7 @@ def _lag(args: argparse.Namespace) -> int:
     from streams.lag import group_lag
     from streams.settings import Settings
 
-    settings = Settings.from_env()
-    if args.group:
-        settings = Settings.from_env(app_id=args.group)
+    settings = Settings.from_env(**({"app_id": args.group} if args.group else {}))
     rows = asyncio.run(group_lag(settings, args.topic or None))
     total = sum(row.lag for row in rows)
     worst = max((row.lag for row in rows), default=0)
