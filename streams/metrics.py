@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -142,7 +143,7 @@ class StatusHistory:
     slot_s: int = 10
     slots: int = 90
     series: deque[tuple[int, int, int]] = field(default_factory=deque)  # (slot start, applied, rejected)
-    lags: list[dict[str, object]] = field(default_factory=list)
+    lags: list[dict[str, Any]] = field(default_factory=list)
     last_rebalance: float | None = None
 
     def add(self, applied: int = 0, rejected: int = 0, now: float | None = None) -> None:

@@ -37,7 +37,7 @@ def status(worker: Worker, redis_up: bool) -> dict[str, Any]:
         "skipped_redeliveries": worker.skipped,
         "applied_per_s": round(sum(r["applied_per_s"] for r in recent) / len(recent), 1),
         "rejected_per_s": round(sum(r["rejected_per_s"] for r in recent) / len(recent), 1),
-        "total_lag": sum(int(str(row["lag"])) for row in lags),
+        "total_lag": sum(row["lag"] for row in lags),
         "lag": lags,
         "last_rebalance": _iso(history.last_rebalance),
         "series": series,
