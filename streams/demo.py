@@ -170,9 +170,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap, "REDIS_URL": settings.redis_url,
-           "REWARDS_APP_ID": settings.app_id, "REWARDS_WEB_PORT": str(settings.web_port),
-           "REWARDS_DATA_DIR": settings.data_dir}
+    env = {**os.environ, **settings.as_env()}
     return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 
 ENV_PREFIX = "REWARDS_"
+
+
+def _env_name(f: Field[Any]) -> str:
+    return str(f.metadata.get("env", ENV_PREFIX + f.name.upper()))
 
 
 class SettingsError(ValueError):
@@ -53,7 +57,7 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            name = f.metadata.get("env", ENV_PREFIX + f.name.upper())
+            name = _env_name(f)
             if name in env:
                 raw = env[name]
                 if f.type in ("int", int):
@@ -129,5 +133,9 @@ class Settings:
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:
         """(variable, default, meaning) for the README."""
-        return [(f.metadata.get("env", ENV_PREFIX + f.name.upper()), repr(f.default), f.metadata["doc"])
-                for f in fields(cls)]
+        return [(_env_name(f), repr(f.default), f.metadata["doc"]) for f in fields(cls)]
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment variables that give them (for a worker started as
+        a child process)."""
+        return {_env_name(f): str(getattr(self, f.name)) for f in fields(self)}

@@ -49,12 +49,7 @@ def settings(real_services: Services, tmp_path: Path) -> Settings:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    env = {**os.environ}
-    for name, default, _ in Settings.documentation():
-        field = next(f for f in Settings.__dataclass_fields__.values()
-                     if f.metadata.get("env", "REWARDS_" + f.name.upper()) == name)
-        env[name] = str(getattr(settings, field.name))
-    return env
+    return {**os.environ, **settings.as_env()}
 
 
 class WorkerProcess:

@@ -59,9 +59,7 @@ def dockerfile() -> str:
 
 
 def settings_env_names() -> set[str]:
-    from dataclasses import fields
-
-    return {f.metadata.get("env", "REWARDS_" + f.name.upper()) for f in fields(Settings)}
+    return set(Settings().as_env())
 
 
 # -- docker-compose.yml ----------------------------------------------------------------------------
