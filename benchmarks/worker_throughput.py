@@ -17,8 +17,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.admin import ensure_topics
+from streams.demo import start_process, start_worker, stop_process
 from streams.lag import group_lag
 from streams.localservices import Services, free_port, services
 from streams.publish import publish
@@ -99,19 +98,6 @@ async def create_topic(settings: Settings, name: str) -> None:
         await admin.close()
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, env={**os.environ, **env}, stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
     settings = Settings.from_env({}, kafka_bootstrap=found.kafka_bootstrap, redis_url=found.redis_url,
                                  app_id="bench", web_port=free_port(), data_dir=str(work / "worker"))
@@ -119,28 +105,25 @@ async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
     lines = list(SampleDay(clients=max(200, fills // 60), fills=fills, seed=5, bad_share=0).lines())
     onboarding = [line for line in lines if b'"trade.' not in line and b'"settlement.' not in line]
     trades = [line for line in lines if b'"trade.fill"' in line]
-    env = {"KAFKA_BOOTSTRAP_SERVERS": found.kafka_bootstrap, "REDIS_URL": found.redis_url,
-           "REWARDS_APP_ID": "bench", "REWARDS_WEB_PORT": str(settings.web_port),
-           "REWARDS_DATA_DIR": str(work / "worker")}
     # 1. the worker: onboard the clients first (untimed), then drain the fills backlog
     await publish(onboarding, settings)
-    worker = start([sys.executable, "-m", "streams.cli", "worker"], env, work / "worker.log")
+    worker = start_worker(settings, work / "worker.log")
     await drain_time(settings, "bench", list(settings.input_topics) + [settings.sequenced_topic])
-    stop(worker)
+    stop_process(worker)
     await publish(trades, settings)
-    worker = start([sys.executable, "-m", "streams.cli", "worker"], env, work / "worker.log")
+    worker = start_worker(settings, work / "worker.log")
     worker_s, _ = await drain_time(settings, "bench", list(settings.input_topics) + [settings.sequenced_topic])
-    stop(worker)
+    stop_process(worker)
     print(f"worker: {len(trades)} fills in {worker_s:.1f} s", file=sys.stderr)
     # 2. raw passthrough over the same fills
     await create_topic(settings, "bench.passthrough")
     raw_s, raw_n = await passthrough(settings, settings.topic_trades, "bench.passthrough", len(trades))
     # 3. naive Faust agent over the same fills
-    naive = start([sys.executable, "-m", "benchmarks.naive_faust", found.kafka_bootstrap, settings.topic_trades,
+    naive = start_process([sys.executable, "-m", "benchmarks.naive_faust", found.kafka_bootstrap, settings.topic_trades,
                    "bench-naive", str(free_port())], {"DATADIR": str(work / "naive"), "PARTITIONS": str(settings.partitions)},
                   work / "naive.log")
     naive_s, naive_n = await drain_time(settings, "bench-naive", [settings.topic_trades])
-    stop(naive)
+    stop_process(naive)
     print(f"naive: {naive_n} in {naive_s:.1f} s; raw: {raw_n} in {raw_s:.1f} s", file=sys.stderr)
     worker_rate, raw_rate, naive_rate = len(trades) / worker_s, raw_n / raw_s, naive_n / naive_s
     return {

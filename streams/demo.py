@@ -169,13 +169,18 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return consumer.partitions_for_topic(topic) or set()
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.as_env()}
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=open(log, "wb"),
+def start_process(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A child in its own process group, its output to ``log``, the environment plus ``env``."""
+    return subprocess.Popen(command, env={**os.environ, **env}, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop_worker(process: subprocess.Popen[bytes]) -> None:
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    return start_process([sys.executable, "-m", "streams.cli", "worker"], settings.as_env(), log)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to its group, SIGKILL after 30 s."""
     if process.poll() is not None:
         return
     os.killpg(process.pid, signal.SIGTERM)
@@ -207,7 +212,7 @@ async def run(found: Services, fills: int, clients: int, seed: int, work: Path, 
         summary = await read_outputs(settings)
         lag = await group_lag(settings)
     finally:
-        stop_worker(worker)
+        stop_process(worker)
     print(f"\nthe day, {len(lines):,} events, went through the worker in {seconds:.0f} s "
           f"({len(lines) / seconds:,.0f} events/s, publishing included):", file=out)
     print(summary.render(), file=out)
