@@ -334,13 +334,11 @@ class Worker:
         for (topic, partition), group in groups.items():
             batch = producer.create_batch()
             for send in group:
-                if batch.append(key=send.key, value=send.value, timestamp=None, headers=send.headers or []) is None:
+                # A full batch refuses the record: send it and start the next. An empty batch
+                # takes any record (one over Kafka's size limit fails at the broker).
+                while batch.append(key=send.key, value=send.value, timestamp=None, headers=send.headers or []) is None:
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
-                    if batch.append(key=send.key, value=send.value, timestamp=None,
-                                    headers=send.headers or []) is None:
-                        raise ValueError(f"a record for {topic} is larger than a whole batch "
-                                         f"({len(send.value)} bytes)")
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
