@@ -15,7 +15,7 @@ from streams.settings import Settings
 log = logging.getLogger("rewards.admin")
 
 
-TABLES = ("clients", "history", "shared", "identities", "partners", "closes")
+TABLES = ("state", "identities", "partners", "closes")
 
 
 def changelog_topics(settings: Settings) -> list[str]:

@@ -99,15 +99,14 @@ class Worker:
         self.identity_requests = app.topic(settings.identity_topic, partitions=n, **raw)
         self.commission_reports = app.topic(settings.commission_topic, partitions=n, **raw)
         table = {"partitions": n, "key_type": bytes, "value_type": bytes}
-        self.clients = app.Table("clients", **table)
-        self.history = app.Table("history", **table)
-        self.shared = app.Table("shared", **table)
+        # The ledger's state: client states, their histories and each partition's shared state,
+        # in one table so that a batch's writes go to one changelog partition (streams.ledger).
+        self.state = app.Table("state", **table)
         self.identities = app.Table("identities", **table)
         self.partner_ledgers = app.Table("partners", **table)
         self.closes = app.Table("closes", **table)
-        # The topics Faust recovers these tables from (streams.admin creates them compacted).
-        self.changelogs = {table.name: table.changelog_topic.get_topic_name()
-                           for table in (self.clients, self.history, self.shared)}
+        # The topic Faust recovers it from (streams.admin creates it compacted).
+        self.state_changelog = self.state.changelog_topic.get_topic_name()
         self.ledgers: dict[int, PartitionLedger] = {}
         self.metrics = Metrics()
         self._partition_counts: dict[str, int] = {}
@@ -131,6 +130,7 @@ class Worker:
         self.metrics.info.info(self.versions)
         self.started_at = time.time()
         self._progress: dict[TP, tuple[int | None, float]] = {}
+        self._rereads: dict[int, tuple[int, float]] = {}  # partition -> (offset, when) re-read from
 
         from streams import api
 
@@ -159,8 +159,8 @@ class Worker:
         ledger = self.ledgers.get(partition)
         if ledger is None:
             ledger = self.ledgers[partition] = PartitionLedger(
-                partition, self.settings.partitions, self.rules, self.topics, self.clients.data,
-                self.history.data, self.shared.data, replay=self.replay, log_writes=True)
+                partition, self.settings.partitions, self.rules, self.topics, self.state.data,
+                replay=self.replay, log_writes=True)
         return ledger
 
     async def ledger(self, stream: Any) -> None:
@@ -188,14 +188,19 @@ class Worker:
 
     async def _ledger_batch(self, events: Any) -> None:
         touched: dict[int, PartitionLedger] = {}
+        missing: dict[int, int] = {}  # partition -> the offset its ledger needs next
         types: Counter[str] = Counter()
         event_ts: list[int] = []
         appended: list[float] = []
         for event in events:
             message = event.message
+            if message.partition in missing:
+                continue
             ledger = touched[message.partition] = self._ledger_for(message.partition)
             headers = _headers(message.headers)
-            ledger.handle(Record(message.partition, message.offset, message.key, message.value, headers))
+            if not ledger.handle(Record(message.partition, message.offset, message.key, message.value, headers)):
+                missing[message.partition] = ledger.last + 1
+                continue
             appended.append(message.timestamp)
         sends: list[Send] = []
         outputs = []
@@ -207,28 +212,49 @@ class Worker:
             event_ts += outbox.event_ts
             self.skipped += outbox.skipped
             self.metrics.redeliveries.inc(outbox.skipped)
-        # Outputs first, acknowledged; state after: see streams.ledger. The tables' changelog
-        # records are sent here, awaited like the outputs, rather than by Faust's table hooks:
-        # those queue every write through the producer buffer one message at a time, and the
-        # consumer stops delivering while that buffer is full.
+        # Outputs first, acknowledged; state after, each partition's writes in one changelog
+        # partition with its shared state last (streams.ledger). The changelog records are sent
+        # here, awaited like the outputs, rather than by Faust's table hooks: those queue every
+        # write through the producer buffer one message at a time, and the consumer stops
+        # delivering while that buffer is full.
         await self._send_all(sends)
         views = []
-        changelog: dict[str, list[Send]] = {"history": [], "clients": [], "shared": []}
+        changelog: list[Send] = []
         for partition, ledger in touched.items():
             changed, writes = ledger.flush_state()
-            for table, key, value in writes:
-                changelog[table].append(Send(self.changelogs[table], key, value, partition))
+            changelog += [Send(self.state_changelog, key, value, partition) for key, value in writes]
             views += [(ledger.cache[c], version) for c, version in changed.items()]
             if len(ledger.cache) > 100_000:
                 ledger.forget_cache()
-        # History before client state, client state before the partition's shared state, each
-        # acknowledged before the next is sent (streams.ledger.TableHistory says why).
-        for table in ("history", "clients", "shared"):
-            await self._send_all(changelog[table])
-        self.applied += len(events)
+        await self._send_all(changelog)
+        self.applied += len(appended)
         self.metrics.observe_outputs(outputs)
         self.metrics.observe_applied(types, event_ts, appended)
         await self.read_model.publish(views)
+        for partition, offset in missing.items():
+            await self._reread_missing(partition, offset)
+
+    async def _reread_missing(self, partition: int, offset: int) -> None:
+        """The consumer handed the ledger a record beyond the next one it needs: re-read the
+        partition from that one. Asked again while the re-read is on its way (the records
+        fetched before it still arrive), only when it has not come within REWARDS_STALL_S."""
+        ledger = self.ledgers.get(partition)
+        now = asyncio.get_running_loop().time()
+        last = self._rereads.get(partition)
+        if ledger is None or (last is not None and last[0] == offset and now - last[1] < self.settings.stall_s):
+            return
+        tp = TP(self.topics.sequenced, partition)
+        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
+        if earliest > offset:
+            # Deleted by retention before this worker applied them: nothing can bring them back.
+            log.critical("sequenced records %s..%s of partition %s were deleted before they were "
+                         "applied; going on from %s", offset, earliest - 1, partition, earliest)
+            ledger.last = earliest - 1
+            offset = earliest
+        log.warning("the ledger of %s needs offset %s but was handed a later one: re-reading from it", tp, offset)
+        self.metrics.rewinds.labels(tp.topic, str(partition)).inc()
+        self._rereads[partition] = (offset, now)
+        await self.app.consumer.seek(tp, offset)
 
     # -- identity registry -----------------------------------------------------------------------
     async def identity(self, stream: Any) -> None:
@@ -292,6 +318,21 @@ class Worker:
             committed = consumer._committed_offset.get(tp)  # where a restart would resume
             end = consumer.highwater(tp)
             rows.append((tp.topic, tp.partition, committed, end))
+            ledger = self.ledgers.get(tp.partition) if tp.topic == self.topics.sequenced else None
+            if ledger is not None:
+                # The ledger knows the next offset it needs: re-read from it when it has not
+                # come, whatever was committed (Faust acknowledges a record its stream skipped).
+                if end is None or ledger.last + 1 >= end:
+                    self._progress[tp] = (ledger.last, now)
+                else:
+                    last_seen = self._progress.get(tp)
+                    if last_seen is None or last_seen[0] != ledger.last:
+                        self._progress[tp] = (ledger.last, now)
+                    elif now - last_seen[1] > self.settings.stall_s:
+                        self._progress[tp] = (ledger.last, now)
+                        self._rereads.pop(tp.partition, None)
+                        await self._reread_missing(tp.partition, ledger.last + 1)
+                continue
             last = self._progress.get(tp)
             if (last is None or last[0] != committed or end is None or committed is None or committed >= end
                     or read is None or read < committed):
@@ -360,5 +401,7 @@ class Worker:
 
     def _forget(self, revoked: set[TP]) -> None:
         for tp in revoked:
+            self._progress.pop(tp, None)
             if tp.topic == self.topics.sequenced:
                 self.ledgers.pop(tp.partition, None)
+                self._rereads.pop(tp.partition, None)

@@ -6,15 +6,14 @@ makes the whole thing effectively-once on top of at-least-once delivery:
 
 1. apply every record of the batch (state changes stay in this object);
 2. send the outputs, dead letters and agent messages, and wait until Kafka has them;
-3. only then write the changed state to the tables, and (the worker) append those writes to the
-   tables' changelogs, again waiting until Kafka has them: history entries, then client
-   states, then the partition's shared state (TableHistory says why in this order);
+3. only then write the changed state to the table and (the worker) append those writes to the
+   table's changelog partition, the partition's shared state last, as the batch's commit;
 4. let Faust commit the input offsets (it flushes the producer first).
 
 A crash before 3 replays the batch: the same outputs are sent again with the same ids. A crash
-after 3 replays records whose effects the state already holds: each client remembers the offset
-of the last sequenced record applied to it (``ClientState.applied_offset``; all of a client's
-records sit in one partition, in order), and skips them. A record the sequencer copied twice
+in the middle of 3 leaves writes without their commit: they do not count (PartitionLedger says
+how), and the batch is applied again as if they had never been written. A crash after 3 replays
+records the shared state's offset covers: they are skipped. A record the sequencer copied twice
 (it crashed between copying and committing) has a new offset but the same source position,
 remembered with the event id: it is skipped too, without a dead letter.
 """
@@ -45,6 +44,7 @@ from streams import wire
 from streams.partitioning import partition_for
 
 SEP: Final = b"\x1f"
+_SLOTS: Final = (b"c0" + SEP, b"c1" + SEP)
 _client_codec_enc = msgspec.msgpack.Encoder()
 _client_dec = msgspec.msgpack.Decoder(ClientState)
 _shared_dec = msgspec.msgpack.Decoder(Shared)
@@ -90,38 +90,49 @@ class Outbox:
     event_ts: list[int] = field(default_factory=list)  # their ts, in µs
 
 
+def _offset(raw: bytes) -> int:
+    return int.from_bytes(raw[:8], "big", signed=True)
+
+
+def _stamp(offset: int) -> bytes:
+    return offset.to_bytes(8, "big", signed=True)
+
+
 class TableHistory:
-    """A client's History as keys of the history table: ``client SEP kind id``.
+    """A client's History as keys of the state table: ``h client SEP kind id``.
 
-    Each value starts with the sequenced offset of the record that wrote it (8 bytes), and an
-    entry in the table counts only when the client's state has applied that record (entries
-    written by the batch under way always count). A batch's writes reach the changelogs history first, client state
-    last: when a worker dies between the two, the entries without their client state are
-    ignored after recovery, and the record that wrote them is applied again, as if they had
-    never been written."""
+    A value is ``offset(8) prev_len(4) prev new``: the sequenced offset of the record that
+    wrote it, the value it replaced (empty if none), and its own. An entry written after the
+    partition's last complete batch (see PartitionLedger) does not count: its previous value
+    does, as if the batch had never been written."""
 
-    __slots__ = ("ledger", "client_id", "prefix")
+    __slots__ = ("ledger", "prefix")
 
     def __init__(self, ledger: PartitionLedger, client_id: str) -> None:
         self.ledger = ledger
-        self.client_id = client_id
-        self.prefix = client_id.encode() + SEP
+        self.prefix = b"h" + client_id.encode() + SEP
 
     def _get(self, key: bytes) -> bytes | None:
         ledger = self.ledger
         raw = ledger.history_writes.get(key)
-        if raw is not None:  # written by this batch, in step with the client state in memory
-            return raw[8:]
-        raw = ledger.history_table.get(key)
         if raw is None:
-            return None
-        client = ledger.get(self.client_id)
-        if client is None or int.from_bytes(raw[:8], "big", signed=True) > client.applied_offset:
-            return None  # its record's effects never reached the client state
-        return raw[8:]
+            raw = ledger.table.get(key)
+            if raw is None:
+                return None
+            if _offset(raw) > ledger.durable:  # written by a batch that never completed
+                previous = raw[12:12 + int.from_bytes(raw[8:12], "big")]
+                return previous or None
+        return raw[12 + int.from_bytes(raw[8:12], "big"):]
 
     def _put(self, key: bytes, value: bytes) -> None:
-        self.ledger.history_writes[key] = self.ledger._offset.to_bytes(8, "big", signed=True) + value
+        ledger = self.ledger
+        pending = ledger.history_writes.get(key)
+        if pending is not None:  # written before in this batch: keep what it replaced
+            previous = pending[12:12 + int.from_bytes(pending[8:12], "big")]
+        else:
+            previous = self._get(key) or b""
+        ledger.history_writes[key] = (_stamp(ledger.last) + len(previous).to_bytes(4, "big")
+                                      + previous + value)
 
     def seen(self, event_id: str) -> Seen | None:
         raw = self._get(self.prefix + b"s" + event_id.encode())
@@ -181,39 +192,61 @@ class RemoteCommissions:
 
 
 class PartitionLedger:
+    """The ledger of one partition of the sequenced log, over the worker's one state table.
+
+    The table holds, for this partition: ``s<partition>``, its shared state, stamped with the
+    last sequenced offset applied (8 bytes first); every client's state in two slots,
+    ``c0 SEP client`` and ``c1 SEP client``, each stamped with the last offset of the batch that
+    wrote it; and the clients' history entries (TableHistory). A batch's writes go to the
+    table's changelog in one partition, in order, with the shared state last: that record is
+    the batch's commit. After a crash, a client slot or history entry stamped beyond the shared
+    state's offset belongs to a batch that never completed and does not count; a batch never
+    writes the slot that holds a client's counted state, so that state is still there.
+
+    Records are applied in offset order with none missing: one already applied (offset at or
+    below ``last``) is skipped, and one beyond the next offset is refused (``handle`` returns
+    False) so that the caller re-reads the partition from ``last + 1``. Kafka hands out a
+    partition's offsets without holes for this log (not compacted, no transactions), so a
+    hole means the consumer skipped a record."""
+
     def __init__(self, partition: int, partitions: int, rules: Rules, topics: Topics,
-                 clients: MutableMapping[bytes, bytes], history: MutableMapping[bytes, bytes],
-                 shared: MutableMapping[bytes, bytes], replay: bool = False, log_writes: bool = False) -> None:
+                 table: MutableMapping[bytes, bytes], replay: bool = False, log_writes: bool = False) -> None:
         self.partition, self.partitions, self.rules, self.topics = partition, partitions, rules, topics
-        self.clients_table, self.history_table, self.shared_table = clients, history, shared
+        self.table = table
         self.replay = replay
         # With log_writes, flush_state also returns every write, for the caller to append to the
-        # tables' changelogs itself (the worker: see Worker._ledger_batch).
+        # table's changelog itself (the worker: see Worker._ledger_batch).
         self.log_writes = log_writes
-        self.shared_key = b"shared" + SEP + str(partition).encode()
-        raw_shared = shared.get(self.shared_key)
-        self.shared = Shared() if raw_shared is None else _shared_dec.decode(raw_shared)
+        self.shared_key = b"s" + str(partition).encode()
+        raw_shared = table.get(self.shared_key)
+        self.shared = Shared() if raw_shared is None else _shared_dec.decode(raw_shared[8:])
+        # the last offset whose effects are in the table, and the last one applied in memory
+        self.durable = self.last = -1 if raw_shared is None else _offset(raw_shared)
         self.cache: dict[str, ClientState] = {}
+        self.slots: dict[str, int] = {}  # client id -> the slot its counted state is in
         self.dirty: dict[str, int] = {}  # client id -> offset of the last record that changed it
         self.history_writes: dict[bytes, bytes] = {}
-        self.shared_dirty = False
         self.identities = DeferredIdentities(self)
         self.commissions = RemoteCommissions(self)
         self.outbox = Outbox()
-        self._offset = -1
 
     # -- the ClientStore of handlers.engine ---------------------------------------------------
     def get(self, client_id: str) -> ClientState | None:
         client = self.cache.get(client_id)
         if client is None:
-            raw = self.clients_table.get(client_id.encode())
-            if raw is not None:
-                client = self.cache[client_id] = _client_dec.decode(raw)
+            found, stamp = None, -1
+            for slot in (0, 1):
+                raw = self.table.get(_SLOTS[slot] + client_id.encode())
+                if raw is not None and stamp < _offset(raw) <= self.durable:
+                    found, stamp = raw, _offset(raw)
+                    self.slots[client_id] = slot
+            if found is not None:
+                client = self.cache[client_id] = _client_dec.decode(found[8:])
         return client
 
     def put(self, client: ClientState) -> None:
         self.cache[client.client_id] = client
-        self.dirty[client.client_id] = self._offset
+        self.dirty[client.client_id] = self.last
 
     def history(self, client_id: str) -> History:
         return TableHistory(self, client_id)
@@ -223,41 +256,47 @@ class PartitionLedger:
         outbox, self.outbox = self.outbox, Outbox()
         return outbox
 
-    def handle(self, record: Record) -> None:
-        self._offset = record.offset
+    def handle(self, record: Record) -> bool:
+        """Apply one record; False when records before it are missing (see the class)."""
+        if record.offset <= self.last:
+            self.outbox.skipped += 1
+            return True
+        if self.last >= 0 and record.offset != self.last + 1:
+            return False
+        self.last = record.offset
         kind = record.headers.get(wire.H_KIND, wire.KIND_INPUT)
         if kind == wire.KIND_VERDICT:
             self._verdict(wire.verdicts.decode(record.value))
-            return
+            return True
         source = wire.Source.parse(record.headers[wire.H_SOURCE])
         decoded = decode(record.value)
         if isinstance(decoded, BadInput):
             if kind == wire.KIND_BROADCAST and self.partition != 0:
                 return  # one dead letter for a bad broadcast, not one per partition
             self._dead_letter(decoded, record.value, source)
-            return
+            return True
         event = decoded.event
         if isinstance(event, ClientEvent):
             if kind == wire.KIND_BROADCAST:
                 # A client's event published to a broadcast topic: only its own partition applies it.
                 if partition_for(event.client_id.encode(), self.partitions) != self.partition:
-                    return
+                    return True
             elif record.key != event.client_id.encode():
                 self._refuse(event, "invalid_field", f"the message key {record.key!r} is not the "
                              f"event's client_id {event.client_id!r}", record.value, source)
-                return
+                return True
             client = self.get(event.client_id)
             if client is not None and client.applied_offset >= record.offset:
                 self.outbox.skipped += 1
-                return
+                return True
         else:
             if kind != wire.KIND_BROADCAST:
                 self._refuse(event, "invalid_field", f"{event.__struct_config__.tag} must be published "
                              "to its broadcast topic, so that every partition sees it", record.value, source)
-                return
+                return True
             if self.shared.applied_offset >= record.offset:
                 self.outbox.skipped += 1
-                return
+                return True
         step, refusal = apply(self, self.shared, event, decoded.ts_us, self.rules, self.identities,
                               self.commissions, record.headers[wire.H_SOURCE].decode())
         self.outbox.applied[event.__struct_config__.tag] += 1
@@ -269,17 +308,15 @@ class PartitionLedger:
                 self.put(client)
         else:
             self.shared.applied_offset = record.offset
-            self.shared_dirty = True
         if refusal is not None and refusal.reason == "recopy":
             self.outbox.skipped += 1
-            return
+            return True
         if refusal is not None and (kind != wire.KIND_BROADCAST or self.partition == 0):
             # Every partition refuses a bad broadcast alike; one dead letter tells it.
             self._emit(refused(event, refusal, record.value, source.as_dict()))
         for output in step.outputs:
             self._emit(output)
-        if step.commissions:
-            self.shared_dirty = True
+        return True
 
     def _verdict(self, verdict: wire.Verdict) -> None:
         client = self.get(verdict.client_id)
@@ -290,7 +327,7 @@ class PartitionLedger:
             self.outbox.skipped += 1  # a verdict delivered twice
             return
         client.pending_claims.remove(claim.id)
-        client.applied_offset = max(client.applied_offset, self._offset)
+        client.applied_offset = max(client.applied_offset, self.last)
         step = Step(event=claim, ts_us=decoded.ts_us, date=day_of(decoded.ts_us), rules=self.rules)
         welcome.finalize(client, claim, verdict.identity_free, step)
         cashback.assert_conserved(client)
@@ -316,34 +353,36 @@ class PartitionLedger:
         self.outbox.sends.append(Send(topic, key.encode() if key else None, orjson.dumps(output)))
 
     # -- after the outbox is safely sent -----------------------------------------------------------
-    def flush_state(self) -> tuple[dict[str, int], list[tuple[str, bytes, bytes]]]:
-        """Write what changed to the tables. Returns the changed clients with their versions,
-        and (with ``log_writes``) the writes as (table, key, value)."""
-        writes: list[tuple[str, bytes, bytes]] = []
+    def flush_state(self) -> tuple[dict[str, int], list[tuple[bytes, bytes]]]:
+        """Write what changed to the table, in the order the changelog must receive it, the
+        shared state last. Returns the changed clients with their versions, and (with
+        ``log_writes``) the writes as (key, value)."""
+        if self.last == self.durable:
+            return {}, []
+        writes: list[tuple[bytes, bytes]] = []
         log = writes.append if self.log_writes else None
-        # In this order: a client's history entries count only once its state has the record
-        # that wrote them (TableHistory), so they go before the client state.
-        history = self.history_table
+        table, stamp = self.table, _stamp(self.last)
         for key, value in self.history_writes.items():
-            history[key] = value
+            table[key] = value
             if log:
-                log(("history", key, value))
-        clients = self.clients_table
+                log((key, value))
         for client_id in self.dirty:
-            key, value = client_id.encode(), _client_codec_enc.encode(self.cache[client_id])
-            clients[key] = value
+            slot = 1 - self.slots.get(client_id, 1)  # never the slot holding the counted state
+            key, value = _SLOTS[slot] + client_id.encode(), stamp + _client_codec_enc.encode(self.cache[client_id])
+            table[key] = value
+            self.slots[client_id] = slot
             if log:
-                log(("clients", key, value))
-        if self.shared_dirty:
-            value = _client_codec_enc.encode(self.shared)
-            self.shared_table[self.shared_key] = value
-            if log:
-                log(("shared", self.shared_key, value))
-        changed, self.dirty, self.history_writes, self.shared_dirty = self.dirty, {}, {}, False
+                log((key, value))
+        value = stamp + _client_codec_enc.encode(self.shared)
+        table[self.shared_key] = value
+        if log:
+            log((self.shared_key, value))
+        self.durable = self.last
+        changed, self.dirty, self.history_writes = self.dirty, {}, {}
         return changed, writes
 
     def forget_cache(self) -> None:
-        """Keep the object cache bounded: state is always in the tables."""
+        """Keep the object cache bounded: state is always in the table."""
         assert not self.dirty and not self.history_writes
         self.cache.clear()
-
+        self.slots.clear()

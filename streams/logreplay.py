@@ -57,7 +57,7 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
         ends = await consumer.end_offsets(partitions)
         with open(output, "wb") as sink:
             for tp in partitions:
-                ledger = PartitionLedger(tp.partition, n, rules, topics, {}, {}, {}, replay=True)
+                ledger = PartitionLedger(tp.partition, n, rules, topics, {}, replay=True)
                 outputs, reports = await _replay_partition(consumer, tp, ends[tp], ledger)
                 summary.by_partition[tp.partition] = ends[tp]
                 summary.records += ends[tp]
@@ -88,7 +88,8 @@ async def _replay_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, end:
             if message.offset >= end:
                 break
             headers = dict(message.headers or ())
-            ledger.handle(Record(tp.partition, message.offset, message.key, message.value, headers))
+            if not ledger.handle(Record(tp.partition, message.offset, message.key, message.value, headers)):
+                raise RuntimeError(f"{tp}: offset {message.offset} came before {ledger.last + 1}")
             position = message.offset + 1
         outbox = ledger.take_outbox()
         outputs += outbox.outputs
