@@ -2,11 +2,14 @@
 
     sequencer   input topics -> <app>.sequenced   (one recorded order per client; broadcasts)
     ledger      <app>.sequenced -> ledger, dead letters, identity requests, commission reports
+                (its own aiokafka consumer and state changelog: streams.ledgerloop)
     identity    identity requests -> verdicts back into <app>.sequenced (one bonus per person)
     commissions commission reports -> commission.payout (a partner's total over all partitions)
 
 Every agent runs with concurrency=1 at Faust's at-least-once guarantee; effectively-once is
-built in ``streams.ledger`` (Faust's exactly_once mode is not relied on).
+built in ``streams.ledger`` (Faust's exactly_once mode is not relied on). The sequencer's and
+the other agents' re-reads are harmless (see Worker._watch_progress); the ledger's are not,
+which is why it keeps its own position.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import asyncio
 import logging
 import platform
 import time
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +30,8 @@ from handlers.rules import Rules
 from streams import wire
 from streams.commissions import CommissionAggregator
 from streams.metrics import Metrics
-from streams.ledger import PartitionLedger, Record, Send, Topics
+from streams.ledger import Send, Topics
+from streams.ledgerloop import LedgerLoop
 from streams.partitioning import partition_for
 from streams.readmodel import ReadModel
 from streams.settings import Settings
@@ -56,8 +59,8 @@ def versions() -> dict[str, str]:
 
 
 class Worker:
-    def __init__(self, settings: Settings, rules: Rules, replay: bool = False) -> None:
-        self.settings, self.rules, self.replay = settings, rules, replay
+    def __init__(self, settings: Settings, rules: Rules) -> None:
+        self.settings, self.rules = settings, rules
         n = settings.partitions
         self.app = app = faust.App(
             settings.group,
@@ -95,42 +98,32 @@ class Worker:
                              sequenced=settings.sequenced_topic)
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = app.topic(*settings.input_topics, **raw)
-        self.sequenced = app.topic(settings.sequenced_topic, partitions=n, **raw)
         self.identity_requests = app.topic(settings.identity_topic, partitions=n, **raw)
         self.commission_reports = app.topic(settings.commission_topic, partitions=n, **raw)
         table = {"partitions": n, "key_type": bytes, "value_type": bytes}
-        # The ledger's state: client states, their histories and each partition's shared state,
-        # in one table so that a batch's writes go to one changelog partition (streams.ledger).
-        self.state = app.Table("state", **table)
         self.identities = app.Table("identities", **table)
         self.partner_ledgers = app.Table("partners", **table)
         self.closes = app.Table("closes", **table)
-        # The topic Faust recovers it from (streams.admin creates it compacted).
-        self.state_changelog = self.state.changelog_topic.get_topic_name()
-        self.ledgers: dict[int, PartitionLedger] = {}
         self.metrics = Metrics()
         self._partition_counts: dict[str, int] = {}
-        self._batch_lock = asyncio.Lock()
-        self._consumed = set(settings.input_topics) | {settings.sequenced_topic, settings.identity_topic,
-                                                       settings.commission_topic}
+        self._consumed = set(settings.input_topics) | {settings.identity_topic, settings.commission_topic}
         self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
         self.applied = 0
         self.skipped = 0
 
-        if not replay:
-            app.agent(self.inputs, name="sequencer", concurrency=1)(self.sequencer)
-            app.agent(self.identity_requests, name="identity", concurrency=1)(self.identity)
-        app.agent(self.sequenced, name="ledger", concurrency=1)(self.ledger)
+        app.agent(self.inputs, name="sequencer", concurrency=1)(self.sequencer)
+        app.agent(self.identity_requests, name="identity", concurrency=1)(self.identity)
         app.agent(self.commission_reports, name="commissions", concurrency=1)(self.commissions)
+        # The ledger reads the sequenced log with its own consumer (streams.ledgerloop says why).
+        self.ledger = LedgerLoop(self)
+        app.task(self.ledger.run)
         app.on_partitions_revoked.connect(self._on_revoked)
-        app.on_partitions_assigned.connect(self._on_assigned)
         app.timer(interval=5.0)(self._watch_progress)
         app.task(self._quiet_client_logs)
         self.versions = versions()
         self.metrics.info.info(self.versions)
         self.started_at = time.time()
         self._progress: dict[TP, tuple[int | None, float]] = {}
-        self._rereads: dict[int, tuple[int, float]] = {}  # partition -> (offset, when) re-read from
 
         from streams import api
 
@@ -152,109 +145,7 @@ class Worker:
                     key = message.key or b""
                     headers = [(wire.H_SOURCE, source), (wire.H_KIND, wire.KIND_INPUT)]
                     sends.append(Send(self.topics.sequenced, key, message.value, partition_for(key, n), headers))
-            await self._send_all(sends)
-
-    # -- ledger --------------------------------------------------------------------------------------
-    def _ledger_for(self, partition: int) -> PartitionLedger:
-        ledger = self.ledgers.get(partition)
-        if ledger is None:
-            ledger = self.ledgers[partition] = PartitionLedger(
-                partition, self.settings.partitions, self.rules, self.topics, self.state.data,
-                replay=self.replay, log_writes=True)
-        return ledger
-
-    async def ledger(self, stream: Any) -> None:
-        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_ms / 1000):
-            try:
-                # One batch at a time against a rebalance (see _on_revoked), and finished even
-                # when the worker is told to stop in the middle of it: a batch cut short would
-                # leave part of its state writes in the changelogs.
-                async with self._batch_lock:
-                    batch = asyncio.ensure_future(self._ledger_batch(events))
-                    try:
-                        await asyncio.shield(batch)
-                    except asyncio.CancelledError:
-                        await asyncio.wait([batch], timeout=self.settings.stall_s)
-                        raise
-            except Exception as exc:
-                # The caches now hold effects whose outputs may not be in Kafka: carrying on with
-                # them could skip those events on redelivery. Drop them and stop the worker; a
-                # restart resumes from the committed offsets (a supervisor restarts it).
-                self.ledgers.clear()
-                log.critical("ledger batch failed; stopping so the worker restarts from committed offsets",
-                             exc_info=exc)
-                await self.app.crash(exc)
-                raise
-
-    async def _ledger_batch(self, events: Any) -> None:
-        touched: dict[int, PartitionLedger] = {}
-        missing: dict[int, int] = {}  # partition -> the offset its ledger needs next
-        types: Counter[str] = Counter()
-        event_ts: list[int] = []
-        appended: list[float] = []
-        for event in events:
-            message = event.message
-            if message.partition in missing:
-                continue
-            ledger = touched[message.partition] = self._ledger_for(message.partition)
-            headers = _headers(message.headers)
-            if not ledger.handle(Record(message.partition, message.offset, message.key, message.value, headers)):
-                missing[message.partition] = ledger.last + 1
-                continue
-            appended.append(message.timestamp)
-        sends: list[Send] = []
-        outputs = []
-        for ledger in touched.values():
-            outbox = ledger.take_outbox()
-            sends += outbox.sends
-            outputs += outbox.outputs
-            types.update(outbox.applied)
-            event_ts += outbox.event_ts
-            self.skipped += outbox.skipped
-            self.metrics.redeliveries.inc(outbox.skipped)
-        # Outputs first, acknowledged; state after, each partition's writes in one changelog
-        # partition with its shared state last (streams.ledger). The changelog records are sent
-        # here, awaited like the outputs, rather than by Faust's table hooks: those queue every
-        # write through the producer buffer one message at a time, and the consumer stops
-        # delivering while that buffer is full.
-        await self._send_all(sends)
-        views = []
-        changelog: list[Send] = []
-        for partition, ledger in touched.items():
-            changed, writes = ledger.flush_state()
-            changelog += [Send(self.state_changelog, key, value, partition) for key, value in writes]
-            views += [(ledger.cache[c], version) for c, version in changed.items()]
-            if len(ledger.cache) > 100_000:
-                ledger.forget_cache()
-        await self._send_all(changelog)
-        self.applied += len(appended)
-        self.metrics.observe_outputs(outputs)
-        self.metrics.observe_applied(types, event_ts, appended)
-        await self.read_model.publish(views)
-        for partition, offset in missing.items():
-            await self._reread_missing(partition, offset)
-
-    async def _reread_missing(self, partition: int, offset: int) -> None:
-        """The consumer handed the ledger a record beyond the next one it needs: re-read the
-        partition from that one. Asked again while the re-read is on its way (the records
-        fetched before it still arrive), only when it has not come within REWARDS_STALL_S."""
-        ledger = self.ledgers.get(partition)
-        now = asyncio.get_running_loop().time()
-        last = self._rereads.get(partition)
-        if ledger is None or (last is not None and last[0] == offset and now - last[1] < self.settings.stall_s):
-            return
-        tp = TP(self.topics.sequenced, partition)
-        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
-        if earliest > offset:
-            # Deleted by retention before this worker applied them: nothing can bring them back.
-            log.critical("sequenced records %s..%s of partition %s were deleted before they were "
-                         "applied; going on from %s", offset, earliest - 1, partition, earliest)
-            ledger.last = earliest - 1
-            offset = earliest
-        log.warning("the ledger of %s needs offset %s but was handed a later one: re-reading from it", tp, offset)
-        self.metrics.rewinds.labels(tp.topic, str(partition)).inc()
-        self._rereads[partition] = (offset, now)
-        await self.app.consumer.seek(tp, offset)
+            await self.send_all(sends)
 
     # -- identity registry -----------------------------------------------------------------------
     async def identity(self, stream: Any) -> None:
@@ -269,7 +160,7 @@ class Worker:
                 self.identities[key] = owner = request.client_id.encode()
             verdict = wire.Verdict(request.client_id, request.claim, owner == request.client_id.encode())
             client_key = request.client_id.encode()
-            await self._send_all([Send(self.topics.sequenced, client_key, wire.encode(verdict),
+            await self.send_all([Send(self.topics.sequenced, client_key, wire.encode(verdict),
                                        partition_for(client_key, n), [(wire.H_KIND, wire.KIND_VERDICT)])])
 
     # -- commissions -----------------------------------------------------------------------------------
@@ -279,17 +170,13 @@ class Worker:
         async for event in stream.events():
             report = wire.commission_reports.decode(event.message.value)
             payouts = aggregator.receive(report, event.message.partition)
-            await self._send_all([Send(self.topics.ledger, p.partner_id.encode(), orjson.dumps(p))  # type: ignore[attr-defined]
+            await self.send_all([Send(self.topics.ledger, p.partner_id.encode(), orjson.dumps(p))  # type: ignore[attr-defined]
                                   for p in payouts])
             aggregator.flush()
 
     def assigned_partitions(self) -> list[int]:
         """The partitions of the sequenced log this worker holds now."""
-        try:
-            assignment = self.app.consumer.assignment()
-        except Exception:  # not started yet
-            return []
-        return sorted(tp.partition for tp in assignment if tp.topic == self.topics.sequenced)
+        return self.ledger.assignment()
 
     async def _watch_progress(self) -> None:
         """Every 5 s: the offsets and lag of the partitions held, for /metrics and the status
@@ -302,7 +189,7 @@ class Worker:
         re-reads everything after it. Seen here under a large backlog. The repair is to
         re-read the partition from its committed offset: the skipped message is then
         processed, and what follows it again is recognised (the sequencer's copies by their
-        source position, the ledger's records by each client's applied offset, verdicts and
+        source position, verdicts and
         commission reports by their ids), so re-reading has no second effect."""
         consumer = self.app.consumer
         try:
@@ -318,21 +205,6 @@ class Worker:
             committed = consumer._committed_offset.get(tp)  # where a restart would resume
             end = consumer.highwater(tp)
             rows.append((tp.topic, tp.partition, committed, end))
-            ledger = self.ledgers.get(tp.partition) if tp.topic == self.topics.sequenced else None
-            if ledger is not None:
-                # The ledger knows the next offset it needs: re-read from it when it has not
-                # come, whatever was committed (Faust acknowledges a record its stream skipped).
-                if end is None or ledger.last + 1 >= end:
-                    self._progress[tp] = (ledger.last, now)
-                else:
-                    last_seen = self._progress.get(tp)
-                    if last_seen is None or last_seen[0] != ledger.last:
-                        self._progress[tp] = (ledger.last, now)
-                    elif now - last_seen[1] > self.settings.stall_s:
-                        self._progress[tp] = (ledger.last, now)
-                        self._rereads.pop(tp.partition, None)
-                        await self._reread_missing(tp.partition, ledger.last + 1)
-                continue
             last = self._progress.get(tp)
             if (last is None or last[0] != committed or end is None or committed is None or committed >= end
                     or read is None or read < committed):
@@ -343,11 +215,11 @@ class Worker:
                 self.metrics.rewinds.labels(tp.topic, str(tp.partition)).inc()
                 self._progress[tp] = (committed, now)
                 await consumer.seek(tp, committed)
-        self.metrics.set_offsets(rows)
+        self.metrics.set_offsets(rows + self.ledger.offsets())
         self.metrics.read_model_backlog.set(len(self.read_model.backlog))
 
     # -- plumbing --------------------------------------------------------------------------------
-    async def _send_all(self, sends: list[Send]) -> None:
+    async def send_all(self, sends: list[Send]) -> None:
         """Send, then wait until Kafka has acknowledged every one.
 
         The records are appended to one record batch per topic partition and handed to the
@@ -389,19 +261,9 @@ class Worker:
         for name in ("aiokafka", "kafka"):
             logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
-    async def _on_assigned(self, app: Any, assigned: set[TP], **kwargs: Any) -> None:
-        self.metrics.rebalanced(sum(1 for tp in assigned if tp.topic == self.topics.sequenced))
-
     async def _on_revoked(self, app: Any, revoked: set[TP], **kwargs: Any) -> None:
-        # Faust awaits this during the rebalance, before the partitions go to another worker:
-        # wait for a batch under way to reach Kafka whole, so that the next holder's recovery
-        # reads all of its state writes.
-        async with self._batch_lock:
-            self._forget(revoked)
+        self._forget(revoked)
 
     def _forget(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._progress.pop(tp, None)
-            if tp.topic == self.topics.sequenced:
-                self.ledgers.pop(tp.partition, None)
-                self._rereads.pop(tp.partition, None)

@@ -1,5 +1,5 @@
-"""Consumer lag of the worker's group, from the broker: end offset - committed offset, per
-topic and partition."""
+"""Consumer lag of the worker's groups, from the broker: end offset - committed offset, per
+topic and partition (the sequenced log's from the ledger's group, the others' from Faust's)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -36,10 +37,11 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     try:
         await consumer.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(settings.group)
-        except (GroupCoordinatorNotAvailableError, CoordinatorNotAvailableError):
-            committed = {}  # no group yet (or no offsets topic yet): nothing committed
+        committed = await _committed(admin, settings.group)
+        # the sequenced log is read by the ledger's own group (streams.ledgerloop)
+        committed = {tp: o for tp, o in committed.items() if tp.topic != settings.sequenced_topic}
+        committed.update({tp: o for tp, o in (await _committed(admin, settings.ledger_group)).items()
+                          if tp.topic == settings.sequenced_topic})
         partitions = []
         for description in await admin.describe_topics(topics):
             if description.get("error_code", 0) == 0:
@@ -53,6 +55,13 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def _committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, Any]:
+    try:
+        return dict(await admin.list_consumer_group_offsets(group))
+    except (GroupCoordinatorNotAvailableError, CoordinatorNotAvailableError):
+        return {}  # no group yet (or no offsets topic yet): nothing committed
 
 
 async def wait_caught_up(settings: Settings, timeout_s: float = 180, quiet_s: float = 2.0,

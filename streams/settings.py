@@ -92,6 +92,16 @@ class Settings:
         return self.app_id
 
     @property
+    def ledger_group(self) -> str:
+        """The ledger's own consumer group, on the sequenced log (streams.ledgerloop)."""
+        return f"{self.app_id}-ledger"
+
+    @property
+    def state_changelog(self) -> str:
+        """The ledger's state, compacted: written and recovered by streams.ledgerloop."""
+        return f"{self.app_id}-state-changelog"
+
+    @property
     def client_topics(self) -> tuple[str, ...]:
         return (self.topic_clients, self.topic_trades, self.topic_payments, self.topic_commands)
 

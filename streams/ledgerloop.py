@@ -1,0 +1,222 @@
+"""The ledger agent: the sequenced log applied by streams.ledger, with its own Kafka consumer.
+
+It does not go through a Faust stream. Faust's consumer treats a jump in a partition's offsets
+as a "gap" it acknowledges, and its streams acknowledge records they skip across a rebalance;
+both were seen here to commit sequenced records that were never applied (the worker then
+diverged from the log). This loop reads with aiokafka directly, in batches:
+
+- its own consumer group, ``<app>-ledger``, on ``<app>.sequenced``;
+- its own state: one dict per partition held, recovered on assignment from the compacted
+  ``<app>-state-changelog`` (same partition number), and written back to it by each batch;
+- its own position: each partition is read from the offset after the last one its state has
+  applied (the shared state's stamp), whatever the group committed. The commits after each
+  batch are there for lag monitoring only.
+
+A batch: read up to REWARDS_BATCH_MAX records; apply them; send the outputs and wait for Kafka;
+send the state writes (each partition's to its changelog partition, the shared state last) and
+wait for Kafka; commit; update Redis. A rebalance waits for the batch under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from streams.ledger import PartitionLedger, Record, Send
+
+if TYPE_CHECKING:
+    from streams.app import Worker
+
+log = logging.getLogger("rewards.ledger")
+
+
+class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.settings = settings = worker.settings
+        self.ledgers: dict[int, PartitionLedger] = {}
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer = None  # made in the worker's event loop, by run
+        self.started = False
+
+    # -- the loop ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        settings = self.settings
+        self.consumer = consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, group_id=settings.ledger_group,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=10_000, heartbeat_interval_ms=3_000,
+            max_partition_fetch_bytes=4 * 1024 * 1024)
+        await consumer.start()
+        self.started = True
+        consumer.subscribe([self.settings.sequenced_topic], listener=self)
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=self.settings.batch_within_ms,
+                                               max_records=self.settings.batch_max)
+                if not batch:
+                    continue
+                # Finished even when the worker is told to stop in the middle of it.
+                async with self.lock:
+                    task = asyncio.ensure_future(self._batch(batch))
+                    try:
+                        await asyncio.shield(task)
+                    except asyncio.CancelledError:
+                        await asyncio.wait([task], timeout=self.settings.stall_s)
+                        raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The states in memory may now hold effects whose outputs are not in Kafka. Stop:
+            # a restart recovers the state from the changelog (a supervisor restarts it).
+            self.ledgers.clear()
+            log.critical("ledger batch failed; stopping so the worker restarts from its changelog", exc_info=exc)
+            await self.worker.app.crash(exc)
+            raise
+        finally:
+            self.started = False
+            await consumer.stop()  # leaves the group: another worker takes the partitions at once
+
+    async def _batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        worker, consumer = self.worker, self.consumer
+        touched: list[tuple[TopicPartition, PartitionLedger]] = []
+        types: Counter[str] = Counter()
+        event_ts: list[int] = []
+        appended: list[float] = []
+        for tp, messages in batch.items():
+            ledger = self.ledgers.get(tp.partition)
+            if ledger is None:
+                # Revoked since it was fetched (its next holder reads it from its state), or
+                # assigned and still being recovered: the end of the recovery seeks it to the
+                # first offset its state has not applied, so these records come again.
+                continue
+            touched.append((tp, ledger))
+            for message in messages:
+                if not ledger.handle(Record(tp.partition, message.offset, message.key, message.value,
+                                            dict(message.headers or ()))):
+                    # Not seen with this consumer; a safety net should it ever happen.
+                    log.warning("the ledger of %s needs offset %s but was handed %s: re-reading from it",
+                                tp, ledger.last + 1, message.offset)
+                    worker.metrics.rewinds.labels(tp.topic, str(tp.partition)).inc()
+                    consumer.seek(tp, ledger.last + 1)
+                    break
+                appended.append(message.timestamp / 1000)
+        sends: list[Send] = []
+        outputs = []
+        for _, ledger in touched:
+            outbox = ledger.take_outbox()
+            sends += outbox.sends
+            outputs += outbox.outputs
+            types.update(outbox.applied)
+            event_ts += outbox.event_ts
+            worker.skipped += outbox.skipped
+            worker.metrics.redeliveries.inc(outbox.skipped)
+        await worker.send_all(sends)
+        views = []
+        changelog: list[Send] = []
+        for tp, ledger in touched:
+            changed, writes = ledger.flush_state()
+            changelog += [Send(self.settings.state_changelog, key, value, tp.partition) for key, value in writes]
+            views += [(ledger.cache[c], version) for c, version in changed.items()]
+            if len(ledger.cache) > 100_000:
+                ledger.forget_cache()
+        await worker.send_all(changelog)
+        positions = {tp: ledger.last + 1 for tp, ledger in touched if ledger.last >= 0}
+        try:
+            if positions:
+                await consumer.commit(positions)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.info("commit skipped during a rebalance (%s); positions are kept in the state", exc)
+        worker.applied += len(appended)
+        worker.metrics.observe_outputs(outputs)
+        worker.metrics.observe_applied(types, event_ts, appended)
+        await worker.read_model.publish(views)
+
+    # -- partitions coming and going -----------------------------------------------------------
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self.lock:  # the batch under way reaches Kafka whole first
+            for tp in revoked:
+                self.ledgers.pop(tp.partition, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        try:
+            await self._assigned(assigned)
+        except Exception as exc:
+            log.critical("ledger partitions %s could not be recovered; stopping", assigned, exc_info=exc)
+            await self.worker.app.crash(exc)
+            raise
+
+    async def _assigned(self, assigned: list[TopicPartition]) -> None:
+        new = sorted(tp.partition for tp in assigned if tp.partition not in self.ledgers)
+        tables = await self._recover(new)
+        for partition in new:
+            ledger = self.ledgers[partition] = PartitionLedger(
+                partition, self.settings.partitions, self.worker.rules, self.worker.topics, tables[partition],
+                log_writes=True)
+            tp = TopicPartition(self.settings.sequenced_topic, partition)
+            if ledger.last >= 0:
+                self.consumer.seek(tp, ledger.last + 1)
+            else:
+                await self.consumer.seek_to_beginning(tp)
+        self.worker.metrics.rebalanced(len(assigned))
+        if new:
+            log.info("ledger partitions %s recovered (%s state records)", new,
+                     sum(len(tables[p]) for p in new))
+
+    async def _recover(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        """Each partition's state, read from its changelog partition from the beginning."""
+        tables: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
+        if not partitions:
+            return tables
+        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+                                  max_partition_fetch_bytes=8 * 1024 * 1024)
+        await reader.start()
+        try:
+            tps = [TopicPartition(self.settings.state_changelog, p) for p in partitions]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            pending = {tp for tp in tps if ends[tp] > 0}
+            for tp in tps:
+                if tp in pending and await reader.position(tp) >= ends[tp]:
+                    pending.discard(tp)  # compacted or deleted up to its end
+            while pending:
+                for tp, records in (await reader.getmany(*pending, timeout_ms=1000)).items():
+                    table = tables[tp.partition]
+                    for record in records:
+                        if record.offset >= ends[tp]:
+                            break
+                        if record.value is None:
+                            table.pop(record.key, None)
+                        else:
+                            table[record.key] = record.value
+                    if await reader.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+        except KafkaError:
+            log.exception("recovering ledger partitions %s from %s", partitions, self.settings.state_changelog)
+            raise
+        finally:
+            await reader.stop()
+        return tables
+
+    # -- for /health, /metrics and the status page ---------------------------------------------------
+    def assignment(self) -> list[int]:
+        if not self.started:
+            return []
+        return sorted(tp.partition for tp in self.consumer.assignment())
+
+    def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
+        """(topic, partition, next offset to apply, end offset) of each partition held."""
+        if not self.started:
+            return []
+        rows: list[tuple[str, int, int | None, int | None]] = []
+        for tp in sorted(self.consumer.assignment()):
+            ledger = self.ledgers.get(tp.partition)
+            rows.append((tp.topic, tp.partition, None if ledger is None or ledger.last < 0 else ledger.last + 1,
+                         self.consumer.highwater(tp)))
+        return rows
