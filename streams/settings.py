@@ -26,7 +26,8 @@ class Settings:
     redis_url: str = field(default="redis://localhost:6379/0", metadata={
         "env": "REDIS_URL", "doc": "Redis for the read model and the client-area API"})
     app_id: str = field(default="rewards", metadata={
-        "doc": "Faust app id: the consumer group, and the prefix of internal topics and tables"})
+        "doc": "Faust app id: the consumer group (the ledger's is <app>-ledger), and the prefix of internal "
+               "topics and tables"})
     topic_clients: str = field(default="broker.clients", metadata={
         "doc": "input: client.registered, client.verified, account.opened, account.validated, partner.linked"})
     topic_trades: str = field(default="broker.trades", metadata={"doc": "input: trade.fill, trade.bust"})
@@ -47,8 +48,8 @@ class Settings:
     web_port: int = field(default=6066, metadata={"doc": "port of the web server"})
     batch_max: int = field(default=2000, metadata={"doc": "most records the ledger applies per batch"})
     batch_within_ms: int = field(default=50, metadata={"doc": "longest wait to fill a batch"})
-    stall_s: int = field(default=20, metadata={"doc": "seconds a partition's commit may stay stuck behind what was "
-                                                      "read before the worker re-reads it from the committed offset"})
+    stall_s: int = field(default=20, metadata={"doc": "seconds an input partition's commit may stay stuck behind what "
+                                                      "was read before the worker re-reads it from the committed offset"})
     data_dir: str = field(default=".rewards-data", metadata={"doc": "Faust's local data folder"})
     log_level: str = field(default="WARNING", metadata={"doc": "log level of the worker"})
 
