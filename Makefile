@@ -17,14 +17,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## The test suite: types, the checked-in JSON Schemas, then the unit, property, integration
-## (real Kafka, Redis and, for the status page, Chromium) tiers. The fault tier is in
-## test-faults only while it diverges intermittently (README, "Known problems").
+## (real Kafka, Redis and, for the status page, Chromium) and fault (SIGKILL, rebalance) tiers.
 test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m schemas.jsonschema --check
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/property tests/integration
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/property tests/integration tests/faults
 
-## SIGKILL mid-run and rebalance, 30k-100k events each.
+## Only the fault tier: SIGKILL mid-run and rebalance, 30k-100k events each.
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/faults
 
