@@ -1,15 +1,16 @@
-"""The Faust app: topics, tables and agents of the stream worker.
+"""The stream worker: a Faust app (web server, tables, two agents) and two loops of its own.
 
     sequencer   input topics -> <app>.sequenced   (one recorded order per client; broadcasts)
+                (its own aiokafka consumer, group <app>-sequencer: streams.sequencerloop)
     ledger      <app>.sequenced -> ledger, dead letters, identity requests, commission reports
-                (its own aiokafka consumer and state changelog: streams.ledgerloop)
+                (its own consumer, group <app>-ledger, and state changelog: streams.ledgerloop)
     identity    identity requests -> verdicts back into <app>.sequenced (one bonus per person)
     commissions commission reports -> commission.payout (a partner's total over all partitions)
 
-Every agent runs with concurrency=1 at Faust's at-least-once guarantee; effectively-once is
-built in ``streams.ledger`` (Faust's exactly_once mode is not relied on). The sequencer's and
-the other agents' re-reads are harmless (see Worker._watch_progress); the ledger's are not,
-which is why it keeps its own position.
+Everything runs at-least-once, one batch or message at a time; effectively-once is built in
+``streams.ledger`` (Faust's exactly_once mode is not relied on). The sequencer's and the Faust
+agents' re-reads are harmless (see Worker._watch_progress); the ledger's would not be, which is
+why it keeps its own position in its state.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import asyncio
 import logging
 import platform
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -32,18 +32,12 @@ from streams.commissions import CommissionAggregator
 from streams.metrics import Metrics
 from streams.ledger import Send, Topics
 from streams.ledgerloop import LedgerLoop
+from streams.sequencerloop import SequencerLoop
 from streams.partitioning import partition_for
 from streams.readmodel import ReadModel
 from streams.settings import Settings
 
 log = logging.getLogger("rewards")
-
-
-def _headers(raw: Any) -> dict[str, bytes]:
-    """Message headers as a dict, whether the client gave a list of pairs or a mapping."""
-    if not raw:
-        return {}
-    return dict(raw.items()) if isinstance(raw, Mapping) else dict(raw)
 
 
 def versions() -> dict[str, str]:
@@ -97,7 +91,6 @@ class Worker:
                              identity=settings.identity_topic, commissions=settings.commission_topic,
                              sequenced=settings.sequenced_topic)
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.inputs = app.topic(*settings.input_topics, **raw)
         self.identity_requests = app.topic(settings.identity_topic, partitions=n, **raw)
         self.commission_reports = app.topic(settings.commission_topic, partitions=n, **raw)
         table = {"partitions": n, "key_type": bytes, "value_type": bytes}
@@ -106,16 +99,17 @@ class Worker:
         self.closes = app.Table("closes", **table)
         self.metrics = Metrics()
         self._partition_counts: dict[str, int] = {}
-        self._consumed = set(settings.input_topics) | {settings.identity_topic, settings.commission_topic}
+        self._consumed = {settings.identity_topic, settings.commission_topic}
         self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
         self.applied = 0
         self.skipped = 0
 
-        app.agent(self.inputs, name="sequencer", concurrency=1)(self.sequencer)
         app.agent(self.identity_requests, name="identity", concurrency=1)(self.identity)
         app.agent(self.commission_reports, name="commissions", concurrency=1)(self.commissions)
-        # The ledger reads the sequenced log with its own consumer (streams.ledgerloop says why).
+        # The sequencer and the ledger read with consumers of their own (their modules say why).
+        self.sequencer = SequencerLoop(self)
         self.ledger = LedgerLoop(self)
+        app.task(self.sequencer.run)
         app.task(self.ledger.run)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.timer(interval=5.0)(self._watch_progress)
@@ -128,24 +122,6 @@ class Worker:
         from streams import api
 
         api.register(self)
-
-    # -- sequencer ---------------------------------------------------------------------------------
-    async def sequencer(self, stream: Any) -> None:
-        """Copy every input, untouched, into the one log each client's events are applied from."""
-        n, broadcast = self.settings.partitions, set(self.settings.broadcast_topics)
-        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within_ms / 1000):
-            sends = []
-            for event in events:
-                message = event.message
-                source = wire.Source(message.topic, message.partition, message.offset).header()
-                if message.topic in broadcast:
-                    headers = [(wire.H_SOURCE, source), (wire.H_KIND, wire.KIND_BROADCAST)]
-                    sends += [Send(self.topics.sequenced, None, message.value, p, headers) for p in range(n)]
-                else:
-                    key = message.key or b""
-                    headers = [(wire.H_SOURCE, source), (wire.H_KIND, wire.KIND_INPUT)]
-                    sends.append(Send(self.topics.sequenced, key, message.value, partition_for(key, n), headers))
-            await self.send_all(sends)
 
     # -- identity registry -----------------------------------------------------------------------
     async def identity(self, stream: Any) -> None:
@@ -215,7 +191,7 @@ class Worker:
                 self.metrics.rewinds.labels(tp.topic, str(tp.partition)).inc()
                 self._progress[tp] = (committed, now)
                 await consumer.seek(tp, committed)
-        self.metrics.set_offsets(rows + self.ledger.offsets())
+        self.metrics.set_offsets(rows + self.sequencer.offsets() + self.ledger.offsets())
         self.metrics.read_model_backlog.set(len(self.read_model.backlog))
 
     # -- plumbing --------------------------------------------------------------------------------

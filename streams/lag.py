@@ -1,5 +1,6 @@
 """Consumer lag of the worker's groups, from the broker: end offset - committed offset, per
-topic and partition (the sequenced log's from the ledger's group, the others' from Faust's)."""
+topic and partition (each topic's from the group that reads it: <app>-sequencer for the inputs,
+<app>-ledger for the sequenced log, <app> for the other internal topics)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ class PartitionLag:
         return self.end - (self.committed or 0)
 
 
-async def group_lag(settings: Settings, topics: list[str] | None = None) -> list[PartitionLag]:
-    """Lag on every partition of the topics the worker consumes (inputs and internal ones)."""
+async def group_lag(settings: Settings, topics: list[str] | None = None, group: str | None = None) -> list[PartitionLag]:
+    """Lag on every partition of the topics the worker consumes (inputs and internal ones); with
+    ``group``, that one group's on ``topics``."""
     topics = topics or list(settings.input_topics) + [settings.sequenced_topic, settings.identity_topic,
                                                       settings.commission_topic]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -37,11 +39,15 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     try:
         await consumer.start()
-        committed = await _committed(admin, settings.group)
-        # the sequenced log is read by the ledger's own group (streams.ledgerloop)
-        committed = {tp: o for tp, o in committed.items() if tp.topic != settings.sequenced_topic}
-        committed.update({tp: o for tp, o in (await _committed(admin, settings.ledger_group)).items()
-                          if tp.topic == settings.sequenced_topic})
+        # the inputs are read by the sequencer's own group, the sequenced log by the ledger's
+        # (streams.sequencerloop, streams.ledgerloop), the other topics by Faust's
+        readers = ([(group, set(topics))] if group else
+                   [(settings.group, {settings.identity_topic, settings.commission_topic}),
+                    (settings.sequencer_group, set(settings.input_topics)),
+                    (settings.ledger_group, {settings.sequenced_topic})])
+        committed = {}
+        for reader, topics_read in readers:
+            committed.update({tp: o for tp, o in (await _committed(admin, reader)).items() if tp.topic in topics_read})
         partitions = []
         for description in await admin.describe_topics(topics):
             if description.get("error_code", 0) == 0:

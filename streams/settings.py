@@ -26,8 +26,8 @@ class Settings:
     redis_url: str = field(default="redis://localhost:6379/0", metadata={
         "env": "REDIS_URL", "doc": "Redis for the read model and the client-area API"})
     app_id: str = field(default="rewards", metadata={
-        "doc": "Faust app id: the consumer group (the ledger's is <app>-ledger), and the prefix of internal "
-               "topics and tables"})
+        "doc": "Faust app id: the consumer group (the sequencer's is <app>-sequencer, the ledger's "
+               "<app>-ledger), and the prefix of internal topics and tables"})
     topic_clients: str = field(default="broker.clients", metadata={
         "doc": "input: client.registered, client.verified, account.opened, account.validated, partner.linked"})
     topic_trades: str = field(default="broker.trades", metadata={"doc": "input: trade.fill, trade.bust"})
@@ -46,10 +46,11 @@ class Settings:
     rules_file: str = field(default="", metadata={"doc": "rules file (TOML) overriding the defaults"})
     web_host: str = field(default="0.0.0.0", metadata={"doc": "bind address of the web server (API, /metrics)"})
     web_port: int = field(default=6066, metadata={"doc": "port of the web server"})
-    batch_max: int = field(default=2000, metadata={"doc": "most records the ledger applies per batch"})
+    batch_max: int = field(default=2000, metadata={
+        "doc": "most records the sequencer copies or the ledger applies per batch"})
     batch_within_ms: int = field(default=50, metadata={"doc": "longest wait to fill a batch"})
-    stall_s: int = field(default=20, metadata={"doc": "seconds an input partition's commit may stay stuck behind what "
-                                                      "was read before the worker re-reads it from the committed offset"})
+    stall_s: int = field(default=20, metadata={"doc": "seconds a Faust agent's partition commit may stay stuck behind "
+                                                      "what was read before the worker re-reads it from the committed offset"})
     data_dir: str = field(default=".rewards-data", metadata={"doc": "Faust's local data folder"})
     log_level: str = field(default="WARNING", metadata={"doc": "log level of the worker"})
 
@@ -96,6 +97,11 @@ class Settings:
     def ledger_group(self) -> str:
         """The ledger's own consumer group, on the sequenced log (streams.ledgerloop)."""
         return f"{self.app_id}-ledger"
+
+    @property
+    def sequencer_group(self) -> str:
+        """The sequencer's own consumer group, on the input topics (streams.sequencerloop)."""
+        return f"{self.app_id}-sequencer"
 
     @property
     def state_changelog(self) -> str:
