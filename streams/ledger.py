@@ -272,7 +272,7 @@ class PartitionLedger:
         decoded = decode(record.value)
         if isinstance(decoded, BadInput):
             if kind == wire.KIND_BROADCAST and self.partition != 0:
-                return  # one dead letter for a bad broadcast, not one per partition
+                return True  # one dead letter for a bad broadcast, not one per partition
             self._dead_letter(decoded, record.value, source)
             return True
         event = decoded.event

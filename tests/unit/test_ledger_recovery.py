@@ -105,3 +105,15 @@ def test_a_record_after_a_hole_is_refused_until_the_missing_one_comes(log: list[
     ledger.flush_state()
     assert sent == expected
     assert state_of(ledger) == state_of(done)
+
+
+def test_a_malformed_broadcast_is_one_dead_letter_and_no_hole() -> None:
+    """Every partition reads a bad broadcast; partition 0 alone tells it, and no partition
+    takes it for a missing record."""
+    headers = {wire.H_SOURCE: wire.Source("partners.plans", 0, 0).header(), wire.H_KIND: wire.KIND_BROADCAST}
+    told = {}
+    for partition in (0, 1):
+        ledger = PartitionLedger(partition, 2, Rules.default(), TOPICS, {})
+        assert ledger.handle(Record(partition, 0, None, b"{not json", headers)) is True
+        told[partition] = [s.topic for s in ledger.take_outbox().sends]
+    assert told == {0: [TOPICS.deadletter], 1: []}
