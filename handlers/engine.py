@@ -40,7 +40,6 @@ class Shared(msgspec.Struct, kw_only=True):
     latest_ts_us: int = 0
     commissions: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
     rebate_clients: set[str] = msgspec.field(default_factory=set)
-    applied_offset: int = -1  # the worker's guard, as on ClientState
 
 
 class ClientStore(Protocol):

@@ -74,9 +74,6 @@ class ClientState(msgspec.Struct, kw_only=True):
     partner_id: str | None = None
     rebates: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # by partner id
     pending_claims: list[str] = msgspec.field(default_factory=list)  # welcome claims awaiting the registry
-    # The stream worker's guard: the offset, in the client's partition of the sequenced log, of
-    # the last record applied to this client. A redelivered record is at or below it.
-    applied_offset: int = -1
 
     @property
     def verified(self) -> bool:

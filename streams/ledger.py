@@ -285,29 +285,14 @@ class PartitionLedger:
                 self._refuse(event, "invalid_field", f"the message key {record.key!r} is not the "
                              f"event's client_id {event.client_id!r}", record.value, source)
                 return True
-            client = self.get(event.client_id)
-            if client is not None and client.applied_offset >= record.offset:
-                self.outbox.skipped += 1
-                return True
-        else:
-            if kind != wire.KIND_BROADCAST:
-                self._refuse(event, "invalid_field", f"{event.__struct_config__.tag} must be published "
-                             "to its broadcast topic, so that every partition sees it", record.value, source)
-                return True
-            if self.shared.applied_offset >= record.offset:
-                self.outbox.skipped += 1
-                return True
+        elif kind != wire.KIND_BROADCAST:
+            self._refuse(event, "invalid_field", f"{event.__struct_config__.tag} must be published "
+                         "to its broadcast topic, so that every partition sees it", record.value, source)
+            return True
         step, refusal = apply(self, self.shared, event, decoded.ts_us, self.rules, self.identities,
                               self.commissions, record.headers[wire.H_SOURCE].decode())
         self.outbox.applied[event.__struct_config__.tag] += 1
         self.outbox.event_ts.append(decoded.ts_us)
-        if isinstance(event, ClientEvent):
-            client = self.get(event.client_id)
-            if client is not None:
-                client.applied_offset = record.offset
-                self.put(client)
-        else:
-            self.shared.applied_offset = record.offset
         if refusal is not None and refusal.reason == "recopy":
             self.outbox.skipped += 1
             return True
@@ -327,7 +312,6 @@ class PartitionLedger:
             self.outbox.skipped += 1  # a verdict delivered twice
             return
         client.pending_claims.remove(claim.id)
-        client.applied_offset = max(client.applied_offset, self.last)
         step = Step(event=claim, ts_us=decoded.ts_us, date=day_of(decoded.ts_us), rules=self.rules)
         welcome.finalize(client, claim, verdict.identity_free, step)
         cashback.assert_conserved(client)

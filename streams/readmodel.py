@@ -1,6 +1,6 @@
 """The Redis read model: each client's wallet, bonuses and rebates, as the client area shows
 them. Written after the state is safely in the tables; guarded by version (the sequenced offset
-of the last record applied to the client), so that a replayed or rebalanced partition can never
+of the last record that changed the client), so that a replayed or rebalanced partition can never
 move a view back in time."""
 
 from __future__ import annotations
