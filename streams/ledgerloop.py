@@ -20,19 +20,49 @@ wait for Kafka; commit; update Redis. A rebalance waits for the batch under way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams.ledger import PartitionLedger, Record, Send
+from streams.settings import Settings
 
 if TYPE_CHECKING:
     from streams.app import Worker
 
 log = logging.getLogger("rewards.ledger")
+
+
+def group_consumer(settings: Settings, group: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer in ``group`` that commits only when told to. A worker killed outright holds
+    its partitions until its session expires: kept short, so that another takes over in seconds."""
+    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                            enable_auto_commit=False, auto_offset_reset="earliest",
+                            session_timeout_ms=10_000, heartbeat_interval_ms=3_000, **options)
+
+
+async def consume_batches(consumer: AIOKafkaConsumer, settings: Settings,
+                          apply: Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]],
+                          lock: asyncio.Lock | None = None) -> None:
+    """Hand every batch read (REWARDS_BATCH_MAX records, REWARDS_BATCH_WITHIN_MS) to ``apply``,
+    one at a time, under ``lock``. A batch is finished even when the worker is told to stop in
+    the middle of it (within REWARDS_STALL_S): one cut short would leave part of its effects."""
+    while True:
+        batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
+        if not batch:
+            continue
+        async with lock or contextlib.nullcontext():
+            task = asyncio.ensure_future(apply(batch))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                await asyncio.wait([task], timeout=settings.stall_s)
+                raise
 
 
 class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -46,29 +76,13 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # -- the loop ---------------------------------------------------------------------------------
     async def run(self) -> None:
-        settings = self.settings
-        self.consumer = consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=settings.ledger_group,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=10_000, heartbeat_interval_ms=3_000,
-            max_partition_fetch_bytes=4 * 1024 * 1024)
+        self.consumer = consumer = group_consumer(self.settings, self.settings.ledger_group,
+                                                  max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         self.started = True
         consumer.subscribe([self.settings.sequenced_topic], listener=self)
         try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=self.settings.batch_within_ms,
-                                               max_records=self.settings.batch_max)
-                if not batch:
-                    continue
-                # Finished even when the worker is told to stop in the middle of it.
-                async with self.lock:
-                    task = asyncio.ensure_future(self._batch(batch))
-                    try:
-                        await asyncio.shield(task)
-                    except asyncio.CancelledError:
-                        await asyncio.wait([task], timeout=self.settings.stall_s)
-                        raise
+            await consume_batches(consumer, self.settings, self._batch, self.lock)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from streams import wire
 from streams.ledger import Send
+from streams.ledgerloop import consume_batches, group_consumer
 from streams.partitioning import partition_for
 
 if TYPE_CHECKING:
@@ -34,25 +35,12 @@ class SequencerLoop:
         self.started = False
 
     async def run(self) -> None:
-        settings = self.settings
-        self.consumer = consumer = AIOKafkaConsumer(
-            *settings.input_topics, bootstrap_servers=settings.kafka_bootstrap, group_id=settings.sequencer_group,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=10_000, heartbeat_interval_ms=3_000)
+        self.consumer = consumer = group_consumer(self.settings, self.settings.sequencer_group,
+                                                  *self.settings.input_topics)
         await consumer.start()
         self.started = True
         try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
-                if not batch:
-                    continue
-                # Finished even when the worker is told to stop in the middle of it.
-                task = asyncio.ensure_future(self._copy(batch))
-                try:
-                    await asyncio.shield(task)
-                except asyncio.CancelledError:
-                    await asyncio.wait([task], timeout=settings.stall_s)
-                    raise
+            await consume_batches(consumer, self.settings, self._copy)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
