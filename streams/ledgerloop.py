@@ -195,10 +195,7 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             reader.assign(tps)
             await reader.seek_to_beginning(*tps)
             ends = await reader.end_offsets(tps)
-            pending = {tp for tp in tps if ends[tp] > 0}
-            for tp in tps:
-                if tp in pending and await reader.position(tp) >= ends[tp]:
-                    pending.discard(tp)  # compacted or deleted up to its end
+            pending = {tp for tp in tps if await reader.position(tp) < ends[tp]}  # not empty
             while pending:
                 for tp, records in (await reader.getmany(*pending, timeout_ms=1000)).items():
                     table = tables[tp.partition]
