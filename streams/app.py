@@ -81,9 +81,8 @@ class Worker:
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
             # Faust stops fetching a partition whose stream queue is "under pressure" and counts
-            # on a pressure-drop callback to resume it; with batched consumption (take_events)
-            # that callback was seen never to come, leaving one partition stalled for good
-            # (faust-streaming issues #175, #640). The agents bound their own batches, so the
+            # on a pressure-drop callback to resume it; that callback was seen never to come,
+            # leaving one partition stalled for good (faust-streaming issues #175, #640). The
             # queue is made large enough that this pause never triggers.
             stream_buffer_maxsize=262_144,
         )
@@ -164,9 +163,9 @@ class Worker:
         for good, while reading goes on: the group's lag never reaches zero, and a restart
         re-reads everything after it. Seen here under a large backlog. The repair is to
         re-read the partition from its committed offset: the skipped message is then
-        processed, and what follows it again is recognised (the sequencer's copies by their
-        source position, verdicts and
-        commission reports by their ids), so re-reading has no second effect."""
+        processed, and what follows it again is recognised (verdicts and commission reports by
+        their ids), so re-reading has no second effect. The sequencer and the ledger read with
+        consumers of their own and are not concerned."""
         consumer = self.app.consumer
         try:
             assignment = consumer.assignment()
