@@ -8,7 +8,9 @@ worker). ``Engine`` is the offline composition: ``rewards replay`` is it behind 
 from __future__ import annotations
 
 import hashlib
+from bisect import insort
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -16,11 +18,12 @@ import msgspec
 
 from handlers import client as client_rules
 from handlers import history as dedupe
+from handlers import parking
 from handlers.history import ClientHistory, History
 from handlers.money import ZERO, fmt
 from handlers.rebates import PlanBook, accrue, settle, take_due
 from handlers.rules import Rules
-from handlers.state import ClientState, PayoutLedger, Plan
+from handlers.state import ClientState, Parked, PayoutLedger, Plan
 from handlers.step import Step
 from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities
@@ -33,13 +36,18 @@ from schemas.timefmt import day_of
 class Shared(msgspec.Struct, kw_only=True):
     """What every partition keeps of the events that are not a client's: partner plans, the
     dedupe of plans and day closes, the commissions its clients accrued and not yet reported
-    at a day close, and which of its clients have rebates pending."""
+    at a day close, which of its clients have rebates pending, and its event-time clock with
+    the clients whose inputs are parked (handlers.parking)."""
 
     plans: dict[str, list[Plan]] = msgspec.field(default_factory=dict)
     history: ClientHistory = msgspec.field(default_factory=ClientHistory)
     latest_ts_us: int = 0
     commissions: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
     rebate_clients: set[str] = msgspec.field(default_factory=set)
+    clock_us: int = 0                  # the newest ts admitted here: the parking window's clock
+    parked: dict[str, int] = msgspec.field(default_factory=dict)  # client -> when its oldest parked input expires
+    parked_events: int = 0             # inputs parked here, all clients
+    closed_through: str = ""           # the newest day closed: a fill of it or before is late
 
 
 class ClientStore(Protocol):
@@ -54,57 +62,177 @@ class CommissionBook(Protocol):
         """Take this partition's commissions due at ``event.date`` (by partner)."""
 
 
+@dataclass(slots=True)
+class Applied:
+    """What one input did. ``outputs`` are in the order produced: parked inputs that this
+    input's time released or expired come before its own outputs."""
+
+    outputs: list[OutputEvent] = field(default_factory=list)
+    refusal: Refusal | None = None  # the input's own; its rejection is in outputs when reported
+    parked: bool = False            # the input waits for a prerequisite
+    released: int = 0               # parked inputs applied
+    expired: int = 0                # parked inputs applied as they stood after the window
+
+
+@dataclass(slots=True)
+class _Context:
+    """The parts of a partition one input needs, passed on to the parked inputs it releases."""
+
+    store: ClientStore
+    shared: Shared
+    rules: Rules
+    identities: IdentityPort
+    commissions: CommissionBook
+    out: Applied
+
+
 def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rules: Rules,
-          identities: IdentityPort, commissions: CommissionBook, source: str = "") -> tuple[Step, Refusal | None]:
-    """Apply one decoded event. On a refusal nothing changed and ``step`` is empty.
-    ``source`` is where the worker read the input (empty offline)."""
-    step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=rules)
+          identities: IdentityPort, commissions: CommissionBook, raw: bytes = b"",
+          origin: dict[str, Any] | None = None, source: str = "", report_refusal: bool = True) -> Applied:
+    """Apply one decoded input, exactly as received in ``raw``. ``origin`` is where it was read
+    (a rejection's ``source``); ``source`` the worker's input position, which tells a second copy
+    of an input from a redelivery (empty offline). A refusal means the input had no effect; its
+    rejection is among the outputs unless ``report_refusal`` is false (or it is a second copy)."""
+    ctx = _Context(store, shared, rules, identities, commissions, Applied())
     if isinstance(event, ClientEvent):
-        refusal = _client_event(store, shared, event, step, identities, source)
+        refusal = _client_input(ctx, event, ts_us, raw, origin or {}, source)
     else:
-        refusal = _shared_event(store, shared, event, step, commissions, source)
+        refusal = _shared_input(ctx, event, ts_us)
     if refusal is not None:
-        assert not step.outputs and not step.commissions, "a refused event has no effect"
-        return step, refusal
-    for accrual in step.commissions:
-        accrue(shared.commissions.setdefault(accrual.partner_id, PayoutLedger()), accrual.date, accrual.amount)
-    return step, None
+        ctx.out.refusal = refusal
+        if report_refusal and refusal.reason != "recopy":
+            ctx.out.outputs.append(refused(event, refusal, raw, origin or {}))
+    return ctx.out
 
 
-def _client_event(store: ClientStore, shared: Shared, event: ClientEvent, step: Step,
-                  identities: IdentityPort, source: str) -> Refusal | None:
-    client = store.get(event.client_id)
+def _advance(ctx: _Context, ts_us: int) -> None:
+    """Move the partition's event time; inputs parked longer than the window are applied now."""
+    shared = ctx.shared
+    if ts_us > shared.clock_us:
+        shared.clock_us = ts_us
+    if shared.parked and min(shared.parked.values()) < shared.clock_us:
+        for due_us, client_id in sorted((due, c) for c, due in shared.parked.items() if due < shared.clock_us):
+            _drain(ctx, client_id, ctx.store.history(client_id))
+
+
+def _client_input(ctx: _Context, event: ClientEvent, ts_us: int, raw: bytes, origin: dict[str, Any],
+                  source: str) -> Refusal | None:
+    store, shared, rules = ctx.store, ctx.shared, ctx.rules
+    client_id = event.client_id
+    client = store.get(client_id)
+    history = store.history(client_id)
+    event_digest = dedupe.digest(event)
+    refusal = dedupe.admit(history, client.latest_ts_us if client else 0, event, event_digest, ts_us, rules, source)
+    if refusal is not None:
+        return refusal
+    _advance(ctx, ts_us)
+    if client_id not in shared.parked and (not rules.park_window_us or parking.missing(client, history, event) is None):
+        refusal = _apply_client(ctx, client, history, event, ts_us)
+        # A refused input is still remembered: its redelivery is a `duplicate`, never applied.
+        dedupe.remember(history, store.get(client_id), event, event_digest, ts_us, source)
+        return refusal
+    queue = history.parked()
+    if len(queue) >= rules.park_max_per_client:
+        dedupe.remember(history, client, event, event_digest, ts_us, source)
+        return Refusal("parking_full", f"client {client_id} already has {len(queue)} inputs waiting for "
+                                       "a prerequisite (`[parking] max_per_client`)")
+    # Parked behind the client's other waiting inputs, in ts order (arrival order among equals).
+    insort(queue, Parked(ts_us, raw, source, origin), key=_parked_ts)
+    history.put_parked(queue)
+    dedupe.remember(history, None, event, event_digest, ts_us, source)
+    shared.parked_events += 1
+    ctx.out.parked = True
+    _drain(ctx, client_id, history)
+    return None
+
+
+def _parked_ts(parked: Parked) -> int:
+    return parked.ts_us
+
+
+def _drain(ctx: _Context, client_id: str, history: History) -> None:
+    """Apply the client's parked inputs from the oldest, while what each needs is there or it has
+    waited out the window (then it is applied as it stands and gets its usual refusal)."""
+    shared, rules, out = ctx.shared, ctx.rules, ctx.out
+    queue = history.parked()
+    while queue:
+        index = 0
+        head = queue[0]
+        event = _parked_event(head)
+        client = ctx.store.get(client_id)
+        expired = head.ts_us + rules.park_window_us < shared.clock_us
+        if not expired:
+            need = parking.missing(client, history, event)
+            if need is not None:
+                # Brought by a newer parked input (the source clocks disagree)? Then that one first.
+                index = next((i for i, p in enumerate(queue) if i and parking.provides(_parked_event(p)) == need), 0)
+                if not index or parking.missing(client, history, _parked_event(queue[index])) is not None:
+                    break
+                head = queue[index]
+                event = _parked_event(head)
+        queue.pop(index)
+        shared.parked_events -= 1
+        if expired:
+            out.expired += 1
+        else:
+            out.released += 1
+        refusal = _apply_client(ctx, client, history, event, head.ts_us)
+        if refusal is not None:
+            out.outputs.append(refused(event, refusal, head.raw, head.origin))
+    history.put_parked(queue)
+    if queue:
+        shared.parked[client_id] = queue[0].ts_us + rules.park_window_us
+    else:
+        shared.parked.pop(client_id, None)
+
+
+def _parked_event(parked: Parked) -> ClientEvent:
+    decoded = decode(parked.raw)
+    assert not isinstance(decoded, BadInput) and isinstance(decoded.event, ClientEvent), "a parked input decoded before"
+    return decoded.event
+
+
+def _apply_client(ctx: _Context, client: ClientState | None, history: History, event: ClientEvent,
+                  ts_us: int) -> Refusal | None:
+    """One client event on its client's state; a refusal leaves the state as it was."""
+    shared = ctx.shared
+    step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=ctx.rules, closed_through=shared.closed_through)
     if client is None:
         if not isinstance(event, ClientRegistered):
             return Refusal("unknown_client", f"client {event.client_id!r} is not registered")
         client = client_rules.register(event)
-    history = store.history(event.client_id)
-    event_digest = dedupe.digest(event)
-    refusal = dedupe.admit(history, client.latest_ts_us, event, event_digest, step.ts_us, step.rules, source)
-    if refusal is not None:
-        return refusal
-    refusal = client_rules.apply(client, history, event, step, PlanBook(shared.plans), identities)
-    # A refused event is still remembered: its redelivery is a `duplicate`, not a second refusal.
-    dedupe.remember(history, client, event, event_digest, step.ts_us, source)
+    refusal = client_rules.apply(client, history, event, step, PlanBook(shared.plans), ctx.identities)
+    if ts_us > client.latest_ts_us:
+        client.latest_ts_us = ts_us
     if client.rebates and any(ledger.pending for ledger in client.rebates.values()):
         shared.rebate_clients.add(client.client_id)
-    store.put(client)
-    return refusal
+    ctx.store.put(client)
+    if refusal is not None:
+        assert not step.outputs and not step.commissions, "a refused event has no effect"
+        return refusal
+    for accrual in step.commissions:
+        accrue(shared.commissions.setdefault(accrual.partner_id, PayoutLedger()), accrual.date, accrual.amount)
+    ctx.out.outputs.extend(step.outputs)
+    return None
 
 
-def _shared_event(store: ClientStore, shared: Shared, event: InputEvent, step: Step,
-                  commissions: CommissionBook, source: str) -> Refusal | None:
+def _shared_input(ctx: _Context, event: InputEvent, ts_us: int) -> Refusal | None:
+    shared, rules = ctx.shared, ctx.rules
     event_digest = dedupe.digest(event)
-    refusal = dedupe.admit(shared.history, shared.latest_ts_us, event, event_digest, step.ts_us, step.rules, source)
+    refusal = dedupe.admit(shared.history, shared.latest_ts_us, event, event_digest, ts_us, rules)
     if refusal is not None:
         return refusal
+    _advance(ctx, ts_us)
+    step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=rules, closed_through=shared.closed_through)
     if isinstance(event, PartnerPlan):
-        PlanBook(shared.plans).add(event, step.ts_us)
+        PlanBook(shared.plans).add(event, ts_us)
     elif isinstance(event, DayClosed):
-        close_day(store, shared, event, step, commissions)
-    dedupe.remember(shared.history, None, event, event_digest, step.ts_us, source)
-    shared.latest_ts_us = max(shared.latest_ts_us, step.ts_us)
-    shared.history.maybe_prune(shared.latest_ts_us, step.rules)
+        close_day(ctx.store, shared, event, step, ctx.commissions)
+        shared.closed_through = max(shared.closed_through, event.date)
+    dedupe.remember(shared.history, None, event, event_digest, ts_us)
+    shared.latest_ts_us = max(shared.latest_ts_us, ts_us)
+    shared.history.maybe_prune(shared.latest_ts_us, rules)
+    ctx.out.outputs.extend(step.outputs)
     return None
 
 
@@ -216,11 +344,8 @@ class Engine:
         decoded = decode(raw)
         if isinstance(decoded, BadInput):
             return [rejection(decoded, raw, source, rejection_id(decoded.cause_id, raw))]
-        step, refusal = apply(self.store, self.shared, decoded.event, decoded.ts_us, self.rules,
-                              self.identities, self.partners)
-        if refusal is not None:
-            return [refused(decoded.event, refusal, raw, source)]
-        return step.outputs
+        return apply(self.store, self.shared, decoded.event, decoded.ts_us, self.rules, self.identities,
+                     self.partners, raw, source).outputs
 
 
 def refused(event: InputEvent, refusal: Refusal, raw: bytes, source: dict[str, Any]) -> OutputEvent:

@@ -48,7 +48,7 @@ def on_fill(
                     id=step.output_id("rebate.accrued"), cause_id=event.id, ts=event.ts,
                     client_id=client.client_id, partner_id=client.partner_id,
                     account_id=account.account_id, fill_id=event.fill_id, rebate=fmt(rebate),
-                    commission=fmt(commission)))
+                    commission=fmt(commission), late=step.date <= step.closed_through))
     history.put_fill(event.fill_id, FillRecord(
         cause_id=event.id, ts_us=step.ts_us, account_id=account.account_id, cashback=cash,
         covered=covered, turnover=turnover, rebate=rebate, commission=commission,

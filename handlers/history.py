@@ -20,7 +20,7 @@ from typing import Final, Protocol, TypeVar
 import msgspec
 
 from handlers.rules import Rules
-from handlers.state import ClientState, FillRecord, Seen
+from handlers.state import ClientState, FillRecord, Parked, Seen
 from handlers.verdict import Refusal
 from schemas.codec import canonical_bytes
 from schemas.inputs import InputEvent
@@ -38,6 +38,9 @@ class History(Protocol):
     def put_fill(self, fill_id: str, record: FillRecord) -> None: ...
     def deposit(self, deposit_id: str) -> int | None: ...
     def put_deposit(self, deposit_id: str, ts_us: int) -> None: ...
+    def parked(self) -> list[Parked]:
+        """The client's inputs waiting for a prerequisite, oldest ts first (handlers.parking)."""
+    def put_parked(self, queue: list[Parked]) -> None: ...
 
 
 def digest(event: InputEvent) -> bytes:
@@ -101,6 +104,7 @@ class ClientHistory(msgspec.Struct, kw_only=True):
     seen_ids: dict[str, Seen] = msgspec.field(default_factory=dict)
     fills: dict[str, FillRecord] = msgspec.field(default_factory=dict)
     deposits: dict[str, int] = msgspec.field(default_factory=dict)
+    queue: list[Parked] = msgspec.field(default_factory=list)
     next_prune_us: int = 0
 
     def seen(self, event_id: str) -> Seen | None:
@@ -120,6 +124,12 @@ class ClientHistory(msgspec.Struct, kw_only=True):
 
     def put_deposit(self, deposit_id: str, ts_us: int) -> None:
         self.deposits[deposit_id] = ts_us
+
+    def parked(self) -> list[Parked]:
+        return self.queue
+
+    def put_parked(self, queue: list[Parked]) -> None:
+        self.queue = queue
 
     def maybe_prune(self, latest_ts_us: int, rules: Rules) -> None:
         """Entries are inserted in (nearly) event-time order, so pruning pops from the front

@@ -43,6 +43,8 @@ class Rules:
     min_hold_us: int
     bust_window_us: int
     dedupe_window_us: int
+    park_window_us: int          # 0: parking off (an event whose prerequisite is missing is refused at once)
+    park_max_per_client: int
 
     @classmethod
     def default(cls) -> Rules:
@@ -120,9 +122,13 @@ def _build(doc: dict[str, Any]) -> Rules:
         min_hold_us=_int(doc["rebates"], "min_hold_seconds", "rebates") * 1_000_000,
         bust_window_us=_int(doc["busts"], "window_days", "busts") * US_PER_DAY,
         dedupe_window_us=_int(doc["dedupe"], "window_days", "dedupe") * US_PER_DAY,
+        park_window_us=_int(doc["parking"], "window_seconds", "parking") * 1_000_000,
+        park_max_per_client=_int(doc["parking"], "max_per_client", "parking"),
     )
     if rules.cashback_rate > 1 or rules.coverage_share > 1:
         raise RulesError("`cashback.rate` and `cashback.coverage_share` must be at most 1")
+    if rules.park_window_us and rules.park_max_per_client < 1:
+        raise RulesError("`parking.max_per_client` must be at least 1 while parking is on")
     if rules.bonus_usd_per_lot == 0:
         raise RulesError("`deposit_bonus.usd_per_lot` must be greater than 0")
     return rules

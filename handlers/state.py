@@ -102,6 +102,16 @@ class Seen(msgspec.Struct, array_like=True, gc=False):
     source: str = ""  # the worker: "topic:partition:offset" of the input it came from
 
 
+class Parked(msgspec.Struct, array_like=True, gc=False):
+    """An input waiting for its prerequisite (handlers.parking), kept as received so that it is
+    applied, or refused, exactly as it would have been on arrival."""
+
+    ts_us: int
+    raw: bytes
+    source: str = ""                                          # the worker's input position
+    origin: dict[str, str | int] = msgspec.field(default_factory=dict)  # `source` of a rejection
+
+
 class Plan(msgspec.Struct, kw_only=True, array_like=True):
     cause_id: str
     ts_us: int

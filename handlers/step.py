@@ -26,6 +26,7 @@ class Step:
     ts_us: int
     date: str
     rules: Rules
+    closed_through: str = ""  # the newest day closed before this event: its fills are late
     outputs: list[OutputEvent] = field(default_factory=list)
     commissions: list[CommissionAccrual] = field(default_factory=list)
 

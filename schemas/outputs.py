@@ -149,6 +149,8 @@ class RebateAccrued(ClientOutput):
     fill_id: str
     rebate: str
     commission: str
+    late: bool = False  # the fill's day was already closed when it arrived: paid with the next close
+
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -190,6 +192,7 @@ REJECTION_REASONS: Final = (
 RejectionReason = Literal[
     "malformed", "unknown_type", "invalid_field", "unknown_client", "unknown_account",
     "conflicting_duplicate", "bust_window_expired", "unknown_fill", "duplicate", "stale_event",
+    "parking_full",
 ]
 
 

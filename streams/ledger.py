@@ -33,7 +33,7 @@ from handlers import cashback, welcome
 from handlers.engine import Shared, apply, refused, rejection_id
 from handlers.history import History
 from handlers.rules import Rules
-from handlers.state import ClientState, FillRecord, Seen
+from handlers.state import ClientState, FillRecord, Parked, Seen
 from handlers.step import Step
 from handlers.verdict import Refusal
 from schemas.codec import BadInput, canonical_bytes, decode, rejection
@@ -50,6 +50,7 @@ _client_dec = msgspec.msgpack.Decoder(ClientState)
 _shared_dec = msgspec.msgpack.Decoder(Shared)
 _seen_dec = msgspec.msgpack.Decoder(Seen)
 _fill_dec = msgspec.msgpack.Decoder(FillRecord)
+_parked_dec = msgspec.msgpack.Decoder(list[Parked])
 
 
 @dataclass(slots=True)
@@ -88,6 +89,9 @@ class Outbox:
     skipped: int = 0  # records whose effects the state already had
     applied: Counter[str] = field(default_factory=Counter)  # input events applied, by type
     event_ts: list[int] = field(default_factory=list)  # their ts, in µs
+    parked: int = 0    # inputs parked to wait for a prerequisite (handlers.parking)
+    released: int = 0  # parked inputs applied
+    expired: int = 0   # parked inputs applied as they stood after the parking window
 
 
 def _offset(raw: bytes) -> int:
@@ -154,6 +158,13 @@ class TableHistory:
 
     def put_deposit(self, deposit_id: str, ts_us: int) -> None:
         self._put(self.prefix + b"d" + deposit_id.encode(), str(ts_us).encode())
+
+    def parked(self) -> list[Parked]:
+        raw = self._get(self.prefix + b"p")
+        return [] if raw is None else _parked_dec.decode(raw)
+
+    def put_parked(self, queue: list[Parked]) -> None:
+        self._put(self.prefix + b"p", _client_codec_enc.encode(queue))
 
 
 class DeferredIdentities:
@@ -289,17 +300,19 @@ class PartitionLedger:
             self._refuse(event, "invalid_field", f"{event.__struct_config__.tag} must be published "
                          "to its broadcast topic, so that every partition sees it", record.value, source)
             return True
-        step, refusal = apply(self, self.shared, event, decoded.ts_us, self.rules, self.identities,
-                              self.commissions, record.headers[wire.H_SOURCE].decode())
-        self.outbox.applied[event.__struct_config__.tag] += 1
-        self.outbox.event_ts.append(decoded.ts_us)
-        if refusal is not None and refusal.reason == "recopy":
-            self.outbox.skipped += 1
+        report = kind != wire.KIND_BROADCAST or self.partition == 0  # one dead letter for a bad broadcast
+        applied = apply(self, self.shared, event, decoded.ts_us, self.rules, self.identities, self.commissions,
+                        record.value, source.as_dict(), record.headers[wire.H_SOURCE].decode(), report)
+        outbox = self.outbox
+        if applied.refusal is not None and applied.refusal.reason == "recopy":
+            outbox.skipped += 1
             return True
-        if refusal is not None and (kind != wire.KIND_BROADCAST or self.partition == 0):
-            # Every partition refuses a bad broadcast alike; one dead letter tells it.
-            self._emit(refused(event, refusal, record.value, source.as_dict()))
-        for output in step.outputs:
+        outbox.applied[event.__struct_config__.tag] += 1
+        outbox.event_ts.append(decoded.ts_us)
+        outbox.parked += applied.parked
+        outbox.released += applied.released
+        outbox.expired += applied.expired
+        for output in applied.outputs:
             self._emit(output)
         return True
 

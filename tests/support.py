@@ -3,6 +3,7 @@ engine. Ids and timestamps advance by themselves so tests state only what matter
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,9 +13,17 @@ from handlers.engine import Engine
 from handlers.rules import Rules
 
 
+def without_parking(rules: Rules) -> Rules:
+    """The rules of each program are tested one input at a time: an input whose prerequisite is
+    missing gets its answer at once. Parking has tests of its own (tests/unit/test_parking.py)."""
+    return dataclasses.replace(rules, park_window_us=0)
+
+
 class Scenario:
-    def __init__(self, rules: Rules | None = None, start: str = "2026-11-24T09:00:00Z") -> None:
-        self.engine = Engine(rules)
+    def __init__(self, rules: Rules | None = None, start: str = "2026-11-24T09:00:00Z",
+                 parking: bool = False) -> None:
+        rules = rules or Rules.default()
+        self.engine = Engine(rules if parking else without_parking(rules))
         self.now = datetime.fromisoformat(start)
         self.count = 0
         self.outputs: list[dict[str, Any]] = []

@@ -27,13 +27,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from handlers.engine import Engine
 from handlers.money import ZERO, q6
 from handlers.rules import Rules
+from tests.support import without_parking
 
 CLIENTS = ("c0", "c1", "c2")
 ACCOUNTS = {"std": ("standard", "USD"), "cent": ("standard_cent", "USC"), "pro": ("pro", "USD"),
             "raw": ("raw_spread", "USD"), "w": ("welcome", "USD")}
 MONEY = st.sampled_from(["0", "0.000035", "0.01", "1", "7.5", "100", "2500"])
 LOTS = st.sampled_from(["0.01", "0.1", "1", "2.5", "30", "250"])
-RULES = Rules.default()
+RULES = without_parking(Rules.default())  # parking: tests/property/test_parking.py
 
 
 def acct(client: str, name: str) -> str:
