@@ -11,10 +11,14 @@ from aiokafka.errors import KafkaError
 from handlers.rules import Rules, RulesError
 
 
-def load_rules(path: str | None) -> Rules:
-    if path is None:
-        return Rules.default()
-    return Rules.from_toml(Path(path).read_text("utf-8"))
+def load_rules(path: str | None, park_window_s: int = -1) -> Rules:
+    """The rules file (or the defaults), with REWARDS_PARK_WINDOW_S over its parking window."""
+    import dataclasses
+
+    rules = Rules.default() if path is None else Rules.from_toml(Path(path).read_text("utf-8"))
+    if park_window_s >= 0:
+        rules = dataclasses.replace(rules, park_window_us=park_window_s * 1_000_000)
+    return rules
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -40,7 +44,7 @@ def _replay_from_kafka(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     namespace = args.namespace or f"replay-{int(time.time())}"
-    rules = load_rules(args.rules or settings.rules_file or None)
+    rules = load_rules(args.rules or settings.rules_file or None, settings.park_window_s)
     summary = asyncio.run(replay_log(settings, rules, Path(args.output), namespace,
                                      settings.redis_url if args.to_redis else None))
     print(f"replayed {summary.records:,} records of {settings.sequenced_topic} in {summary.seconds:.1f} s "
@@ -59,7 +63,7 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.settings import Settings
 
     settings = Settings.from_env()
-    rules = load_rules(args.rules or settings.rules_file or None)
+    rules = load_rules(args.rules or settings.rules_file or None, settings.park_window_s)
     logging.basicConfig(level=settings.log_level)
     created = asyncio.run(ensure_topics(settings))
     if created:

@@ -49,6 +49,9 @@ class Settings:
     batch_max: int = field(default=2000, metadata={
         "doc": "most records the sequencer copies or the ledger applies per batch"})
     batch_within_ms: int = field(default=50, metadata={"doc": "longest wait to fill a batch"})
+    park_window_s: int = field(default=-1, metadata={
+        "doc": "event-time seconds an input waits for its prerequisite before its usual refusal; "
+               "-1: the rules file's `[parking] window_seconds` (600), 0: no parking"})
     stall_s: int = field(default=20, metadata={"doc": "seconds a Faust agent's partition commit may stay stuck behind "
                                                       "what was read before the worker re-reads it from the committed offset"})
     data_dir: str = field(default=".rewards-data", metadata={"doc": "Faust's local data folder"})
@@ -80,6 +83,8 @@ class Settings:
             raise SettingsError("REWARDS_REPLICATION must be at least 1")
         if self.stall_s < 1:
             raise SettingsError("REWARDS_STALL_S must be positive")
+        if self.park_window_s < -1:
+            raise SettingsError("REWARDS_PARK_WINDOW_S must be -1 (the rules file's), 0 (off) or positive")
         if self.batch_max < 1 or self.batch_within_ms < 1:
             raise SettingsError("REWARDS_BATCH_MAX and REWARDS_BATCH_WITHIN_MS must be positive")
         if not self.kafka_bootstrap:
