@@ -1,0 +1,68 @@
+"""The sequencer's event-time merge: several sources, each in its own order, into one order
+that follows the events' ``ts``. Pure: no Kafka here, so that it is tested as a function of
+what arrives when (tests/property/test_merge.py).
+
+Modelled on Kafka Streams' timestamp synchronisation across co-partitioned inputs: take the
+head with the earliest ``ts`` among the sources that have one (ties: a fixed topic precedence,
+then the source's order). While a source has nothing buffered, its next event could still be
+earlier, so the head waits, at most ``grace_ms`` after it arrived, for every empty source to be
+heard from (a fetch that came back after that moment with nothing). A source still behind its
+end (records not fetched yet) is waited for without a limit: with a backlog every head is
+present and the merge is exact. Events of a source that publishes more than ``grace_ms`` late
+are copied when they come, after what was merged before them; the ledger's parking
+(handlers.parking) takes up the ones whose prerequisite that leaves behind.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+S = TypeVar("S", bound=Hashable)
+
+
+@dataclass(slots=True)
+class _Head:
+    key: tuple[int, int, int]  # (ts_us, precedence, arrival sequence)
+    arrived_ms: float
+    item: Any
+
+
+@dataclass
+class EventTimeMerge(Generic[S]):
+    grace_ms: float
+    queues: dict[S, deque[_Head]] = field(default_factory=dict)
+    _sequence: int = 0
+
+    def add(self, source: S, ts_us: int, precedence: int, arrived_ms: float, item: Any) -> None:
+        self._sequence += 1
+        queue = self.queues.get(source)
+        if queue is None:
+            queue = self.queues[source] = deque()
+        queue.append(_Head((ts_us, precedence, self._sequence), arrived_ms, item))
+
+    def buffered(self) -> int:
+        return sum(len(queue) for queue in self.queues.values())
+
+    def ready(self, sources: Iterable[S], heard_at: Callable[[S], float | None]) -> list[Any]:
+        """Pop what may go out now, in order. ``heard_at(source)`` is the time of the last fetch
+        that found the source with nothing more to read, or None while it has records not
+        fetched yet."""
+        out: list[Any] = []
+        heard = {s: heard_at(s) for s in sources if not self.queues.get(s)}
+        while True:
+            fronts = [(queue[0].key, source) for source, queue in self.queues.items() if queue]
+            if not fronts:
+                return out
+            _, source = min(fronts)
+            head = self.queues[source][0]
+            deadline = head.arrived_ms + self.grace_ms
+            for other, at in heard.items():
+                if not self.queues.get(other) and (at is None or at < deadline):
+                    return out
+            self.queues[source].popleft()
+            if not self.queues[source]:
+                heard[source] = heard_at(source)
+            out.append(head.item)
