@@ -130,6 +130,7 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             event_ts += outbox.event_ts
             worker.skipped += outbox.skipped
             worker.metrics.redeliveries.inc(outbox.skipped)
+            worker.metrics.parked_expired.inc(outbox.expired)
         await worker.send_all(sends)
         views = []
         changelog: list[Send] = []
@@ -146,6 +147,7 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 await consumer.commit(positions)
         except KafkaError as exc:  # a rebalance under way, mostly: the next batch commits again
             log.info("commit of the ledger's offsets failed (%r); its positions are in its state", exc)
+        worker.metrics.parked.set(sum(ledger.shared.parked_events for ledger in self.ledgers.values()))
         worker.applied += len(appended)
         worker.metrics.observe_outputs(outputs)
         worker.metrics.observe_applied(types, event_ts, appended)

@@ -75,6 +75,11 @@ class Metrics:
                                     registry=registry)
         self.assigned = Gauge("rewards_assigned_partitions", "Partitions of the sequenced log held by this worker",
                               registry=registry)
+        self.parked = Gauge("rewards_parked_inputs", "Inputs waiting for a prerequisite (their client's "
+                            "registration, an account's opening, a busted fill) in the partitions held",
+                            registry=registry)
+        self.parked_expired = Counter("rewards_parked_expired", "Parked inputs that waited out the parking "
+                                      "window and got their usual refusal", registry=registry)
         self.read_model_backlog = Gauge("rewards_read_model_backlog",
                                         "Client views waiting for Redis to come back", registry=registry)
         self.info = Info("rewards_build", "Versions of the worker", registry=registry)
