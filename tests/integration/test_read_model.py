@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from decimal import Decimal
 
 import orjson
@@ -16,7 +18,9 @@ pytestmark = pytest.mark.integration
 
 
 async def test_an_older_version_never_replaces_a_newer_view(real_services: Services) -> None:
-    model = ReadModel(real_services.redis_url, "guard-test:", Rules.from_toml('[cashback]\nrate = "0.12"'))
+    # Keys of this run only: a Redis kept from an earlier run (REDIS_URL) already has a newer view.
+    model = ReadModel(real_services.redis_url, f"guard-test-{os.getpid()}-{time.time_ns()}:",
+                      Rules.from_toml('[cashback]\nrate = "0.12"'))
     newer, older = ClientState(client_id="c1", country="DE"), ClientState(client_id="c1", country="DE")
     newer.wallet.balance, newer.wallet.accrued = Decimal("7.5"), Decimal("7.5")
     older.wallet.balance, older.wallet.accrued = Decimal("1"), Decimal("1")
