@@ -30,7 +30,7 @@ def _replay(args: argparse.Namespace) -> int:
     from streams.replay import replay_files
 
     summary = replay_files(Path(args.input), Path(args.output), load_rules(args.rules),
-                           show_progress=not args.quiet)
+                           show_progress=not args.quiet, order=args.order)
     print(summary.render(), file=sys.stderr)
     return 0
 
@@ -58,7 +58,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     import faust
 
-    from streams.admin import ensure_topics
+    from streams.admin import check_copartitioned, ensure_topics
     from streams.app import Worker
     from streams.settings import Settings
 
@@ -68,6 +68,10 @@ def _worker(args: argparse.Namespace) -> int:
     created = asyncio.run(ensure_topics(settings))
     if created:
         print(f"rewards: created topics {', '.join(created)}", file=sys.stderr)
+    problem = asyncio.run(check_copartitioned(settings))
+    if problem:
+        print(f"rewards: {problem}", file=sys.stderr)
+        return 2
     worker = Worker(settings, rules)
     faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0
@@ -131,6 +135,23 @@ def _lag(args: argparse.Namespace) -> int:
     return 1 if over else 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.publish import publish, publish_per_topic
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    lines = [line for line in Path(args.events).read_bytes().splitlines() if line.strip()]
+    if args.per_topic or args.skew_ms or args.rate:
+        counts = asyncio.run(publish_per_topic(lines, settings, args.skew_ms, args.rate, args.seed))
+    else:
+        counts = {"(one producer)": asyncio.run(publish(lines, settings))}
+    for topic, count in sorted(counts.items()):
+        print(f"{topic:40} {count:>10,}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from streams import demo
 
@@ -153,7 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--namespace", help="with --from-kafka: the state namespace (default: replay-<time>)")
     replay.add_argument("--to-redis", action="store_true",
                         help="with --from-kafka: also write the read model, under the namespace's keys")
+    replay.add_argument("--order", choices=("file", "ts"), default="file",
+                        help="file: the file's order (default); ts: sorted as the worker records it "
+                             "(by ts, then topic precedence, then file order)")
     replay.set_defaults(run=_replay)
+
+    publish = commands.add_parser(
+        "publish", help="publish a .jsonl file of input events to their source topics, keyed by client_id "
+                        "(reads KAFKA_BOOTSTRAP_SERVERS and the REWARDS_TOPIC_* names)")
+    publish.add_argument("events", help="input events, one JSON object per line")
+    publish.add_argument("--per-topic", action="store_true",
+                         help="one producer per topic, concurrently, as independent source systems publish")
+    publish.add_argument("--skew-ms", type=int, default=0, metavar="N",
+                         help="each topic's producer lags by a random 0..N ms (per event with --rate, "
+                              "else at its start); implies --per-topic")
+    publish.add_argument("--rate", type=float, metavar="EVENTS_PER_S",
+                         help="pace the file: its i-th event is due i/rate s after the start (live, not a "
+                              "backlog); implies --per-topic")
+    publish.add_argument("--seed", type=int, default=0, help="seed of the random lags")
+    publish.set_defaults(run=_publish)
 
     worker = commands.add_parser("worker", help="run the stream worker (configuration: environment, see README)")
     worker.add_argument("--rules", help="rules file (TOML); default: REWARDS_RULES_FILE, else the defaults")

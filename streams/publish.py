@@ -1,14 +1,26 @@
-"""Publishing input events to the topics of their source systems (the demo, the tests, and a
-broker team wiring a new source)."""
+"""Publishing input events to the topics of their source systems (``rewards publish``, the
+demo, the tests, and a broker team wiring a new source).
+
+``publish`` sends a file in its order through one producer. ``publish_per_topic`` does what a
+real bus does: one producer per source topic, publishing independently and concurrently, each
+in its own order; ``skew_ms`` makes them disagree the way independent systems do, and ``rate``
+paces the whole history (events per second, in file order) so that it arrives live rather than
+as a backlog.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
+import zlib
 from collections.abc import Iterable
 from typing import Final
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from schemas.timefmt import parse_ts_us
 from streams.settings import Settings
 
 SOURCE_OF: Final = {
@@ -22,6 +34,36 @@ SOURCE_OF: Final = {
     "partner.plan": "topic_partners",
     "settlement.day_closed": "topic_settlement",
 }
+
+
+# Among inputs of equal ``ts``, the order the sequencer gives them (and ``in_ts_order``): who a
+# client is and what accounts it has, then plans, money in, client-area commands, trades, and
+# the day's close last.
+TOPIC_PRECEDENCE: Final = ("topic_clients", "topic_partners", "topic_payments", "topic_commands",
+                           "topic_trades", "topic_settlement")
+
+
+def precedence(settings: Settings) -> dict[str, int]:
+    """Topic name -> rank among inputs of equal ``ts``."""
+    return {getattr(settings, role): rank for rank, role in enumerate(TOPIC_PRECEDENCE)}
+
+
+def in_ts_order(lines: list[bytes], settings: Settings) -> list[bytes]:
+    """The order the sequencer records when no source lags beyond the grace: by ``ts``, then
+    topic precedence, then each topic's own order. An input whose ``ts`` cannot be read keeps its
+    place in its topic (it takes the ``ts`` of the one before it there)."""
+    ranks = precedence(settings)
+    last: dict[str, int] = {}
+    keyed = []
+    for index, raw in enumerate(lines):
+        topic = route(raw, settings)[0]
+        try:
+            last[topic] = parse_ts_us(orjson.loads(raw)["ts"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            pass
+        keyed.append((last.get(topic, 0), ranks[topic], index, raw))
+    keyed.sort()
+    return [raw for *_, raw in keyed]
 
 
 def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
@@ -58,3 +100,44 @@ async def publish(lines: Iterable[bytes], settings: Settings, linger_ms: int = 2
     finally:
         await producer.stop()
     return count
+
+
+async def publish_per_topic(lines: Iterable[bytes], settings: Settings, skew_ms: int = 0,
+                            rate: float | None = None, seed: int = 0) -> dict[str, int]:
+    """One producer per topic, concurrently; returns the count sent to each topic.
+
+    Without ``rate`` each topic's producer starts after a random 0..``skew_ms`` and sends its
+    events as fast as it can. With ``rate`` the i-th event of the file is due ``i / rate`` s
+    after the start, and each topic sends each of its events a random 0..``skew_ms`` after that
+    (never before its previous one): the topics lag one another by up to ``skew_ms``. Seeded:
+    the same arguments give the same lags."""
+    by_topic: dict[str, list[tuple[int, bytes, bytes | None]]] = {}
+    for index, raw in enumerate(lines):
+        topic, key = route(raw, settings)
+        by_topic.setdefault(topic, []).append((index, raw, key))
+    started = time.monotonic()
+
+    async def one(topic: str, items: list[tuple[int, bytes, bytes | None]]) -> None:
+        rng = random.Random(seed ^ zlib.crc32(topic.encode()))
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                    enable_idempotence=True, linger_ms=5, max_batch_size=1 << 20)
+        await producer.start()
+        try:
+            pending = []
+            due = started + rng.uniform(0, skew_ms) / 1000 if rate is None else started
+            for index, raw, key in items:
+                if rate is not None:
+                    due = max(due, started + index / rate + rng.uniform(0, skew_ms) / 1000)
+                wait = due - time.monotonic()
+                if wait > 0.001:
+                    await asyncio.sleep(wait)
+                pending.append(await producer.send(topic, raw, key=key))
+                if len(pending) >= 10_000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            await asyncio.gather(*pending)
+        finally:
+            await producer.stop()
+
+    await asyncio.gather(*(one(topic, items) for topic, items in by_topic.items()))
+    return {topic: len(items) for topic, items in by_topic.items()}

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,16 +64,32 @@ def long_lived_state_gc() -> Iterator[None]:
 
 def replay(source: BinaryIO, sink: BinaryIO, rules: Rules, progress: Progress | None = None) -> Summary:
     with long_lived_state_gc():
-        return _replay(source, sink, rules, progress)
+        return _replay(enumerate(source, 1), sink, rules, progress, source.tell)
 
 
-def _replay(source: BinaryIO, sink: BinaryIO, rules: Rules, progress: Progress | None) -> Summary:
+def replay_in_ts_order(source: BinaryIO, sink: BinaryIO, rules: Rules) -> Summary:
+    """The file's events sorted as the sequencer would record them (streams.publish.in_ts_order);
+    a rejection's ``source`` still names the line of the file."""
+    from streams.publish import in_ts_order
+    from streams.settings import Settings
+
+    lines = [line.rstrip(b"\r\n") for line in source]
+    number = {id(raw): n for n, raw in enumerate(lines, 1)}
+    ordered = in_ts_order([raw for raw in lines if raw.strip()], Settings())
+    with long_lived_state_gc():
+        summary = _replay(((number[id(raw)], raw) for raw in ordered), sink, rules, None, lambda: 0)
+    summary.blank_lines = sum(1 for raw in lines if not raw.strip())
+    return summary
+
+
+def _replay(numbered: Iterable[tuple[int, bytes]], sink: BinaryIO, rules: Rules, progress: Progress | None,
+            position: Callable[[], int]) -> Summary:
     engine = Engine(rules)
     summary = Summary()
     started = time.perf_counter()
     batch: list[bytes] = []
     outputs, rejections = summary.outputs, summary.rejections
-    for line_number, line in enumerate(source, 1):
+    for line_number, line in numbered:
         raw = line.rstrip(b"\r\n")
         if not raw.strip():
             summary.blank_lines += 1
@@ -90,7 +106,7 @@ def _replay(source: BinaryIO, sink: BinaryIO, rules: Rules, progress: Progress |
             sink.write(b"\n".join(batch) + b"\n")
             batch.clear()
             if progress is not None:
-                progress.update(source.tell(), summary.events_in)
+                progress.update(position(), summary.events_in)
     if batch:
         sink.write(b"\n".join(batch) + b"\n")
     summary.seconds = time.perf_counter() - started
@@ -127,8 +143,11 @@ class Progress:
             self.stream.write("\n")
 
 
-def replay_files(input_path: Path, output_path: Path, rules: Rules, show_progress: bool = True) -> Summary:
+def replay_files(input_path: Path, output_path: Path, rules: Rules, show_progress: bool = True,
+                 order: str = "file") -> Summary:
     size = os.path.getsize(input_path)
     progress = Progress(size) if show_progress and size >= PROGRESS_MIN_BYTES else None
     with open(input_path, "rb", buffering=1 << 20) as source, open(output_path, "wb", buffering=1 << 20) as sink:
+        if order == "ts":
+            return replay_in_ts_order(source, sink, rules)
         return replay(source, sink, rules, progress)
