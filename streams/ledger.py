@@ -89,6 +89,7 @@ class Outbox:
     skipped: int = 0  # records whose effects the state already had
     applied: Counter[str] = field(default_factory=Counter)  # input events applied, by type
     event_ts: list[int] = field(default_factory=list)  # their ts, in µs
+    parked: int = 0    # inputs that had to wait for a prerequisite (handlers.parking)
     expired: int = 0   # parked inputs applied as they stood after the parking window
 
 
@@ -307,6 +308,7 @@ class PartitionLedger:
             return True
         outbox.applied[event.__struct_config__.tag] += 1
         outbox.event_ts.append(decoded.ts_us)
+        outbox.parked += applied.parked
         outbox.expired += applied.expired
         for output in applied.outputs:
             self._emit(output)

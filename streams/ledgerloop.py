@@ -130,6 +130,7 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             event_ts += outbox.event_ts
             worker.skipped += outbox.skipped
             worker.metrics.redeliveries.inc(outbox.skipped)
+            worker.metrics.parked_total.inc(outbox.parked)
             worker.metrics.parked_expired.inc(outbox.expired)
         await worker.send_all(sends)
         views = []

@@ -78,6 +78,7 @@ class Metrics:
         self.parked = Gauge("rewards_parked_inputs", "Inputs waiting for a prerequisite (their client's "
                             "registration, an account's opening, a busted fill) in the partitions held",
                             registry=registry)
+        self.parked_total = Counter("rewards_parked", "Inputs that waited for a prerequisite", registry=registry)
         self.parked_expired = Counter("rewards_parked_expired", "Parked inputs that waited out the parking "
                                       "window and got their usual refusal", registry=registry)
         self.read_model_backlog = Gauge("rewards_read_model_backlog",
