@@ -19,7 +19,6 @@ import asyncio
 import logging
 import platform
 import time
-from bisect import insort
 from typing import Any
 
 import faust
@@ -125,43 +124,19 @@ class Worker:
 
     # -- identity registry -----------------------------------------------------------------------
     async def identity(self, stream: Any) -> None:
-        """The earliest claim in ts takes an identity. A claim waits in the registry partition's
-        state until every ledger partition has either passed its ts (its event-time clock) or,
-        the settle time after the claim came, reports having applied all its sequenced log (the
-        claimant's partition reports again then: streams.ledgerloop). Then no earlier claim can
-        still come, and claims are decided in ts order. The verdict goes back into the
+        """First claim to reach an identity's partition takes it; the verdict goes back into the
         claimant's sequenced partition. Answering twice gives the same answer."""
-        n, settle_ms = self.settings.partitions, self.ledger.settle_s * 1000
+        n = self.settings.partitions
         async for event in stream.events():
-            message = wire.identity_messages.decode(event.message.value)
-            key = b"\x00registry:" + str(event.message.partition).encode()
-            raw = self.identities.get(key)
-            registry = wire.Registry() if raw is None else wire.registries.decode(raw)
-            if isinstance(message, wire.IdentityRequest):
-                insort(registry.pending, wire.PendingClaim(message.ts_us, message.client_id, message.identity_hash,
-                                                           message.claim, time.time() * 1000),
-                       key=lambda claim: (claim.ts_us, claim.client_id))
-            else:
-                registry.clocks[message.partition] = max(registry.clocks.get(message.partition, 0), message.clock_us)
-                registry.caught_up[message.partition] = message.caught_up
-            sends = []
-            now_ms = time.time() * 1000
-            while registry.pending:
-                claim = registry.pending[0]
-                settled = now_ms >= claim.arrived_ms + settle_ms
-                if not all(registry.clocks.get(p, -1) > claim.ts_us or (settled and registry.caught_up.get(p, False))
-                           for p in range(n)):
-                    break
-                registry.pending.pop(0)
-                owner = self.identities.get(claim.identity_hash.encode())
-                if owner is None:
-                    self.identities[claim.identity_hash.encode()] = owner = claim.client_id.encode()
-                verdict = wire.Verdict(claim.client_id, claim.claim, owner == claim.client_id.encode())
-                client_key = claim.client_id.encode()
-                sends.append(Send(self.topics.sequenced, client_key, wire.encode(verdict),
-                                  partition_for(client_key, n), [(wire.H_KIND, wire.KIND_VERDICT)]))
-            await self.send_all(sends)
-            self.identities[key] = wire.encode(registry)
+            request = wire.identity_requests.decode(event.message.value)
+            key = request.identity_hash.encode()
+            owner = self.identities.get(key)
+            if owner is None:
+                self.identities[key] = owner = request.client_id.encode()
+            verdict = wire.Verdict(request.client_id, request.claim, owner == request.client_id.encode())
+            client_key = request.client_id.encode()
+            await self.send_all([Send(self.topics.sequenced, client_key, wire.encode(verdict),
+                                       partition_for(client_key, n), [(wire.H_KIND, wire.KIND_VERDICT)])])
 
     # -- commissions -----------------------------------------------------------------------------------
     async def commissions(self, stream: Any) -> None:

@@ -178,7 +178,7 @@ class DeferredIdentities:
         client.pending_claims.append(event.id)
         if self.ledger.replay:
             return  # a replay reads the verdicts already recorded in the log
-        request = wire.IdentityRequest(client.identity_hash, client.client_id, canonical_bytes(event), step.ts_us)
+        request = wire.IdentityRequest(client.identity_hash, client.client_id, canonical_bytes(event))
         self.ledger.outbox.sends.append(Send(self.ledger.topics.identity, client.identity_hash.encode(),
                                              wire.encode(request)))
 

@@ -22,26 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams import wire
 from streams.ledger import PartitionLedger, Record, Send
-from streams.partitioning import partition_for
 from streams.settings import Settings
 
 if TYPE_CHECKING:
     from streams.app import Worker
 
 log = logging.getLogger("rewards.ledger")
-CLOCK_EVERY_S: Final = 1.0
-FOLLOW_UP_MARGIN_S: Final = 0.3
 
 
 def group_consumer(settings: Settings, group: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
@@ -54,17 +48,13 @@ def group_consumer(settings: Settings, group: str, *topics: str, **options: Any)
 
 async def consume_batches(consumer: AIOKafkaConsumer, settings: Settings,
                           apply: Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]],
-                          lock: asyncio.Lock | None = None,
-                          idle: Callable[[], Awaitable[None]] | None = None) -> None:
+                          lock: asyncio.Lock | None = None) -> None:
     """Hand every batch read (REWARDS_BATCH_MAX records, REWARDS_BATCH_WITHIN_MS) to ``apply``,
     one at a time, under ``lock``. A batch is finished even when the worker is told to stop in
     the middle of it (within REWARDS_STALL_S): one cut short would leave part of its effects."""
     while True:
         batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
         if not batch:
-            if idle is not None:
-                async with lock or contextlib.nullcontext():
-                    await idle()
             continue
         async with lock or contextlib.nullcontext():
             task = asyncio.ensure_future(apply(batch))
@@ -81,9 +71,6 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.settings = worker.settings
         self.ledgers: dict[int, PartitionLedger] = {}
         self.lock = asyncio.Lock()
-        self.clocks_sent: dict[int, tuple[float, tuple[int, bool]]] = {}
-        # (when, ledger partition, registry partition, client, claim id, next delay)
-        self.follow_ups: list[tuple[float, int, int, str, str, float]] = []
         self.consumer: AIOKafkaConsumer = None  # made in the worker's event loop, by run
         self.started = False
 
@@ -95,7 +82,7 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.started = True
         consumer.subscribe([self.settings.sequenced_topic], listener=self)
         try:
-            await consume_batches(consumer, self.settings, self._batch, self.lock, self._follow_up)
+            await consume_batches(consumer, self.settings, self._batch, self.lock)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -145,7 +132,7 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             worker.metrics.redeliveries.inc(outbox.skipped)
             worker.metrics.parked_total.inc(outbox.parked)
             worker.metrics.parked_expired.inc(outbox.expired)
-        await worker.send_all(sends + self._clocks(touched, sends))
+        await worker.send_all(sends)
         views = []
         changelog: list[Send] = []
         for tp, ledger in touched:
@@ -166,68 +153,6 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         worker.metrics.observe_outputs(outputs)
         worker.metrics.observe_applied(types, event_ts, appended)
         await worker.read_model.publish(views)
-
-    # -- the identity registry's view of this worker's partitions ------------------------------
-    def _progress(self, partition: int, ledger: PartitionLedger) -> tuple[int, bool]:
-        """(event-time clock, whether the partition has applied all its sequenced log)."""
-        end = self.consumer.highwater(TopicPartition(self.settings.sequenced_topic, partition))
-        return ledger.shared.clock_us, end is not None and ledger.last + 1 >= end
-
-    def _clock(self, partition: int, progress: tuple[int, bool], registry: int) -> Send:
-        return Send(self.settings.identity_topic, None, wire.encode(wire.Clock(partition, *progress)), registry)
-
-    def _clocks(self, touched: list[tuple[TopicPartition, PartitionLedger]],
-                sends: list[Send] | None = None) -> list[Send]:
-        """Each partition's progress, to every identity registry partition, which decides the
-        welcome claims in ts order by it (streams.app): when it changed, at most once a second
-        unless whether it is caught up changed (between batches too, so that a partition without
-        inputs reports having applied its log). A claim sent gets one more report of its
-        partition, just after ``settle_s``, to the registry partition it went to: by then any
-        input that could have come before it has shown up somewhere."""
-        now, clocks = time.monotonic(), []
-        for tp, ledger in touched:
-            progress = self._progress(tp.partition, ledger)
-            last = self.clocks_sent.get(tp.partition)
-            if last is not None and (last[1] == progress or (now - last[0] < CLOCK_EVERY_S and last[1][1] == progress[1])):
-                continue
-            self.clocks_sent[tp.partition] = (now, progress)
-            clocks += [self._clock(tp.partition, progress, r) for r in range(self.settings.partitions)]
-        # Reported a little after the registry's settle time (its clock may differ a little), and
-        # again, later and later, while the claim is still waiting for its verdict.
-        delay = self.settle_s + FOLLOW_UP_MARGIN_S
-        for send in sends or ():
-            if send.topic == self.settings.identity_topic:
-                request = wire.identity_messages.decode(send.value)
-                assert isinstance(request, wire.IdentityRequest)
-                registry = partition_for(send.key or b"", self.settings.partitions)
-                owner = partition_for(request.client_id.encode(), self.settings.partitions)
-                claim_id = orjson.loads(request.claim)["id"]
-                self.follow_ups.append((now + delay, owner, registry, request.client_id, claim_id, 2 * delay))
-        return clocks
-
-    async def _follow_up(self) -> None:
-        """Between batches: the progress of every partition held, and the reports due after
-        claims (see _clocks)."""
-        topic = self.settings.sequenced_topic
-        sends = self._clocks([(TopicPartition(topic, p), ledger) for p, ledger in self.ledgers.items()])
-        now = time.monotonic()
-        due = [f for f in self.follow_ups if f[0] <= now]
-        if due:
-            self.follow_ups = [f for f in self.follow_ups if f[0] > now]
-            for _, partition, registry, client_id, claim_id, delay in due:
-                ledger = self.ledgers.get(partition)
-                client = None if ledger is None else ledger.get(client_id)
-                if client is None or claim_id not in client.pending_claims:
-                    continue  # answered (or the partition moved: its new holder reports it)
-                sends.append(self._clock(partition, self._progress(partition, ledger), registry))
-                self.follow_ups.append((now + delay, partition, registry, client_id, claim_id, 2 * delay))
-        await self.worker.send_all(sends)
-
-    @property
-    def settle_s(self) -> float:
-        """How long after a claim every earlier claim of the same person has reached the registry:
-        two graces (published late, then held by the merge) and a batch."""
-        return 2 * self.settings.order_grace_ms / 1000 + 0.5
 
     # -- partitions coming and going -----------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:

@@ -31,37 +31,10 @@ class Source(msgspec.Struct, frozen=True):
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
 
-class IdentityRequest(msgspec.Struct, frozen=True, tag="request"):
+class IdentityRequest(msgspec.Struct, frozen=True):
     identity_hash: str
     client_id: str
     claim: bytes  # the welcome.claim event, canonical JSON
-    ts_us: int    # the claim's ts
-
-
-class Clock(msgspec.Struct, frozen=True, tag="clock"):
-    """A ledger partition's progress, to the identity registry: it has applied its inputs up to
-    ``clock_us`` of event time, and whether it had then applied all its sequenced log. Sent after
-    the requests of the same batch, so it follows them."""
-
-    partition: int
-    clock_us: int
-    caught_up: bool
-
-
-class PendingClaim(msgspec.Struct, array_like=True):
-    ts_us: int
-    client_id: str
-    identity_hash: str
-    claim: bytes
-    arrived_ms: float
-
-
-class Registry(msgspec.Struct):
-    """One registry partition's claims waiting for every ledger partition to pass their ts."""
-
-    clocks: dict[int, int] = msgspec.field(default_factory=dict)
-    caught_up: dict[int, bool] = msgspec.field(default_factory=dict)
-    pending: list[PendingClaim] = msgspec.field(default_factory=list)
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -87,8 +60,7 @@ class CloseProgress(msgspec.Struct):
 
 
 encode = msgspec.msgpack.encode
-identity_messages = msgspec.msgpack.Decoder(IdentityRequest | Clock)
-registries = msgspec.msgpack.Decoder(Registry)
+identity_requests = msgspec.msgpack.Decoder(IdentityRequest)
 verdicts = msgspec.msgpack.Decoder(Verdict)
 commission_reports = msgspec.msgpack.Decoder(CommissionReport)
 close_progress = msgspec.msgpack.Decoder(CloseProgress)
