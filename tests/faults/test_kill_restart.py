@@ -81,7 +81,8 @@ async def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(
     sent_raw = await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic)
     sent = by_id(sent_raw)
     truth_file = tmp_path / "truth.jsonl"
-    await replay_log(settings, Rules.default(), truth_file, "truth", settings.redis_url)
+    namespace = f"truth-{settings.app_id}"  # this run's: a Redis kept from an earlier run has its own
+    await replay_log(settings, Rules.default(), truth_file, namespace, settings.redis_url)
     truth = by_id([orjson.loads(line) for line in truth_file.read_bytes().splitlines()])
     assert 30_000 <= killed_at < len(truth), "the kill happened mid-run"
     assert sent.keys() == truth.keys(), (sorted(truth.keys() - sent.keys())[:10], sorted(sent.keys() - truth.keys())[:10])
@@ -92,6 +93,6 @@ async def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(
     clients = {o["client_id"] for o in truth.values() if o.get("client_id") and o["type"] != "event.rejected"}
     for client_id in clients:
         worker_view = await store.hmget(f"{settings.redis_prefix}client:{client_id}", "wallet", "bonuses", "rebates")
-        truth_view = await store.hmget(f"rewards:truth:client:{client_id}", "wallet", "bonuses", "rebates")
+        truth_view = await store.hmget(f"rewards:{namespace}:client:{client_id}", "wallet", "bonuses", "rebates")
         assert worker_view == truth_view, client_id
     await store.aclose()

@@ -58,7 +58,8 @@ async def test_two_workers_split_and_one_takes_over(settings: Settings, start_wo
 
     sent = by_id(await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic))
     truth_file = tmp_path / "truth.jsonl"
-    await replay_log(settings, Rules.default(), truth_file, "rebalance-truth", settings.redis_url)
+    namespace = f"truth-{settings.app_id}"  # this run's: a Redis kept from an earlier run has its own
+    await replay_log(settings, Rules.default(), truth_file, namespace, settings.redis_url)
     truth = by_id([orjson.loads(line) for line in truth_file.read_bytes().splitlines()])
     assert sent == truth
     assert payouts(sent) == payouts(truth) and payouts(truth)
@@ -66,5 +67,5 @@ async def test_two_workers_split_and_one_takes_over(settings: Settings, start_wo
     clients = {o["client_id"] for o in truth.values() if o.get("client_id") and o["type"] != "event.rejected"}
     for client_id in clients:
         assert (await store.hmget(f"{settings.redis_prefix}client:{client_id}", "wallet", "bonuses", "rebates")
-                == await store.hmget(f"rewards:rebalance-truth:client:{client_id}", "wallet", "bonuses", "rebates"))
+                == await store.hmget(f"rewards:{namespace}:client:{client_id}", "wallet", "bonuses", "rebates"))
     await store.aclose()
