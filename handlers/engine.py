@@ -70,7 +70,6 @@ class Applied:
     outputs: list[OutputEvent] = field(default_factory=list)
     refusal: Refusal | None = None  # the input's own; its rejection is in outputs when reported
     parked: bool = False            # the input waits for a prerequisite
-    released: int = 0               # parked inputs applied
     expired: int = 0                # parked inputs applied as they stood after the window
 
 
@@ -97,7 +96,7 @@ def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rul
     if isinstance(event, ClientEvent):
         refusal = _client_input(ctx, event, ts_us, raw, origin or {}, source)
     else:
-        refusal = _shared_input(ctx, event, ts_us)
+        refusal = _shared_input(ctx, event, ts_us, source)
     if refusal is not None:
         ctx.out.refusal = refusal
         if report_refusal and refusal.reason != "recopy":
@@ -110,8 +109,8 @@ def _advance(ctx: _Context, ts_us: int) -> None:
     shared = ctx.shared
     if ts_us > shared.clock_us:
         shared.clock_us = ts_us
-    if shared.parked and min(shared.parked.values()) < shared.clock_us:
-        for due_us, client_id in sorted((due, c) for c, due in shared.parked.items() if due < shared.clock_us):
+    if shared.parked:
+        for _, client_id in sorted((due, c) for c, due in shared.parked.items() if due < shared.clock_us):
             _drain(ctx, client_id, ctx.store.history(client_id))
 
 
@@ -172,10 +171,7 @@ def _drain(ctx: _Context, client_id: str, history: History) -> None:
                 event = _parked_event(head)
         queue.pop(index)
         shared.parked_events -= 1
-        if expired:
-            out.expired += 1
-        else:
-            out.released += 1
+        out.expired += expired
         refusal = _apply_client(ctx, client, history, event, head.ts_us)
         if refusal is not None:
             out.outputs.append(refused(event, refusal, head.raw, head.origin))
@@ -216,10 +212,10 @@ def _apply_client(ctx: _Context, client: ClientState | None, history: History, e
     return None
 
 
-def _shared_input(ctx: _Context, event: InputEvent, ts_us: int) -> Refusal | None:
+def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str) -> Refusal | None:
     shared, rules = ctx.shared, ctx.rules
     event_digest = dedupe.digest(event)
-    refusal = dedupe.admit(shared.history, shared.latest_ts_us, event, event_digest, ts_us, rules)
+    refusal = dedupe.admit(shared.history, shared.latest_ts_us, event, event_digest, ts_us, rules, source)
     if refusal is not None:
         return refusal
     _advance(ctx, ts_us)
@@ -229,7 +225,7 @@ def _shared_input(ctx: _Context, event: InputEvent, ts_us: int) -> Refusal | Non
     elif isinstance(event, DayClosed):
         close_day(ctx.store, shared, event, step, ctx.commissions)
         shared.closed_through = max(shared.closed_through, event.date)
-    dedupe.remember(shared.history, None, event, event_digest, ts_us)
+    dedupe.remember(shared.history, None, event, event_digest, ts_us, source)
     shared.latest_ts_us = max(shared.latest_ts_us, ts_us)
     shared.history.maybe_prune(shared.latest_ts_us, rules)
     ctx.out.outputs.extend(step.outputs)

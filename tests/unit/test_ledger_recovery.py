@@ -117,3 +117,17 @@ def test_a_malformed_broadcast_is_one_dead_letter_and_no_hole() -> None:
         assert ledger.handle(Record(partition, 0, None, b"{not json", headers)) is True
         told[partition] = [s.topic for s in ledger.take_outbox().sends]
     assert told == {0: [TOPICS.deadletter], 1: []}
+
+
+def test_a_broadcast_copied_twice_is_skipped_without_a_dead_letter() -> None:
+    """The sequencer may copy a plan or a day close twice (it crashed between copying and
+    committing): the same source position is a second copy, not a redelivery."""
+    plan = orjson.dumps({"type": "partner.plan", "id": "plan-1", "ts": "2026-11-24T09:00:00Z", "partner_id": "P",
+                         "rebate_per_lot": {"standard": "1"}, "commission_per_lot": {"standard": "2"}})
+    first, = records([plan])
+    again = Record(0, 1, None, plan, first.headers)
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {})
+    assert run(ledger, [first, again]) == []
+    redelivered = Record(0, 2, None, plan, {**first.headers, wire.H_SOURCE: wire.Source("in", 0, 9).header()})
+    ledger.handle(redelivered)
+    assert [orjson.loads(s.value)["reason"] for s in ledger.take_outbox().sends] == ["duplicate"]
