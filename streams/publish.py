@@ -49,9 +49,14 @@ def precedence(settings: Settings) -> dict[str, int]:
 
 
 def in_ts_order(lines: list[bytes], settings: Settings) -> list[bytes]:
-    """The order the sequencer records when no source lags beyond the grace: by ``ts``, then
-    topic precedence, then each topic's own order. An input whose ``ts`` cannot be read keeps its
-    place in its topic (it takes the ``ts`` of the one before it there)."""
+    return [lines[index] for index in ts_order(lines, settings)]
+
+
+def ts_order(lines: list[bytes], settings: Settings) -> list[int]:
+    """The indices of ``lines`` in the order the sequencer records when no source lags beyond
+    the grace: by ``ts``, then topic precedence, then each topic's own order. An input whose
+    ``ts`` cannot be read keeps its place in its topic (it takes the ``ts`` of the one before it
+    there)."""
     ranks = precedence(settings)
     last: dict[str, int] = {}
     keyed = []
@@ -61,9 +66,9 @@ def in_ts_order(lines: list[bytes], settings: Settings) -> list[bytes]:
             last[topic] = parse_ts_us(orjson.loads(raw)["ts"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             pass
-        keyed.append((last.get(topic, 0), ranks[topic], index, raw))
+        keyed.append((last.get(topic, 0), ranks[topic], index))
     keyed.sort()
-    return [raw for *_, raw in keyed]
+    return [index for *_, index in keyed]
 
 
 def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:

@@ -70,15 +70,15 @@ def replay(source: BinaryIO, sink: BinaryIO, rules: Rules, progress: Progress | 
 def replay_in_ts_order(source: BinaryIO, sink: BinaryIO, rules: Rules) -> Summary:
     """The file's events sorted as the sequencer would record them (streams.publish.in_ts_order);
     a rejection's ``source`` still names the line of the file."""
-    from streams.publish import in_ts_order
+    from streams.publish import ts_order
     from streams.settings import Settings
 
     lines = [line.rstrip(b"\r\n") for line in source]
-    number = {id(raw): n for n, raw in enumerate(lines, 1)}
-    ordered = in_ts_order([raw for raw in lines if raw.strip()], Settings())
+    numbered = [(n, raw) for n, raw in enumerate(lines, 1) if raw.strip()]
+    order = ts_order([raw for _, raw in numbered], Settings())
     with long_lived_state_gc():
-        summary = _replay(((number[id(raw)], raw) for raw in ordered), sink, rules, None, lambda: 0)
-    summary.blank_lines = sum(1 for raw in lines if not raw.strip())
+        summary = _replay((numbered[i] for i in order), sink, rules, None, lambda: 0)
+    summary.blank_lines = len(lines) - len(numbered)
     return summary
 
 
