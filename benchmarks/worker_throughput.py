@@ -1,7 +1,8 @@
 """Stream throughput, in one run on the same broker (the real local Kafka of the tests):
 
 1. the worker (sequencer + ledger + Redis read model), end to end, fills per second: timed on
-   its groups' commits of the input topics and of the sequenced log;
+   its groups' commits of the input topics and of the sequenced log; then, published live at
+   half that rate, each fill's latency from its input record to its first output record;
 2. a raw aiokafka consume -> orjson decode -> produce passthrough, messages per second;
 3. a naive Faust agent (Record value, one table update per event), messages per second.
 
@@ -29,9 +30,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.admin import ensure_topics
 from streams.demo import start_process, start_worker, stop_process
-from streams.lag import group_lag
+from streams.lag import group_lag, wait_caught_up
 from streams.localservices import Services, free_port, services
-from streams.publish import publish
+from streams.publish import publish, publish_per_topic
 from streams.sample_day import SampleDay
 from streams.settings import Settings
 
@@ -91,6 +92,43 @@ async def passthrough(settings: Settings, source: str, sink: str, count: int) ->
         await producer.stop()
 
 
+async def timestamps(settings: Settings, topic: str, field: str) -> dict[str, int]:
+    """``field`` of each record of ``topic`` -> the earliest Kafka timestamp (ms) it has there."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: dict[str, int] = {}
+    try:
+        while batch := await consumer.getmany(timeout_ms=2000, max_records=10_000):
+            for messages in batch.values():
+                for message in messages:
+                    key = orjson.loads(message.value).get(field)
+                    if isinstance(key, str) and (key not in found or message.timestamp < found[key]):
+                        found[key] = message.timestamp
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def latency(settings: Settings, trades: list[bytes], rate: float, work: Path) -> dict[str, float]:
+    """Event -> output latency at ``rate`` fills/s, published live (one producer per topic): from
+    each fill's append to its input topic to its first output's append to the ledger topic."""
+    again = [line.replace(b'"id":"ev-', b'"id":"lat-').replace(b'"fill_id":"f-', b'"fill_id":"lat-f-')
+             for line in trades]
+    worker = start_worker(settings, work / "worker-latency.log")
+    await asyncio.sleep(5)  # joined its groups
+    await wait_caught_up(settings, timeout_s=120)
+    await publish_per_topic(again, settings, rate=rate)
+    await wait_caught_up(settings, timeout_s=600)
+    stop_process(worker)
+    sent = {k: v for k, v in (await timestamps(settings, settings.topic_trades, "id")).items() if k.startswith("lat-")}
+    answered = await timestamps(settings, settings.ledger_topic, "cause_id")
+    delays = sorted(answered[k] - v for k, v in sent.items() if k in answered)
+    assert len(delays) >= 0.9 * len(again), f"only {len(delays)} of {len(again)} fills answered"
+    return {"fills": len(delays), "rate_per_s": round(rate),
+            "p50_ms": delays[len(delays) // 2], "p99_ms": delays[int(len(delays) * 0.99)], "max_ms": delays[-1]}
+
+
 async def create_topic(settings: Settings, name: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -118,6 +156,9 @@ async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
     worker_s, _ = await drain_time(settings, "bench", list(settings.input_topics) + [settings.sequenced_topic])
     stop_process(worker)
     print(f"worker: {len(trades)} fills in {worker_s:.1f} s", file=sys.stderr)
+    # 1b. latency at half that rate, live
+    half = await latency(settings, trades[:30_000], len(trades) / worker_s / 2, work)
+    print(f"latency at half load: {half}", file=sys.stderr)
     # 2. raw passthrough over the same fills
     await create_topic(settings, "bench.passthrough")
     raw_s, raw_n = await passthrough(settings, settings.topic_trades, "bench.passthrough", len(trades))
@@ -137,6 +178,8 @@ async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
         "naive_faust_per_s": round(naive_rate),
         "worker_vs_naive": round(worker_rate / naive_rate, 2),
         "worker_vs_raw": round(worker_rate / raw_rate, 2),
+        "latency_at_half_load": half,
+        "order_grace_ms": settings.order_grace_ms,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import date, timedelta
 
 import orjson
@@ -53,6 +54,31 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """How many partitions each of ``topics`` has (0: it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return {topic["topic"]: len(topic["partitions"]) for topic in described}
+
+
+async def check_copartitioned(settings: Settings) -> str | None:
+    """The sequencer merges partition i of every client topic into sequenced partition i: the
+    client topics must have REWARDS_PARTITIONS partitions each (co-partitioned, keyed by client_id
+    with Kafka's default partitioner). A description of what is wrong, or None."""
+    counts = await partition_counts(settings, settings.client_topics)
+    wrong = {topic: n for topic, n in counts.items() if n != settings.partitions}
+    if not wrong:
+        return None
+    listed = ", ".join(f"{topic} has {n}" for topic, n in sorted(wrong.items()))
+    return (f"the client topics must each have REWARDS_PARTITIONS={settings.partitions} partitions "
+            f"(co-partitioned by client_id, so that one task sees all of a client's inputs): {listed}. "
+            "Set REWARDS_PARTITIONS to their count on a fresh app id, or repartition the topics.")
 
 
 def day_close_event(day: date, event_id: str | None = None) -> dict[str, str]:

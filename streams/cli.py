@@ -58,7 +58,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     import faust
 
-    from streams.admin import ensure_topics
+    from streams.admin import check_copartitioned, ensure_topics
     from streams.app import Worker
     from streams.settings import Settings
 
@@ -68,6 +68,10 @@ def _worker(args: argparse.Namespace) -> int:
     created = asyncio.run(ensure_topics(settings))
     if created:
         print(f"rewards: created topics {', '.join(created)}", file=sys.stderr)
+    problem = asyncio.run(check_copartitioned(settings))
+    if problem:
+        print(f"rewards: {problem}", file=sys.stderr)
+        return 2
     worker = Worker(settings, rules)
     faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0

@@ -3,10 +3,9 @@
 1. Start Kafka and Redis (``streams.localservices``: the environment's, a Docker engine's, or
    local ones from the Maven Central jars and Debian's redis-server), create the topics.
 2. Start a worker (``rewards worker``, a child process) and publish the day the way the source
-   systems would: partner plans and client onboarding first, then payments and client-area
-   commands of onboarding, then the trading day (fills, busts, deposits, allocations,
-   transfers, a share of bad messages), then the day's close. Each phase waits until the
-   worker has taken in the one before, as a real day's order would have it.
+   systems would: one producer per topic (CRM, trading platform, payments, client area,
+   partner plans, settlement), concurrently and independently, each starting up to 200 ms after
+   the others. The worker's sequencer merges them by ts.
 3. Wait until the worker's lag is zero on every topic it reads, with a progress bar.
 4. Read the ledger and dead-letter topics and print what the day came to.
 """
@@ -31,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.admin import ensure_topics
 from streams.lag import PartitionLag, group_lag, wait_caught_up
 from streams.localservices import Services, free_port, services
-from streams.publish import publish, route
+from streams.publish import publish_per_topic
 from streams.sample_day import SampleDay
 from streams.settings import Settings
 
@@ -42,6 +41,9 @@ class DaySummary:
     rejections: Counter[str] = field(default_factory=Counter)
     sums: dict[str, Decimal] = field(default_factory=dict)
     clients: set[str] = field(default_factory=set)
+    late: int = 0      # fills of a day already closed when they came (paid at the next close)
+    parked: int = 0    # inputs that waited for a prerequisite (the worker's counter)
+    expired: int = 0   # of those, refused after the parking window
 
     def add(self, doc: dict[str, object]) -> None:
         kind = str(doc["type"])
@@ -51,6 +53,8 @@ class DaySummary:
         for name, (of, attribute) in SUMS.items():
             if kind == of:
                 self.sums[name] = self.sums.get(name, Decimal(0)) + Decimal(str(doc[attribute]))
+        if kind == "rebate.accrued" and doc.get("late"):
+            self.late += 1
         client = doc.get("client_id")
         if isinstance(client, str) and kind == "cashback.accrued":
             self.clients.add(client)
@@ -70,6 +74,9 @@ class DaySummary:
             f"  rebates paid                {money('rebates_paid'):>16}   ({self.outputs['rebate.payout']:,} payouts)",
             f"  partner commissions paid    {money('commissions'):>16}   ({self.outputs['commission.payout']:,} payouts)",
             f"  fills reversed (busts)      {self.outputs['fill.reversed']:>16,}",
+            f"  inputs parked               {self.parked:>16,}   (waited for a prerequisite; "
+            f"{self.expired:,} refused after the window)",
+            f"  late fills                  {self.late:>16,}   (their day was closed: paid at the next close)",
             f"  rejections (dead letters)   {sum(self.rejections.values()):>16,}",
         ]
         lines += [f"      {reason:<24}{count:>16,}" for reason, count in self.rejections.most_common()]
@@ -112,28 +119,20 @@ class Bar:
             self.stream.flush()
 
 
-def phases(lines: list[bytes], settings: Settings) -> list[tuple[str, list[bytes]]]:
-    """The day in the order its source systems would publish it (see the module doc)."""
-    first_trade = next((i for i, line in enumerate(lines) if b'"type":"trade.' in line), len(lines))
-    onboarding, trading = lines[:first_trade], lines[first_trade:]
-    registry: list[bytes] = []
-    follow_up: list[bytes] = []
-    for line in onboarding:
-        topic = route(line, settings)[0]
-        (registry if topic in (settings.topic_clients, settings.topic_partners) else follow_up).append(line)
-    closes = [line for line in trading if b'"type":"settlement.day_closed"' in line]
-    day = [line for line in trading if b'"type":"settlement.day_closed"' not in line]
-    return [("clients and plans", registry), ("deposits and claims", follow_up), ("the trading day", day),
-            ("the day's close", closes)]
-
-
-async def caught_up(settings: Settings, bar: Bar, label: str, timeout_s: float = 1800) -> None:
-    """Until the worker group's lag is zero on every topic it reads, with the bar showing how
-    much of what is on them the group has committed."""
+async def caught_up(settings: Settings, bar: Bar, label: str, until: asyncio.Future[object], worker: subprocess.Popen[bytes],
+                    log: Path, timeout_s: float = 1800) -> None:
+    """Until ``until`` (the publishing) is done and the worker's groups' lag is zero on every
+    topic they read, with the bar showing how much of what is on them they have committed."""
     def show(rows: list[PartitionLag]) -> None:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode}; see {log}")
         total = sum(row.end for row in rows)
         bar.show(label, total - sum(row.lag for row in rows), total)
 
+    while not until.done():
+        show(await group_lag(settings))
+        await asyncio.sleep(0.5)
+    await until
     rows = await wait_caught_up(settings, timeout_s=timeout_s, quiet_s=0.5, progress=show)
     total = sum(row.end for row in rows)
     bar.show(label, total, total, force=True)
@@ -162,6 +161,23 @@ async def read_outputs(settings: Settings) -> DaySummary:
     finally:
         await consumer.stop()
     return summary
+
+
+async def worker_metric(settings: Settings, name: str) -> int:
+    """One counter of the worker's /metrics (0 when it cannot be read)."""
+    import urllib.request
+
+    def read() -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return int(float(line.split()[1]))
+        return 0
+
+    try:
+        return await asyncio.to_thread(read)
+    except OSError:
+        return 0
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
@@ -203,13 +219,14 @@ async def run(found: Services, fills: int, clients: int, seed: int, work: Path, 
     bar = Bar()
     started = time.monotonic()
     try:
-        for label, part in phases(lines, settings):
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}; see {log}")
-            await publish(part, settings)
-            await caught_up(settings, bar, label)
+        # As a real bus has it: one producer per source system, publishing independently and
+        # concurrently, each starting up to 200 ms apart; the worker merges them by ts.
+        publishing = asyncio.ensure_future(publish_per_topic(lines, settings, skew_ms=200, seed=seed))
+        await caught_up(settings, bar, "the day", until=publishing, worker=worker, log=log)
         seconds = time.monotonic() - started
         summary = await read_outputs(settings)
+        summary.parked = await worker_metric(settings, "rewards_parked_total")
+        summary.expired = await worker_metric(settings, "rewards_parked_expired_total")
         lag = await group_lag(settings)
     finally:
         stop_process(worker)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CoordinatorNotAvailableError, GroupCoordinatorNotAvailableError
@@ -45,9 +46,12 @@ async def group_lag(settings: Settings, topics: list[str] | None = None, group: 
                    [(settings.group, {settings.identity_topic, settings.commission_topic}),
                     (settings.sequencer_group, set(settings.input_topics)),
                     (settings.ledger_group, {settings.sequenced_topic})])
-        committed = {}
+        committed: dict[TopicPartition, int] = {}
         for reader, topics_read in readers:
-            committed.update({tp: o for tp, o in (await _committed(admin, reader)).items() if tp.topic in topics_read})
+            found = await _committed(admin, reader)
+            committed.update({tp: o.offset for tp, o in found.items() if tp.topic in topics_read and o.offset >= 0})
+            if reader == settings.sequencer_group and not group:
+                committed.update(broadcast_positions(settings, found))
         partitions = []
         for description in await admin.describe_topics(topics):
             if description.get("error_code", 0) == 0:
@@ -55,12 +59,38 @@ async def group_lag(settings: Settings, topics: list[str] | None = None, group: 
                                for p in description["partitions"]]
         partitions.sort()
         ends = await consumer.end_offsets(partitions) if partitions else {}
-        return [PartitionLag(tp.topic, tp.partition,
-                             committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None,
-                             ends[tp]) for tp in partitions]
+        return [PartitionLag(tp.topic, tp.partition, committed.get(tp), ends[tp]) for tp in partitions]
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def task_places(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[TopicPartition, int]]:
+    """Each sequencer task's place in the broadcast topics: every task reads every broadcast
+    partition and keeps its place there as the metadata of its commits on its client partitions
+    (streams.sequencerloop)."""
+    by_task: dict[int, dict[TopicPartition, int]] = {}
+    for tp, found in committed.items():
+        if tp.topic in settings.client_topics and found.metadata:
+            try:
+                places = orjson.loads(found.metadata)
+            except orjson.JSONDecodeError:
+                continue
+            task = by_task.setdefault(tp.partition, {})
+            for name, offset in places.items():
+                topic, partition = name.rsplit(":", 1)
+                place = TopicPartition(topic, int(partition))
+                task[place] = max(task.get(place, 0), int(offset))
+    return by_task
+
+
+def broadcast_positions(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[TopicPartition, int]:
+    """The sequencer group's position on each broadcast partition: the least of its tasks'."""
+    by_task = task_places(settings, committed)
+    if len(by_task) < settings.partitions:
+        return {}  # a task that never committed has copied nothing yet
+    shared = set.intersection(*(set(places) for places in by_task.values()))
+    return {tp: min(places[tp] for places in by_task.values()) for tp in shared}
 
 
 async def _committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, Any]:

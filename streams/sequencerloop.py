@@ -1,46 +1,104 @@
-"""The sequencer agent: every input copied, untouched, into the sequenced log, with its own
-aiokafka consumer in its own group, ``<app>-sequencer``, reading batches straight from Kafka.
+"""The sequencer: every input copied, untouched, into the sequenced log, in event-time order
+within each client (streams.merge), with its own aiokafka consumers.
 
-It does not go through a Faust stream, whose per-message machinery held the worker below the
-rate of a naive Faust agent. Copying is at-least-once: a batch's offsets are committed after
-Kafka has acknowledged its copies, so a crash or a rebalance in between copies the batch again,
-and the ledger recognises each such copy by its source position (streams.ledger)."""
+Source systems publish independently, one topic each; nothing orders a deposit on one topic
+against the ``account.opened`` on another but their ``ts``. So the sequencer works like a Kafka
+Streams task over co-partitioned inputs: task ``i`` reads partition ``i`` of every client topic
+(they must all have REWARDS_PARTITIONS partitions, keyed by ``client_id``: checked at start-up)
+and every partition of the broadcast topics, merges them by ``ts`` with a bounded wait
+(REWARDS_ORDER_GRACE_MS), and writes sequenced partition ``i``. Task ``i`` is the one writer of
+that partition's copies, and a client's every input is in it.
+
+- The client topics are read in the group ``<app>-sequencer`` with the range assignor, which
+  gives one worker the same partition numbers of every topic: its tasks.
+- The broadcast topics (plans, day closes) are read by every task, each with a consumer of its
+  own (no group), since every task needs all of them; the task's place in them is the metadata
+  of its commits on its client partitions.
+- A task commits, per source partition, the offset after the last record it copied (not after
+  what it read: records waiting in the merge are read again by the next owner), once Kafka has
+  acknowledged the copies. A crash in between copies them again; the ledger recognises a
+  second copy by its source position (streams.ledger).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import msgspec
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
+from schemas.timefmt import parse_ts_us
 from streams import wire
+from streams.admin import partition_counts
+from streams.lag import task_places
 from streams.ledger import Send
-from streams.ledgerloop import consume_batches, group_consumer
-from streams.partitioning import partition_for
+from streams.ledgerloop import group_consumer
+from streams.merge import EventTimeMerge
+from streams.publish import precedence
+from streams.settings import Settings
 
 if TYPE_CHECKING:
     from streams.app import Worker
 
 log = logging.getLogger("rewards.sequencer")
 
+FETCH_WAIT_MS: Final = 100  # an idle source is heard from this often: part of the merge's latency
 
-class SequencerLoop:
+
+class _Stamp(msgspec.Struct):
+    ts: str
+
+
+_stamp = msgspec.json.Decoder(_Stamp)
+
+
+@dataclass
+class _Task:
+    index: int
+    broadcast: AIOKafkaConsumer
+    sources: list[TopicPartition]
+    merge: EventTimeMerge[TopicPartition]
+    fetched: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to fetch
+    copied: dict[TopicPartition, int] = field(default_factory=dict)   # next offset to copy
+    last_ts: dict[TopicPartition, int] = field(default_factory=dict)
+    started: bool = False
+
+
+class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.settings = worker.settings
+        self.settings = settings = worker.settings
         self.consumer: AIOKafkaConsumer = None  # made in the worker's event loop, by run
-        self.copied: dict[TopicPartition, int] = {}  # the next offset to copy, per partition
+        self.tasks: dict[int, _Task] = {}
+        self.lock = asyncio.Lock()
+        self.precedence = precedence(settings)
+        self.broadcast_partitions: list[TopicPartition] = []
         self.started = False
 
     async def run(self) -> None:
-        self.consumer = consumer = group_consumer(self.settings, self.settings.sequencer_group,
-                                                  *self.settings.input_topics)
+        settings = self.settings
+        self.consumer = consumer = group_consumer(
+            settings, settings.sequencer_group, partition_assignment_strategy=(RangePartitionAssignor,),
+            fetch_max_wait_ms=FETCH_WAIT_MS)
         await consumer.start()
+        counts = await partition_counts(settings, settings.broadcast_topics)
+        self.broadcast_partitions = [TopicPartition(topic, p) for topic in settings.broadcast_topics
+                                     for p in range(counts.get(topic, 0))]
+        consumer.subscribe(list(settings.client_topics), listener=self)
         self.started = True
         try:
-            await consume_batches(consumer, self.settings, self._copy)
+            while True:
+                batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
+                async with self.lock:
+                    await self._step(batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -50,33 +108,131 @@ class SequencerLoop:
             raise
         finally:
             self.started = False
+            for task in self.tasks.values():
+                await task.broadcast.stop()
             await consumer.stop()
 
-    async def _copy(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        n, broadcast = self.settings.partitions, set(self.settings.broadcast_topics)
-        sequenced = self.settings.sequenced_topic
-        sends: list[Send] = []
+    # -- one turn: take in what was read, copy what the merge lets out ---------------------------
+    async def _step(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        now_ms = time.time() * 1000
+        tasks = list(self.tasks.values())  # assignments come in while this turn awaits
+        for task in tasks:
+            if not task.started:  # where each of its sources starts: what it has copied so far
+                for tp in task.sources:
+                    consumer = task.broadcast if tp in self.broadcast_partitions else self.consumer
+                    position = await consumer.position(tp)
+                    if batch.get(tp):
+                        position = min(position, batch[tp][0].offset)
+                    task.fetched[tp] = task.copied[tp] = position
+                task.started = True
         for tp, messages in batch.items():
-            for message in messages:
-                source = wire.Source(tp.topic, tp.partition, message.offset).header()
-                if tp.topic in broadcast:
-                    headers = [(wire.H_SOURCE, source), (wire.H_KIND, wire.KIND_BROADCAST)]
-                    sends += [Send(sequenced, None, message.value, p, headers) for p in range(n)]
-                else:
-                    key = message.key or b""
-                    headers = [(wire.H_SOURCE, source), (wire.H_KIND, wire.KIND_INPUT)]
-                    sends.append(Send(sequenced, key, message.value, partition_for(key, n), headers))
+            task = self.tasks.get(tp.partition)
+            if task is not None and task.started:
+                self._take(task, tp, messages, now_ms)
+            elif tp in self.consumer.assignment():  # its task is still being set up: read them again
+                self.consumer.seek(tp, messages[0].offset)
+            # else revoked since it was fetched: its next owner reads it
+        for task in tasks:
+            for tp, messages in (await task.broadcast.getmany(timeout_ms=0)).items():
+                self._take(task, tp, messages, now_ms)
+        sends: list[Send] = []
+        sequenced, broadcast = self.settings.sequenced_topic, set(self.settings.broadcast_topics)
+        for task in tasks:
+            for tp, message in task.merge.ready(task.sources, self._heard(task)):
+                kind = wire.KIND_BROADCAST if tp.topic in broadcast else wire.KIND_INPUT
+                headers = [(wire.H_SOURCE, wire.Source(tp.topic, tp.partition, message.offset).header()),
+                           (wire.H_KIND, kind)]
+                key = None if kind == wire.KIND_BROADCAST else (message.key or b"")
+                sends.append(Send(sequenced, key, message.value, task.index, headers))
+                task.copied[tp] = message.offset + 1
+        if not sends:
+            return
         await self.worker.send_all(sends)
-        positions = {tp: messages[-1].offset + 1 for tp, messages in batch.items()}
-        self.copied.update(positions)
+        await self._commit()
+
+    def _take(self, task: _Task, tp: TopicPartition, messages: list[Any], now_ms: float) -> None:
+        rank = self.precedence[tp.topic]
+        last = task.last_ts.get(tp, 0)
+        for message in messages:
+            try:
+                last = parse_ts_us(_stamp.decode(message.value).ts)
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+                pass  # no readable ts: it keeps its place in its source (the ledger rejects it)
+            task.merge.add(tp, last, rank, now_ms, (tp, message))
+        task.last_ts[tp] = last
+        task.fetched[tp] = messages[-1].offset + 1
+
+    def _heard(self, task: _Task) -> Any:
+        def heard_at(tp: TopicPartition) -> float | None:
+            consumer = task.broadcast if tp.topic in self.settings.broadcast_topics else self.consumer
+            end, at = consumer.highwater(tp), consumer.last_poll_timestamp(tp)
+            if end is None or at is None or task.fetched.get(tp, 0) < end:
+                return None  # records on the broker not fetched yet
+            return float(at)
+        return heard_at
+
+    async def _commit(self) -> None:
+        """The client partitions' positions, each with the task's broadcast positions as its
+        commit metadata (every task has its own place in the broadcast topics)."""
+        broadcast_topics = self.settings.broadcast_topics
+        for task in list(self.tasks.values()):
+            metadata = orjson.dumps({f"{tp.topic}:{tp.partition}": offset for tp, offset in task.copied.items()
+                                     if tp.topic in broadcast_topics}).decode()
+            positions = {tp: (offset, metadata) for tp, offset in task.copied.items() if tp.topic not in broadcast_topics}
+            try:
+                if positions:
+                    await self.consumer.commit(positions)
+            except KafkaError as exc:  # a rebalance under way: the next owner copies these again
+                log.info("commit of copied offsets of task %s failed (%r); they will be copied again", task.index, exc)
+
+    # -- tasks coming and going -------------------------------------------------------------------
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self.lock:  # the turn under way reaches Kafka whole first
+            for index in sorted({tp.partition for tp in revoked}):
+                task = self.tasks.pop(index, None)
+                if task is not None:
+                    await task.broadcast.stop()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        topics = self.settings.client_topics
+        held = {tp.partition for tp in assigned}
+        for index in sorted(held - set(self.tasks)):
+            sources = [TopicPartition(topic, index) for topic in topics]
+            if not set(sources) <= set(assigned):
+                log.error("sequencer task %s was given only part of its partitions (%s): the client topics must "
+                          "have the same number of partitions and every worker the same settings", index,
+                          sorted(tp.topic for tp in assigned if tp.partition == index))
+                continue
+            self.tasks[index] = await self._task(index, sources)
+
+    async def _task(self, index: int, sources: list[TopicPartition]) -> _Task:
+        settings = self.settings
+        broadcast = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                     enable_auto_commit=False, auto_offset_reset="earliest",
+                                     fetch_max_wait_ms=FETCH_WAIT_MS)
+        await broadcast.start()
+        broadcast.assign(self.broadcast_partitions)
+        positions = await self._broadcast_positions(sources)
+        for tp in self.broadcast_partitions:
+            if tp in positions:
+                broadcast.seek(tp, positions[tp])
+            else:
+                await broadcast.seek_to_beginning(tp)
+        return _Task(index, broadcast, sources + self.broadcast_partitions, EventTimeMerge(settings.order_grace_ms))
+
+    async def _broadcast_positions(self, sources: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where the task left the broadcast topics: the metadata of its last commits."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
         try:
-            await self.consumer.commit(positions)
-        except KafkaError as exc:  # a rebalance under way: the next holder copies these again
-            log.info("commit of copied offsets failed (%r); they will be copied again", exc)
+            committed = await admin.list_consumer_group_offsets(self.settings.sequencer_group, partitions=sources)
+        finally:
+            await admin.close()
+        return task_places(self.settings, committed).get(sources[0].partition, {})
 
     def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
-        """(topic, partition, next offset to copy, end offset) of each input partition held."""
+        """(topic, partition, next offset to copy, end offset) of each client partition held."""
         if not self.started:
             return []
-        return [(tp.topic, tp.partition, self.copied.get(tp), self.consumer.highwater(tp))
-                for tp in sorted(self.consumer.assignment())]
+        return [(tp.topic, tp.partition, task.copied.get(tp), self.consumer.highwater(tp))
+                for task in self.tasks.values() for tp in task.sources if tp.topic in self.settings.client_topics]

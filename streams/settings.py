@@ -49,6 +49,9 @@ class Settings:
     batch_max: int = field(default=2000, metadata={
         "doc": "most records the sequencer copies or the ledger applies per batch"})
     batch_within_ms: int = field(default=50, metadata={"doc": "longest wait to fill a batch"})
+    order_grace_ms: int = field(default=1000, metadata={
+        "doc": "how long the sequencer holds an input for the other source topics' earlier events "
+               "(wall time: the most a source may lag the others and still be merged in ts order)"})
     park_window_s: int = field(default=-1, metadata={
         "doc": "event-time seconds an input waits for its prerequisite before its usual refusal; "
                "-1: the rules file's `[parking] window_seconds` (600), 0: no parking"})
@@ -83,6 +86,8 @@ class Settings:
             raise SettingsError("REWARDS_REPLICATION must be at least 1")
         if self.stall_s < 1:
             raise SettingsError("REWARDS_STALL_S must be positive")
+        if self.order_grace_ms < 0 or self.order_grace_ms > 600_000:
+            raise SettingsError("REWARDS_ORDER_GRACE_MS must be between 0 and 600000")
         if self.park_window_s < -1:
             raise SettingsError("REWARDS_PARK_WINDOW_S must be -1 (the rules file's), 0 (off) or positive")
         if self.batch_max < 1 or self.batch_within_ms < 1:

@@ -44,7 +44,7 @@ def settings(real_services: Services, tmp_path: Path) -> Settings:
                              topic_payments=f"{run}.payments", topic_commands=f"{run}.commands",
                              topic_partners=f"{run}.partners", topic_settlement=f"{run}.settlement",
                              topic_ledger=f"{run}.ledger", topic_deadletter=f"{run}.deadletter",
-                             partitions=4, batch_within_ms=20, web_port=free_port(),
+                             partitions=4, batch_within_ms=20, order_grace_ms=100, web_port=free_port(),
                              data_dir=str(tmp_path / "faust"))
 
 
@@ -87,7 +87,7 @@ class WorkerProcess:
 def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
-    def start(web_port: int | None = None, name: str | None = None) -> WorkerProcess:
+    def start(web_port: int | None = None, name: str | None = None, settings: Settings = settings) -> WorkerProcess:
         worker = WorkerProcess(settings, tmp_path / f"{name or f'worker{len(started)}'}.log", web_port)
         started.append(worker)
         return worker

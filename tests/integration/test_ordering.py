@@ -1,0 +1,126 @@
+"""Issue 10: on a real bus every source system publishes its own topic, independently. The
+worker's outputs must be those of the same events taken in ts order (`rewards replay --order
+ts`), whether the topics were published in full before the worker started (a backlog) or live,
+one producer per topic, each lagging the others by a random 0-500 ms."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import time
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from handlers.rules import Rules
+from streams.publish import publish_per_topic
+from streams.replay import replay_in_ts_order
+from streams.sample_day import SampleDay
+from streams.settings import Settings
+from tests.faults.test_kill_restart import by_id
+from tests.faults.test_rebalance import partitions_of
+from tests.integration.conftest import ensure, read_all, wait_caught_up
+
+pytestmark = pytest.mark.integration
+
+SKEW_MS = 500
+
+
+def history() -> list[bytes]:
+    lines = list(SampleDay(clients=500, fills=18_000, days=3, seed=10, bad_share=0.003).lines())
+    assert len(lines) >= 20_000
+    return lines
+
+
+def in_ts_order(lines: list[bytes]) -> dict[str, dict[str, Any]]:
+    sink = io.BytesIO()
+    replay_in_ts_order(io.BytesIO(b"".join(line + b"\n" for line in lines)), sink, Rules.default())
+    return comparable([orjson.loads(line) for line in sink.getvalue().splitlines()])
+
+
+def comparable(outputs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {key: {k: v for k, v in o.items() if k != "source"} for key, o in by_id(outputs).items()}
+
+
+def sums(outputs: dict[str, dict[str, Any]]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for o in outputs.values():
+        for field in ("amount", "rebate", "commission", "covered"):
+            if isinstance(o.get(field), str):
+                totals[f"{o['type']}.{field}"] += Decimal(o[field])
+    return dict(totals)
+
+
+def shared_identity_claims(lines: list[bytes]) -> set[str]:
+    """Welcome claims of clients whose verified identity another client has too. Which of them
+    gets the bonus is still decided by the first claim to reach the identity registry, not by
+    ts (the open part of issue 10: README, Known problems): their answers are checked apart."""
+    identity_of: dict[str, str] = {}
+    for line in lines:
+        if b'"client.verified"' in line:
+            doc = orjson.loads(line)
+            identity_of[doc["client_id"]] = doc["identity_hash"]
+    holders: dict[str, set[str]] = defaultdict(set)
+    for client, identity in identity_of.items():
+        holders[identity].add(client)
+    claims = set()
+    for line in lines:
+        if b'"welcome.claim"' in line:
+            doc = orjson.loads(line)
+            if len(holders.get(identity_of.get(doc["client_id"], ""), ())) > 1:
+                claims.add(doc["id"])
+    return claims
+
+
+def split_shared(outputs: dict[str, dict[str, Any]], claims: set[str]) -> dict[str, str]:
+    """Take out the answers to ``claims``: cause id -> granted or rejected."""
+    answers = {}
+    for key in [k for k, o in outputs.items() if o["cause_id"] in claims and o["type"].startswith("welcome.")]:
+        output = outputs.pop(key)
+        answers[output["cause_id"]] = output["type"]
+    return answers
+
+
+async def check(settings: Settings, lines: list[bytes], worker: Any) -> None:
+    try:
+        await wait_caught_up(settings, timeout_s=600)
+    except TimeoutError:
+        pytest.fail(worker.tail())
+    got = comparable(await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic))
+    expected = in_ts_order(lines)
+    contested = shared_identity_claims(lines)
+    got_answers, expected_answers = split_shared(got, contested), split_shared(expected, contested)
+    assert got_answers.keys() == expected_answers.keys(), "every contested claim answered once"
+    assert (sorted(got_answers.values()).count("welcome.granted")
+            == sorted(expected_answers.values()).count("welcome.granted")), "one bonus per person"
+    missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+    differing = sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])
+    assert not (missing or extra or differing), (missing[:10], extra[:10],
+                                                 [(expected[k], got[k]) for k in differing[:3]])
+    assert sums(got) == sums(expected)
+    assert expected.keys() >= {k for k in expected if k.startswith("bonus.granted:")} and sums(expected)
+
+
+async def test_a_backlog_published_per_topic_gives_ts_order(settings: Settings, start_worker: Any) -> None:
+    lines = history()
+    await ensure(settings)
+    await publish_per_topic(lines, settings, skew_ms=SKEW_MS, seed=1)  # every topic in full, first
+    worker = start_worker()
+    await check(settings, lines, worker)
+
+
+async def test_live_topics_lagging_each_other_give_ts_order(settings: Settings, start_worker: Any) -> None:
+    lines = history()
+    live = dataclasses.replace(settings, order_grace_ms=SKEW_MS + 700)  # the skew, plus fetch and batch time
+    await ensure(live)
+    worker = start_worker(settings=live)
+    deadline = time.monotonic() + 60
+    while not await partitions_of(worker):  # the worker is up and holds its partitions
+        assert time.monotonic() < deadline, worker.tail()
+        await asyncio.sleep(0.5)
+    await publish_per_topic(lines, live, skew_ms=SKEW_MS, rate=2500, seed=2)
+    await check(live, lines, worker)
