@@ -217,7 +217,10 @@ class PartitionLedger:
     below ``last``) is skipped, and one beyond the next offset is refused (``handle`` returns
     False) so that the caller re-reads the partition from ``last + 1``. Kafka hands out a
     partition's offsets without holes for this log (not compacted, no transactions), so a
-    hole means the consumer skipped a record."""
+    hole means the consumer skipped a record. A partition that has applied nothing yet starts
+    at the log's first offset (``start_at``): a first record beyond it is refused too, or a
+    batch fetched before the consumer was sought there would be taken as the beginning, and
+    the records before it (a client's registration, say) skipped for good."""
 
     def __init__(self, partition: int, partitions: int, rules: Rules, topics: Topics,
                  table: MutableMapping[bytes, bytes], replay: bool = False, log_writes: bool = False) -> None:
@@ -239,6 +242,12 @@ class PartitionLedger:
         self.identities = DeferredIdentities(self)
         self.commissions = RemoteCommissions(self)
         self.outbox = Outbox()
+
+    def start_at(self, offset: int) -> None:
+        """A partition with nothing applied: its first record is at ``offset`` (the log's first
+        one; more than 0 once the log's start has been deleted)."""
+        assert self.last == self.durable == -1
+        self.last = self.durable = offset - 1
 
     # -- the ClientStore of handlers.engine ---------------------------------------------------
     def get(self, client_id: str) -> ClientState | None:
@@ -271,7 +280,7 @@ class PartitionLedger:
         if record.offset <= self.last:
             self.outbox.skipped += 1
             return True
-        if self.last >= 0 and record.offset != self.last + 1:
+        if record.offset != self.last + 1:
             return False
         self.last = record.offset
         kind = record.headers.get(wire.H_KIND, wire.KIND_INPUT)

@@ -113,9 +113,10 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             for message in messages:
                 if not ledger.handle(Record(tp.partition, message.offset, message.key, message.value,
                                             dict(message.headers or ()))):
-                    # Not seen with this consumer; a safety net should it ever happen.
-                    log.warning("the ledger of %s needs offset %s but was handed %s: re-reading from it",
-                                tp, ledger.last + 1, message.offset)
+                    # A batch fetched before the partition was sought to its ledger's place (at
+                    # an assignment), or a record the consumer skipped: read again from the place.
+                    log.info("the ledger of %s needs offset %s but was handed %s: re-reading from it",
+                             tp, ledger.last + 1, message.offset)
                     worker.metrics.rewinds.labels(tp.topic, str(tp.partition)).inc()
                     consumer.seek(tp, ledger.last + 1)
                     break
@@ -171,19 +172,21 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
         new = sorted(tp.partition for tp in assigned if tp.partition not in self.ledgers)
         tables = await self._recover(new)
-        for partition in new:
-            ledger = self.ledgers[partition] = PartitionLedger(
-                partition, self.settings.partitions, self.worker.rules, self.worker.topics, tables[partition],
-                log_writes=True)
-            tp = TopicPartition(self.settings.sequenced_topic, partition)
-            if ledger.last >= 0:
-                self.consumer.seek(tp, ledger.last + 1)
-            else:
-                await self.consumer.seek_to_beginning(tp)
+        recovered = sum(len(tables[p]) for p in new)
+        tps = [TopicPartition(self.settings.sequenced_topic, p) for p in new]
+        starts = await self.consumer.beginning_offsets(tps) if tps else {}
+        for tp in tps:
+            ledger = PartitionLedger(tp.partition, self.settings.partitions, self.worker.rules, self.worker.topics,
+                                     tables[tp.partition], log_writes=True)
+            if ledger.last < 0:  # nothing applied yet: the first record it takes is the log's first
+                ledger.start_at(starts[tp])
+            # Seek first, then hand the ledger to the loop; a batch fetched before the seek
+            # (getmany may return one while this awaits) is refused by the ledger's offset check.
+            self.consumer.seek(tp, ledger.last + 1)
+            self.ledgers[tp.partition] = ledger
         self.worker.metrics.rebalanced(len(assigned))
         if new:
-            log.info("ledger partitions %s recovered (%s state records)", new,
-                     sum(len(tables[p]) for p in new))
+            log.info("ledger partitions %s recovered (%s state records)", new, recovered)
 
     async def _recover(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
         """Each partition's state, read from its changelog partition from the beginning."""

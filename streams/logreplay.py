@@ -54,10 +54,11 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
         consumer.assign(partitions)
         consumer.pause(*partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
         with open(output, "wb") as sink:
             for tp in partitions:
                 ledger = PartitionLedger(tp.partition, n, rules, topics, {}, replay=True)
+                ledger.start_at(starts[tp])
                 outputs, reports = await _replay_partition(consumer, tp, ends[tp], ledger)
                 summary.by_partition[tp.partition] = ends[tp]
                 summary.records += ends[tp]

@@ -107,6 +107,33 @@ def test_a_record_after_a_hole_is_refused_until_the_missing_one_comes(log: list[
     assert state_of(ledger) == state_of(done)
 
 
+def test_a_fresh_partition_takes_the_log_from_its_first_record(log: list[Record]) -> None:
+    """A batch fetched before the consumer was sought to the log's start (at an assignment) must
+    not be taken as the beginning: the registrations before it would be skipped for good and
+    every later event of those clients refused ``unknown_client``."""
+    expected, done = reference(log)
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    ledger.start_at(0)
+    first, second, third = batches(log)
+    assert not ledger.handle(second[0])
+    assert ledger.last == -1 and not ledger.take_outbox().sends
+    sent = []
+    for batch in (first, second, third):
+        sent += run(ledger, batch)
+        ledger.flush_state()
+    assert sent == expected
+    assert state_of(ledger) == state_of(done)
+
+
+def test_a_log_whose_start_was_deleted_starts_at_its_first_offset(log: list[Record]) -> None:
+    shifted = [Record(r.partition, r.offset + 1000, r.key, r.value, r.headers) for r in log]
+    expected, _ = reference(log)
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    ledger.start_at(1000)
+    assert not ledger.handle(shifted[1])
+    assert run(ledger, shifted) == expected
+
+
 def test_a_malformed_broadcast_is_one_dead_letter_and_no_hole() -> None:
     """Every partition reads a bad broadcast; partition 0 alone tells it, and no partition
     takes it for a missing record."""
