@@ -18,6 +18,10 @@ that partition's copies, and a client's every input is in it.
   what it read: records waiting in the merge are read again by the next owner), once Kafka has
   acknowledged the copies. A crash in between copies them again; the ledger recognises a
   second copy by its source position (streams.ledger).
+- A task starts where its commits say, and only records read after it started are taken: a
+  batch fetched before a rebalance (``getmany`` may return it after the new assignment) is
+  dropped and its partitions read again from where the task is. Taking it would put a source's
+  later records before its earlier ones, and a client's registration after its fills.
 """
 
 from __future__ import annotations
@@ -69,7 +73,6 @@ class _Task:
     fetched: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to fetch
     copied: dict[TopicPartition, int] = field(default_factory=dict)   # next offset to copy
     last_ts: dict[TopicPartition, int] = field(default_factory=dict)
-    started: bool = False
 
 
 class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -82,6 +85,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.precedence = precedence(settings)
         self.broadcast_partitions: list[TopicPartition] = []
         self.started = False
+        self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
 
     async def run(self) -> None:
         settings = self.settings
@@ -96,8 +100,12 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.started = True
         try:
             while True:
+                generation = self.generation
                 batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
                 async with self.lock:
+                    if generation != self.generation:
+                        self._reread(batch)
+                        continue
                     await self._step(batch)
         except asyncio.CancelledError:
             raise
@@ -115,23 +123,11 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     # -- one turn: take in what was read, copy what the merge lets out ---------------------------
     async def _step(self, batch: dict[TopicPartition, list[Any]]) -> None:
         now_ms = time.time() * 1000
-        tasks = list(self.tasks.values())  # assignments come in while this turn awaits
-        for task in tasks:
-            if not task.started:  # where each of its sources starts: what it has copied so far
-                for tp in task.sources:
-                    consumer = task.broadcast if tp in self.broadcast_partitions else self.consumer
-                    position = await consumer.position(tp)
-                    if batch.get(tp):
-                        position = min(position, batch[tp][0].offset)
-                    task.fetched[tp] = task.copied[tp] = position
-                task.started = True
+        tasks = list(self.tasks.values())
         for tp, messages in batch.items():
             task = self.tasks.get(tp.partition)
-            if task is not None and task.started:
+            if task is not None:
                 self._take(task, tp, messages, now_ms)
-            elif tp in self.consumer.assignment():  # its task is still being set up: read them again
-                self.consumer.seek(tp, messages[0].offset)
-            # else revoked since it was fetched: its next owner reads it
         for task in tasks:
             for tp, messages in (await task.broadcast.getmany(timeout_ms=0)).items():
                 self._take(task, tp, messages, now_ms)
@@ -162,6 +158,15 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         task.last_ts[tp] = last
         task.fetched[tp] = messages[-1].offset + 1
 
+    def _reread(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Drop a batch read across a rebalance; its partitions are read again from the place
+        of the task that now holds them (a revoked one's next owner reads it)."""
+        assignment = self.consumer.assignment()
+        for tp in batch:
+            task = self.tasks.get(tp.partition)
+            if task is not None and tp in assignment:
+                self.consumer.seek(tp, task.fetched[tp])
+
     def _heard(self, task: _Task) -> Any:
         def heard_at(tp: TopicPartition) -> float | None:
             consumer = task.broadcast if tp.topic in self.settings.broadcast_topics else self.consumer
@@ -188,6 +193,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     # -- tasks coming and going -------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.lock:  # the turn under way reaches Kafka whole first
+            self.generation += 1
             for index in sorted({tp.partition for tp in revoked}):
                 task = self.tasks.pop(index, None)
                 if task is not None:
@@ -204,6 +210,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                           sorted(tp.topic for tp in assigned if tp.partition == index))
                 continue
             self.tasks[index] = await self._task(index, sources)
+        self.generation += 1
 
     async def _task(self, index: int, sources: list[TopicPartition]) -> _Task:
         settings = self.settings
@@ -212,23 +219,26 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                                      fetch_max_wait_ms=FETCH_WAIT_MS)
         await broadcast.start()
         broadcast.assign(self.broadcast_partitions)
-        positions = await self._broadcast_positions(sources)
-        for tp in self.broadcast_partitions:
-            if tp in positions:
-                broadcast.seek(tp, positions[tp])
-            else:
-                await broadcast.seek_to_beginning(tp)
-        return _Task(index, broadcast, sources + self.broadcast_partitions, EventTimeMerge(settings.order_grace_ms))
-
-    async def _broadcast_positions(self, sources: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Where the task left the broadcast topics: the metadata of its last commits."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        task = _Task(index, broadcast, sources + self.broadcast_partitions, EventTimeMerge(settings.order_grace_ms))
+        # Where the task left off: its commits on its client partitions, and their metadata for
+        # the broadcast partitions; where there is none, the beginning.
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         await admin.start()
         try:
-            committed = await admin.list_consumer_group_offsets(self.settings.sequencer_group, partitions=sources)
+            committed = await admin.list_consumer_group_offsets(settings.sequencer_group, partitions=sources)
         finally:
             await admin.close()
-        return task_places(self.settings, committed).get(sources[0].partition, {})
+        places = task_places(settings, committed).get(index, {})
+        starts = {tp: found.offset for tp, found in committed.items() if tp in sources and found.offset >= 0}
+        starts.update((tp, offset) for tp, offset in places.items() if tp in self.broadcast_partitions)
+        unknown = [tp for tp in task.sources if tp not in starts]
+        for tp in unknown:
+            consumer = broadcast if tp.topic in settings.broadcast_topics else self.consumer
+            starts[tp] = (await consumer.beginning_offsets([tp]))[tp]
+        for tp, offset in starts.items():
+            (broadcast if tp.topic in settings.broadcast_topics else self.consumer).seek(tp, offset)
+            task.fetched[tp] = task.copied[tp] = offset
+        return task
 
     def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
         """(topic, partition, next offset to copy, end offset) of each client partition held."""
