@@ -1,16 +1,18 @@
-"""The stream worker: a Faust app (web server, tables, two agents) and two loops of its own.
+"""The stream worker: a Faust app (web server, tables, one agent) and three loops of its own.
 
     sequencer   input topics -> <app>.sequenced   (one recorded order per client; broadcasts)
                 (its own aiokafka consumer, group <app>-sequencer: streams.sequencerloop)
     ledger      <app>.sequenced -> ledger, dead letters, identity requests, commission reports
                 (its own consumer, group <app>-ledger, and state changelog: streams.ledgerloop)
-    identity    identity requests -> verdicts back into <app>.sequenced (one bonus per person)
+    identity    identity requests, ledger progress -> verdicts back into <app>.sequenced
+                (one bonus per person, in ts order; its own consumer, group <app>-identity,
+                and changelog: streams.registryloop)
     commissions commission reports -> commission.payout (a partner's total over all partitions)
 
 Everything runs at-least-once, one batch or message at a time; effectively-once is built in
 ``streams.ledger`` (Faust's exactly_once mode is not relied on). The sequencer's and the Faust
-agents' re-reads are harmless (see Worker._watch_progress); the ledger's would not be, which is
-why it keeps its own position in its state.
+agent's re-reads are harmless (see Worker._watch_progress); the ledger's and the registry's would
+not be, which is why they keep their own positions in their state.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from streams.commissions import CommissionAggregator
 from streams.metrics import Metrics
 from streams.ledger import Send, Topics
 from streams.ledgerloop import LedgerLoop
+from streams.registryloop import RegistryLoop
 from streams.sequencerloop import SequencerLoop
 from streams.partitioning import partition_for
 from streams.readmodel import ReadModel
@@ -90,26 +93,26 @@ class Worker:
                              identity=settings.identity_topic, commissions=settings.commission_topic,
                              sequenced=settings.sequenced_topic)
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.identity_requests = app.topic(settings.identity_topic, partitions=n, **raw)
         self.commission_reports = app.topic(settings.commission_topic, partitions=n, **raw)
         table = {"partitions": n, "key_type": bytes, "value_type": bytes}
-        self.identities = app.Table("identities", **table)
         self.partner_ledgers = app.Table("partners", **table)
         self.closes = app.Table("closes", **table)
         self.metrics = Metrics()
         self._partition_counts: dict[str, int] = {}
-        self._consumed = {settings.identity_topic, settings.commission_topic}
+        self._consumed = {settings.commission_topic}
         self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
         self.applied = 0
         self.skipped = 0
 
-        app.agent(self.identity_requests, name="identity", concurrency=1)(self.identity)
         app.agent(self.commission_reports, name="commissions", concurrency=1)(self.commissions)
-        # The sequencer and the ledger read with consumers of their own (their modules say why).
+        # The sequencer, the ledger and the identity registry read with consumers of their own
+        # (their modules say why).
         self.sequencer = SequencerLoop(self)
         self.ledger = LedgerLoop(self)
+        self.registry = RegistryLoop(self)
         app.task(self.sequencer.run)
         app.task(self.ledger.run)
+        app.task(self.registry.run)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.timer(interval=5.0)(self._watch_progress)
         app.task(self._quiet_client_logs)
@@ -121,22 +124,6 @@ class Worker:
         from streams import api
 
         api.register(self)
-
-    # -- identity registry -----------------------------------------------------------------------
-    async def identity(self, stream: Any) -> None:
-        """First claim to reach an identity's partition takes it; the verdict goes back into the
-        claimant's sequenced partition. Answering twice gives the same answer."""
-        n = self.settings.partitions
-        async for event in stream.events():
-            request = wire.identity_requests.decode(event.message.value)
-            key = request.identity_hash.encode()
-            owner = self.identities.get(key)
-            if owner is None:
-                self.identities[key] = owner = request.client_id.encode()
-            verdict = wire.Verdict(request.client_id, request.claim, owner == request.client_id.encode())
-            client_key = request.client_id.encode()
-            await self.send_all([Send(self.topics.sequenced, client_key, wire.encode(verdict),
-                                       partition_for(client_key, n), [(wire.H_KIND, wire.KIND_VERDICT)])])
 
     # -- commissions -----------------------------------------------------------------------------------
     async def commissions(self, stream: Any) -> None:
@@ -163,9 +150,9 @@ class Worker:
         for good, while reading goes on: the group's lag never reaches zero, and a restart
         re-reads everything after it. Seen here under a large backlog. The repair is to
         re-read the partition from its committed offset: the skipped message is then
-        processed, and what follows it again is recognised (verdicts and commission reports by
-        their ids), so re-reading has no second effect. The sequencer and the ledger read with
-        consumers of their own and are not concerned."""
+        processed, and what follows it again is recognised (commission reports by their close
+        and partition), so re-reading has no second effect. The sequencer, the ledger and the
+        identity registry read with consumers of their own and are not concerned."""
         consumer = self.app.consumer
         try:
             assignment = consumer.assignment()

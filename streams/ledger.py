@@ -239,6 +239,7 @@ class PartitionLedger:
         self.slots: dict[str, int] = {}  # client id -> the slot its counted state is in
         self.dirty: dict[str, int] = {}  # client id -> offset of the last record that changed it
         self.history_writes: dict[bytes, bytes] = {}
+        self.progress: wire.Progress | None = None  # the last Progress mark applied
         self.identities = DeferredIdentities(self)
         self.commissions = RemoteCommissions(self)
         self.outbox = Outbox()
@@ -286,6 +287,10 @@ class PartitionLedger:
         kind = record.headers.get(wire.H_KIND, wire.KIND_INPUT)
         if kind == wire.KIND_VERDICT:
             self._verdict(wire.verdicts.decode(record.value))
+            return True
+        if kind == wire.KIND_PROGRESS:  # for the identity registry, once what came before is applied
+            mark = wire.progress_reports.decode(record.value)
+            self.progress = wire.Progress(mark.partition, mark.clock_us, mark.caught_up, record.offset)
             return True
         source = wire.Source.parse(record.headers[wire.H_SOURCE])
         decoded = decode(record.value)

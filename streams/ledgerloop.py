@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams import wire
 from streams.ledger import PartitionLedger, Record, Send
 from streams.settings import Settings
 
@@ -50,12 +51,12 @@ async def consume_batches(consumer: AIOKafkaConsumer, settings: Settings,
                           apply: Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]],
                           lock: asyncio.Lock | None = None) -> None:
     """Hand every batch read (REWARDS_BATCH_MAX records, REWARDS_BATCH_WITHIN_MS) to ``apply``,
-    one at a time, under ``lock``. A batch is finished even when the worker is told to stop in
-    the middle of it (within REWARDS_STALL_S): one cut short would leave part of its effects."""
+    one at a time, under ``lock``; an empty one too, every REWARDS_BATCH_WITHIN_MS while there is
+    nothing to read (for work that depends on time). A batch is finished even when the worker is
+    told to stop in the middle of it (within REWARDS_STALL_S): one cut short would leave part of
+    its effects."""
     while True:
         batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
-        if not batch:
-            continue
         async with lock or contextlib.nullcontext():
             task = asyncio.ensure_future(apply(batch))
             try:
@@ -65,11 +66,47 @@ async def consume_batches(consumer: AIOKafkaConsumer, settings: Settings,
                 raise
 
 
+async def read_changelog(settings: Settings, topic: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+    """Each partition's table, read from its partition of the compacted changelog ``topic`` from
+    the beginning to its end at the time of the call."""
+    tables: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
+    if not partitions:
+        return tables
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                              max_partition_fetch_bytes=8 * 1024 * 1024)
+    await reader.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        ends = await reader.end_offsets(tps)
+        pending = {tp for tp in tps if await reader.position(tp) < ends[tp]}  # not empty
+        while pending:
+            for tp, records in (await reader.getmany(*pending, timeout_ms=1000)).items():
+                table = tables[tp.partition]
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    if record.value is None:
+                        table.pop(record.key, None)
+                    else:
+                        table[record.key] = record.value
+                if await reader.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    except KafkaError:
+        log.exception("recovering partitions %s from %s", partitions, topic)
+        raise
+    finally:
+        await reader.stop()
+    return tables
+
+
 class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.settings = worker.settings
         self.ledgers: dict[int, PartitionLedger] = {}
+        self.reported: dict[int, int] = {}  # partition -> offset of the last Progress mark sent on
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer = None  # made in the worker's event loop, by run
         self.started = False
@@ -97,6 +134,9 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             await consumer.stop()  # leaves the group: another worker takes the partitions at once
 
     async def _batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        if not batch:
+            await self.worker.send_all(self._progress())
+            return
         worker, consumer = self.worker, self.consumer
         touched: list[tuple[TopicPartition, PartitionLedger]] = []
         types: Counter[str] = Counter()
@@ -142,7 +182,7 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             views += [(ledger.cache[c], version) for c, version in changed.items()]
             if len(ledger.cache) > 100_000:
                 ledger.forget_cache()
-        await worker.send_all(changelog)
+        await worker.send_all(changelog + self._progress())
         positions = {tp: ledger.last + 1 for tp, ledger in touched if ledger.last >= 0}
         try:
             if positions:
@@ -155,11 +195,28 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         worker.metrics.observe_applied(types, event_ts, appended)
         await worker.read_model.publish(views)
 
+    # -- the identity registry's view of this worker's partitions ------------------------------
+    def _progress(self) -> list[Send]:
+        """The last Progress mark each partition has applied, when new, to every identity registry
+        partition (streams.registry). Sent after the batch's identity requests have reached
+        Kafka, so it follows them."""
+        sends = []
+        for partition, ledger in self.ledgers.items():
+            mark = ledger.progress
+            if mark is None or self.reported.get(partition) == mark.offset:
+                continue
+            self.reported[partition] = mark.offset
+            report = wire.encode(mark)
+            sends += [Send(self.settings.identity_topic, None, report, registry, [(wire.H_KIND, wire.KIND_PROGRESS)])
+                      for registry in range(self.settings.partitions)]
+        return sends
+
     # -- partitions coming and going -----------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.lock:  # the batch under way reaches Kafka whole first
             for tp in revoked:
                 self.ledgers.pop(tp.partition, None)
+                self.reported.pop(tp.partition, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         try:
@@ -171,7 +228,7 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
         new = sorted(tp.partition for tp in assigned if tp.partition not in self.ledgers)
-        tables = await self._recover(new)
+        tables = await read_changelog(self.settings, self.settings.state_changelog, new)
         recovered = sum(len(tables[p]) for p in new)
         tps = [TopicPartition(self.settings.sequenced_topic, p) for p in new]
         starts = await self.consumer.beginning_offsets(tps) if tps else {}
@@ -187,39 +244,6 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.metrics.rebalanced(len(assigned))
         if new:
             log.info("ledger partitions %s recovered (%s state records)", new, recovered)
-
-    async def _recover(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
-        """Each partition's state, read from its changelog partition from the beginning."""
-        tables: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
-        if not partitions:
-            return tables
-        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
-                                  max_partition_fetch_bytes=8 * 1024 * 1024)
-        await reader.start()
-        try:
-            tps = [TopicPartition(self.settings.state_changelog, p) for p in partitions]
-            reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            ends = await reader.end_offsets(tps)
-            pending = {tp for tp in tps if await reader.position(tp) < ends[tp]}  # not empty
-            while pending:
-                for tp, records in (await reader.getmany(*pending, timeout_ms=1000)).items():
-                    table = tables[tp.partition]
-                    for record in records:
-                        if record.offset >= ends[tp]:
-                            break
-                        if record.value is None:
-                            table.pop(record.key, None)
-                        else:
-                            table[record.key] = record.value
-                    if await reader.position(tp) >= ends[tp]:
-                        pending.discard(tp)
-        except KafkaError:
-            log.exception("recovering ledger partitions %s from %s", partitions, self.settings.state_changelog)
-            raise
-        finally:
-            await reader.stop()
-        return tables
 
     # -- for /health, /metrics and the status page ---------------------------------------------------
     def assignment(self) -> list[int]:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rewards.sequencer")
 
 FETCH_WAIT_MS: Final = 100  # an idle source is heard from this often: part of the merge's latency
+PROGRESS_EVERY_S: Final = 0.25  # how often a task's moving clock is marked in the sequenced log
 
 
 class _Stamp(msgspec.Struct):
@@ -73,6 +74,8 @@ class _Task:
     fetched: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to fetch
     copied: dict[TopicPartition, int] = field(default_factory=dict)   # next offset to copy
     last_ts: dict[TopicPartition, int] = field(default_factory=dict)
+    clock: int = 0  # the newest ts copied
+    reported: tuple[float, int, bool] | None = None  # the last Progress mark: (when, clock, caught up)
 
 
 class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -134,13 +137,16 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         sends: list[Send] = []
         sequenced, broadcast = self.settings.sequenced_topic, set(self.settings.broadcast_topics)
         for task in tasks:
-            for tp, message in task.merge.ready(task.sources, self._heard(task)):
+            heard = self._heard(task)
+            for tp, message, ts_us in task.merge.ready(task.sources, heard):
                 kind = wire.KIND_BROADCAST if tp.topic in broadcast else wire.KIND_INPUT
                 headers = [(wire.H_SOURCE, wire.Source(tp.topic, tp.partition, message.offset).header()),
                            (wire.H_KIND, kind)]
                 key = None if kind == wire.KIND_BROADCAST else (message.key or b"")
                 sends.append(Send(sequenced, key, message.value, task.index, headers))
                 task.copied[tp] = message.offset + 1
+                task.clock = max(task.clock, ts_us)
+            sends += self._progress(task, heard)
         if not sends:
             return
         await self.worker.send_all(sends)
@@ -154,7 +160,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 last = parse_ts_us(_stamp.decode(message.value).ts)
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
                 pass  # no readable ts: it keeps its place in its source (the ledger rejects it)
-            task.merge.add(tp, last, rank, now_ms, (tp, message))
+            task.merge.add(tp, last, rank, now_ms, (tp, message, last))
         task.last_ts[tp] = last
         task.fetched[tp] = messages[-1].offset + 1
 
@@ -166,6 +172,21 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             task = self.tasks.get(tp.partition)
             if task is not None and tp in assignment:
                 self.consumer.seek(tp, task.fetched[tp])
+
+    def _progress(self, task: _Task, heard: Any) -> list[Send]:
+        """A Progress mark after the task's copies, when it changed (at most every
+        PROGRESS_EVERY_S while only its clock moves): the ts it has copied up to, and whether it
+        has copied all its sources have. The ledger partition passes the last one it applied on
+        to the identity registry, which decides welcome claims in ts order by it (streams.registry)."""
+        caught_up = task.merge.buffered() == 0 and all(heard(tp) is not None for tp in task.sources)
+        now = time.monotonic()
+        last = task.reported
+        if last is not None and (last[1:] == (task.clock, caught_up)
+                                 or (last[2] == caught_up and now - last[0] < PROGRESS_EVERY_S)):
+            return []
+        task.reported = (now, task.clock, caught_up)
+        mark = wire.encode(wire.Progress(task.index, task.clock, caught_up))
+        return [Send(self.settings.sequenced_topic, None, mark, task.index, [(wire.H_KIND, wire.KIND_PROGRESS)])]
 
     def _heard(self, task: _Task) -> Any:
         def heard_at(tp: TopicPartition) -> float | None:

@@ -114,6 +114,16 @@ class Settings:
         return f"{self.app_id}-sequencer"
 
     @property
+    def identity_group(self) -> str:
+        """The identity registry's own consumer group, on the identity topic (streams.registryloop)."""
+        return f"{self.app_id}-identity"
+
+    @property
+    def identities_changelog(self) -> str:
+        """The identity registry's state, compacted (the Faust table of earlier versions wrote it)."""
+        return f"{self.app_id}-identities-changelog"
+
+    @property
     def state_changelog(self) -> str:
         """The ledger's state, compacted: written and recovered by streams.ledgerloop."""
         return f"{self.app_id}-state-changelog"

@@ -12,6 +12,7 @@ H_KIND: Final = "rw-kind"     # KIND_*
 KIND_INPUT: Final = b"in"     # a client's input, routed by key
 KIND_BROADCAST: Final = b"bc"  # a plan or a day close: one copy in every partition
 KIND_VERDICT: Final = b"verdict"  # the identity registry's answer to a welcome claim
+KIND_PROGRESS: Final = b"progress"  # a Progress mark: in the sequenced log, then on the identity topic
 
 
 class Source(msgspec.Struct, frozen=True):
@@ -35,6 +36,39 @@ class IdentityRequest(msgspec.Struct, frozen=True):
     identity_hash: str
     client_id: str
     claim: bytes  # the welcome.claim event, canonical JSON
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """How far a partition of the sequenced log has got (header KIND_PROGRESS). The sequencer
+    task marks it in its sequenced partition after its copies: it has copied its inputs up to
+    ``clock_us`` of event time, and whether it had then copied all that its sources had. The
+    ledger partition, once it has applied the mark, sends it on to every identity registry
+    partition, after its identity requests, with the mark's ``offset``."""
+
+    partition: int
+    clock_us: int
+    caught_up: bool
+    offset: int = -1  # of the mark in the sequenced log (set by the ledger)
+
+
+class WaitingClaim(msgspec.Struct, frozen=True, array_like=True):
+    ts_us: int
+    client_id: str
+    claim_id: str
+    identity_hash: str
+    claim: bytes
+    offset: int  # of its request on the identity topic
+
+
+class RegistryState(msgspec.Struct):
+    """One identity registry partition's own state (streams.registry)."""
+
+    last: int = -1  # the last identity-topic offset applied
+    marks: dict[int, int] = msgspec.field(default_factory=dict)  # ledger partition -> offset of its last mark
+    clocks: dict[int, int] = msgspec.field(default_factory=dict)
+    caught_up: dict[int, bool] = msgspec.field(default_factory=dict)
+    waiting: list[WaitingClaim] = msgspec.field(default_factory=list)
+    unsent: list[bytes] = msgspec.field(default_factory=list)  # verdicts decided, maybe not sent yet
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -61,6 +95,8 @@ class CloseProgress(msgspec.Struct):
 
 encode = msgspec.msgpack.encode
 identity_requests = msgspec.msgpack.Decoder(IdentityRequest)
+progress_reports = msgspec.msgpack.Decoder(Progress)
+registry_states = msgspec.msgpack.Decoder(RegistryState)
 verdicts = msgspec.msgpack.Decoder(Verdict)
 commission_reports = msgspec.msgpack.Decoder(CommissionReport)
 close_progress = msgspec.msgpack.Decoder(CloseProgress)

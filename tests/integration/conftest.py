@@ -99,8 +99,8 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Any]:
 
 # -- talking to Kafka -------------------------------------------------------------------------
 class SequencedCounter:
-    """Counts the inputs the sequencer has copied (identity verdicts land on the same topic and
-    are not counted)."""
+    """Counts the inputs the sequencer has copied (identity verdicts and Progress marks land on
+    the same topic and are not counted)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -126,7 +126,8 @@ class SequencedCounter:
                 raise TimeoutError(f"the sequencer copied {self.count} of {expected} inputs in {timeout_s} s")
             batch = await self.consumer.getmany(timeout_ms=50)
             for messages in batch.values():
-                self.count += sum(1 for m in messages if dict(m.headers or ()).get(wire.H_KIND) != wire.KIND_VERDICT)
+                self.count += sum(1 for m in messages if dict(m.headers or ()).get(wire.H_KIND)
+                                  in (wire.KIND_INPUT, wire.KIND_BROADCAST))
 
 
 class OutputWatcher:

@@ -1,0 +1,141 @@
+"""The identity registry: one Welcome Bonus per verified person, decided in ``ts`` order.
+
+A welcome claim that passes its client's own checks is sent by the client's ledger partition to
+the registry partition of its identity hash (streams.ledger.DeferredIdentities); the verdict
+goes back into the client's sequenced partition. Two clients of one person can sit in different
+ledger partitions, which run independently, so the claim that reaches the registry first is not
+always the earlier one. A claim therefore waits until no earlier one can still come. Every
+sequencer task marks its Progress in its sequenced partition (the ts it has copied up to, and
+whether it had copied all its inputs); its ledger partition, having applied the mark and so every
+claim before it, sends it on here (streams.ledgerloop). A claim of ts T is decided once every
+partition has passed T or, ``settle_ms`` after the claim came, had copied and applied all of its
+inputs. Claims are
+decided in (ts, client, claim id) order and the earliest takes the identity, as in ``rewards
+replay --order ts``. A claim that comes later than that (its client's inputs were published more
+than the merge's grace late, or it waited for its account in the ledger's parking) is decided
+when it comes.
+
+Pure of Kafka: streams.registryloop feeds it and carries out its effects, in this order: the new
+owners, then the partition's own state (the batch's commit, with the verdicts decided), reach
+the changelog; then the verdicts are sent. A restart sends the verdicts of the last commit again
+(the ledger recognises a second one). An owner written by a batch whose commit never landed
+still counts: a claim still waiting is decided against the owners, so deciding it again gives the
+same verdict.
+
+The table (the compacted changelog ``<app>-identities-changelog``, the same keys and values as the
+Faust table of earlier versions): ``identity hash -> owning client``, and ``STATE_KEY`` -> the
+partition's RegistryState.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Final
+
+import msgspec
+
+from schemas.timefmt import parse_ts_us
+from streams import wire
+
+STATE_KEY: Final = b"\x00registry"
+
+
+class _Claim(msgspec.Struct):
+    id: str
+    ts: str
+
+
+_claim = msgspec.json.Decoder(_Claim)
+
+
+class RegistryPartition:
+    def __init__(self, partition: int, ledger_partitions: int, settle_ms: float,
+                 table: MutableMapping[bytes, bytes]) -> None:
+        self.partition, self.ledger_partitions, self.settle_ms = partition, ledger_partitions, settle_ms
+        self.table = table
+        raw = table.get(STATE_KEY)
+        self.state = wire.RegistryState() if raw is None else wire.registry_states.decode(raw)
+        self.arrived: dict[str, float] = {}  # claim id -> when it came (a restart counts as coming)
+        self.owners: dict[bytes, bytes] = {}  # decided since the last flush
+        self.dirty = False
+
+    @property
+    def last(self) -> int:
+        return self.state.last
+
+    def start_at(self, offset: int) -> None:
+        """A partition with nothing applied: its first record is at ``offset``."""
+        assert self.state.last == -1
+        self.state.last = offset - 1
+
+    def take(self, offset: int, kind: bytes | None, value: bytes, now_ms: float) -> bool:
+        """Take one record of the identity topic; False when records before it are missing."""
+        state = self.state
+        if offset <= state.last:
+            return True  # applied before this restart
+        if offset != state.last + 1:
+            return False
+        state.last = offset
+        self.dirty = True
+        if kind == wire.KIND_PROGRESS:
+            report = wire.progress_reports.decode(value)
+            if report.offset <= state.marks.get(report.partition, -1):
+                return True  # an older mark, sent again by a ledger partition re-applying its log
+            state.marks[report.partition] = report.offset
+            state.clocks[report.partition] = max(state.clocks.get(report.partition, 0), report.clock_us)
+            state.caught_up[report.partition] = report.caught_up
+            return True
+        request = wire.identity_requests.decode(value)
+        claim = _claim.decode(request.claim)
+        if any(w.claim_id == claim.id for w in state.waiting):
+            return True  # the same request again (its ledger partition re-applied a batch)
+        waiting = wire.WaitingClaim(parse_ts_us(claim.ts), request.client_id, claim.id, request.identity_hash,
+                                    request.claim, offset)
+        state.waiting.append(waiting)
+        state.waiting.sort(key=lambda w: (w.ts_us, w.client_id, w.claim_id))
+        self.arrived[claim.id] = now_ms
+        return True
+
+    def decide(self, now_ms: float) -> list[bytes]:
+        """The verdicts that can be given now, in ts order (encoded wire.Verdict)."""
+        state, verdicts = self.state, []
+        while state.waiting:
+            claim = state.waiting[0]
+            settled = now_ms >= self.arrived.setdefault(claim.claim_id, now_ms) + self.settle_ms
+            if not all(state.clocks.get(p, -1) >= claim.ts_us or (settled and state.caught_up.get(p, False))
+                       for p in range(self.ledger_partitions)):
+                break
+            state.waiting.pop(0)
+            self.arrived.pop(claim.claim_id, None)
+            key = claim.identity_hash.encode()
+            owner = self.owners.get(key) or self.table.get(key)
+            if owner is None:
+                owner = self.owners[key] = claim.client_id.encode()
+            verdicts.append(wire.encode(wire.Verdict(claim.client_id, claim.claim, owner == claim.client_id.encode())))
+        if verdicts:
+            state.unsent += verdicts
+            self.dirty = True
+        return verdicts
+
+    def flush(self) -> list[tuple[bytes, bytes]]:
+        """The writes for the changelog, the partition's state last (the commit); applied to the
+        table. Empty when nothing changed."""
+        if not self.dirty:
+            return []
+        writes = list(self.owners.items()) + [(STATE_KEY, wire.encode(self.state))]
+        for key, value in writes:
+            self.table[key] = value
+        self.owners, self.dirty = {}, False
+        return writes
+
+    def sent(self) -> None:
+        """The verdicts of the last flush reached Kafka: the next commit forgets them."""
+        if self.state.unsent:
+            self.state.unsent = []
+            self.dirty = True
+
+    def committed_offset(self) -> int:
+        """For lag: the first request still waiting, else the next offset. A claim waiting shows
+        as lag, so 'caught up' means every claim answered."""
+        waiting = [w.offset for w in self.state.waiting]
+        return min(waiting, default=self.state.last + 1)
