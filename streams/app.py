@@ -177,7 +177,8 @@ class Worker:
                 self.metrics.rewinds.labels(tp.topic, str(tp.partition)).inc()
                 self._progress[tp] = (committed, now)
                 await consumer.seek(tp, committed)
-        self.metrics.set_offsets(rows + self.sequencer.offsets() + self.ledger.offsets())
+        self.metrics.set_offsets(rows + self.sequencer.offsets() + self.ledger.offsets()
+                                 + self.registry.offsets())
         self.metrics.read_model_backlog.set(len(self.read_model.backlog))
 
     # -- plumbing --------------------------------------------------------------------------------

@@ -231,6 +231,12 @@ class PartitionLedger:
         # table's changelog itself (the worker: see Worker._ledger_batch).
         self.log_writes = log_writes
         self.shared_key = b"s" + str(partition).encode()
+        # The read model: views are written to Redis after the batch's state, so a worker killed
+        # in between leaves them unwritten. The partition keeps the offset through which its
+        # views are known to be in Redis; on recovery the clients written after it are sent again.
+        self.views_key = b"v" + str(partition).encode()
+        raw_views = table.get(self.views_key)
+        self.views_through = self.views_written = -1 if raw_views is None else _offset(raw_views)
         raw_shared = table.get(self.shared_key)
         self.shared = Shared() if raw_shared is None else _shared_dec.decode(raw_shared[8:])
         # the last offset whose effects are in the table, and the last one applied in memory
@@ -382,6 +388,12 @@ class PartitionLedger:
             self.slots[client_id] = slot
             if log:
                 log((key, value))
+        if self.views_through != self.views_written:
+            key, value = self.views_key, _stamp(self.views_through)
+            table[key] = value
+            self.views_written = self.views_through
+            if log:
+                log((key, value))
         value = stamp + _client_codec_enc.encode(self.shared)
         table[self.shared_key] = value
         if log:
@@ -389,6 +401,24 @@ class PartitionLedger:
         self.durable = self.last
         changed, self.dirty, self.history_writes = self.dirty, {}, {}
         return changed, writes
+
+    def views_published(self) -> None:
+        """Every view of what this partition has flushed is in Redis (kept with the next flush)."""
+        self.views_through = self.durable
+
+    def unpublished(self) -> list[tuple[ClientState, int]]:
+        """The clients whose counted state was written after ``views_through``, with that state's
+        stamp as the view's version: their views may not have reached Redis."""
+        stamps: dict[bytes, int] = {}
+        for key, raw in self.table.items():
+            if key[:3] in _SLOTS and self.views_through < _offset(raw) <= self.durable:
+                stamps[key[3:]] = max(stamps.get(key[3:], -1), _offset(raw))
+        found = []
+        for client_key in sorted(stamps):
+            client = self.get(client_key.decode())
+            if client is not None:
+                found.append((client, stamps[client_key]))
+        return found
 
     def forget_cache(self) -> None:
         """Keep the object cache bounded: state is always in the table."""

@@ -193,7 +193,9 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         worker.applied += len(appended)
         worker.metrics.observe_outputs(outputs)
         worker.metrics.observe_applied(types, event_ts, appended)
-        await worker.read_model.publish(views)
+        if await worker.read_model.publish(views):
+            for ledger in self.ledgers.values():
+                ledger.views_published()
 
     # -- the identity registry's view of this worker's partitions ------------------------------
     def _progress(self) -> list[Send]:
@@ -241,6 +243,8 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             # (getmany may return one while this awaits) is refused by the ledger's offset check.
             self.consumer.seek(tp, ledger.last + 1)
             self.ledgers[tp.partition] = ledger
+            # views of the last batches before a crash may not have reached Redis: again (guarded by version)
+            await self.worker.read_model.publish(ledger.unpublished())
         self.worker.metrics.rebalanced(len(assigned))
         if new:
             log.info("ledger partitions %s recovered (%s state records)", new, recovered)

@@ -58,13 +58,16 @@ class ReadModel:
     def key(self, client_id: str) -> str:
         return f"{self.prefix}client:{client_id}"
 
-    async def publish(self, changed: list[tuple[ClientState, int]]) -> None:
-        """Write the views of the changed clients. While Redis is unreachable they wait in a
-        backlog (newest version per client) and go out with the next batch that gets through."""
+    async def publish(self, changed: list[tuple[ClientState, int]]) -> bool:
+        """Write the views of the changed clients; True when every view is in Redis. While Redis
+        is unreachable they wait in a backlog (newest version per client) and go out with the
+        next batch that gets through."""
         for client, version in changed:
-            self.backlog[client.client_id] = (client, version)
+            held = self.backlog.get(client.client_id)
+            if held is None or held[1] <= version:
+                self.backlog[client.client_id] = (client, version)
         if not self.backlog:
-            return
+            return True
         if self._script is None:
             self._script = self.client.register_script(GUARDED_WRITE)
         try:
@@ -75,8 +78,10 @@ class ReadModel:
                                        client=pipe)
                 await pipe.execute()
             self.backlog.clear()
+            return True
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             log.warning("Redis unreachable, %d client views wait for it: %s", len(self.backlog), exc)
+            return False
 
     async def view(self, client_id: str, part: str) -> bytes | None:
         value = await self.client.hget(self.key(client_id), part)

@@ -138,5 +138,10 @@ class RegistryLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         if new:
             log.info("identity partitions %s recovered (%s owners)", new, sum(len(tables[p]) for p in new))
 
-    def assignment(self) -> list[int]:
-        return sorted(self.registries) if self.started else []
+    def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
+        """(topic, partition, first claim waiting or next offset, end offset) of each partition held."""
+        if not self.started:
+            return []
+        return [(self.settings.identity_topic, p, r.committed_offset(),
+                 self.consumer.highwater(TopicPartition(self.settings.identity_topic, p)))
+                for p, r in sorted(self.registries.items())]

@@ -158,3 +158,25 @@ def test_a_broadcast_copied_twice_is_skipped_without_a_dead_letter() -> None:
     redelivered = Record(0, 2, None, plan, {**first.headers, wire.H_SOURCE: wire.Source("in", 0, 9).header()})
     ledger.handle(redelivered)
     assert [orjson.loads(s.value)["reason"] for s in ledger.take_outbox().sends] == ["duplicate"]
+
+
+def test_views_not_known_to_be_in_redis_are_sent_again_after_a_restart(log: list[Record]) -> None:
+    """The read model is written after the batch's state: a worker killed in between leaves
+    those views unwritten, and the partition does not apply that batch again. It keeps the offset
+    through which its views are in Redis, and a restarted partition sends the later ones again."""
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    first, second, third = batches(log)
+    run(ledger, first)
+    ledger.flush_state()
+    ledger.views_published()  # Redis took the first batch's views
+    run(ledger, second)
+    changed, _ = ledger.flush_state()  # killed before its views reached Redis
+    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, ledger.table, log_writes=True)
+    again = restarted.unpublished()
+    assert {c.client_id for c, _ in again} == set(changed)
+    assert all(version == restarted.durable and client == ledger.cache[client.client_id] for client, version in again)
+    restarted.views_published()  # kept with its next flush
+    run(restarted, third)
+    changed_third, _ = restarted.flush_state()
+    later = PartitionLedger(0, 1, Rules.default(), TOPICS, restarted.table).unpublished()
+    assert {c.client_id for c, _ in later} == set(changed_third) != set(changed)
