@@ -38,6 +38,7 @@ from schemas.timefmt import parse_ts_us
 from streams import wire
 
 STATE_KEY: Final = b"\x00registry"
+PROGRESS_FLUSH_MS: Final = 5000  # progress alone is written this often: a restart reads the marks since again
 
 
 class _Claim(msgspec.Struct):
@@ -57,7 +58,9 @@ class RegistryPartition:
         self.state = wire.RegistryState() if raw is None else wire.registry_states.decode(raw)
         self.arrived: dict[str, float] = {}  # claim id -> when it came (a restart counts as coming)
         self.owners: dict[bytes, bytes] = {}  # decided since the last flush
-        self.dirty = False
+        self.dirty = False  # claims came or were decided since the last flush
+        self.progressed = False  # only progress marks came
+        self.flushed_ms = 0.0
 
     @property
     def last(self) -> int:
@@ -76,8 +79,8 @@ class RegistryPartition:
         if offset != state.last + 1:
             return False
         state.last = offset
-        self.dirty = True
         if kind == wire.KIND_PROGRESS:
+            self.progressed = True
             report = wire.progress_reports.decode(value)
             if report.offset <= state.marks.get(report.partition, -1):
                 return True  # an older mark, sent again by a ledger partition re-applying its log
@@ -88,9 +91,11 @@ class RegistryPartition:
         request = wire.identity_requests.decode(value)
         claim = _claim.decode(request.claim)
         if any(w.claim_id == claim.id for w in state.waiting):
+            self.progressed = True
             return True  # the same request again (its ledger partition re-applied a batch)
         waiting = wire.WaitingClaim(parse_ts_us(claim.ts), request.client_id, claim.id, request.identity_hash,
                                     request.claim, offset)
+        self.dirty = True
         state.waiting.append(waiting)
         state.waiting.sort(key=lambda w: (w.ts_us, w.client_id, w.claim_id))
         self.arrived[claim.id] = now_ms
@@ -117,15 +122,16 @@ class RegistryPartition:
             self.dirty = True
         return verdicts
 
-    def flush(self) -> list[tuple[bytes, bytes]]:
+    def flush(self, now_ms: float) -> list[tuple[bytes, bytes]]:
         """The writes for the changelog, the partition's state last (the commit); applied to the
-        table. Empty when nothing changed."""
-        if not self.dirty:
+        table. Empty when no claim came or was decided, and progress alone was written less than
+        PROGRESS_FLUSH_MS ago (what was not written is read again after a restart)."""
+        if not (self.dirty or (self.progressed and now_ms - self.flushed_ms >= PROGRESS_FLUSH_MS)):
             return []
         writes = list(self.owners.items()) + [(STATE_KEY, wire.encode(self.state))]
         for key, value in writes:
             self.table[key] = value
-        self.owners, self.dirty = {}, False
+        self.owners, self.dirty, self.progressed, self.flushed_ms = {}, False, False, now_ms
         return writes
 
     def sent(self) -> None:

@@ -24,6 +24,7 @@ from streams.ledger import Send
 from streams.ledgerloop import consume_batches, group_consumer, read_changelog
 from streams.partitioning import partition_for
 from streams.registry import RegistryPartition
+from streams.sequencerloop import PROGRESS_EVERY_S
 
 if TYPE_CHECKING:
     from streams.app import Worker
@@ -43,9 +44,10 @@ class RegistryLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     @property
     def settle_ms(self) -> float:
         """How long after a claim came every earlier claim of the same person has reached the
-        registry, once the ledger partitions have applied all their log: published up to a grace
-        late, held by the merge up to a grace, and a batch or two."""
-        return 2 * self.settings.order_grace_ms + 500
+        registry, once the partitions had copied and applied all their inputs: published up to a
+        grace late, held by the merge up to a grace, a progress mark up to PROGRESS_EVERY_S old
+        twice over, and a batch or two."""
+        return 2 * self.settings.order_grace_ms + 2 * PROGRESS_EVERY_S * 1000 + 500
 
     async def run(self) -> None:
         self.consumer = consumer = group_consumer(self.settings, self.settings.identity_group)
@@ -84,7 +86,7 @@ class RegistryLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         for partition, registry in self.registries.items():
             verdicts += registry.decide(now_ms)
             changelog += [Send(self.settings.identities_changelog, key, value, partition)
-                          for key, value in registry.flush()]
+                          for key, value in registry.flush(now_ms)]
         if not changelog:
             return
         await self.worker.send_all(changelog)  # the decisions are durable before they are told

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rewards.sequencer")
 
 FETCH_WAIT_MS: Final = 100  # an idle source is heard from this often: part of the merge's latency
-PROGRESS_EVERY_S: Final = 0.25  # how often a task's moving clock is marked in the sequenced log
+PROGRESS_EVERY_S: Final = 0.5  # how often a task's progress is marked in the sequenced log, at most
 
 
 class _Stamp(msgspec.Struct):
@@ -125,15 +125,14 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # -- one turn: take in what was read, copy what the merge lets out ---------------------------
     async def _step(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        now_ms = time.time() * 1000
         tasks = list(self.tasks.values())
         for tp, messages in batch.items():
             task = self.tasks.get(tp.partition)
             if task is not None:
-                self._take(task, tp, messages, now_ms)
+                self._take(task, tp, messages, self.consumer)
         for task in tasks:
             for tp, messages in (await task.broadcast.getmany(timeout_ms=0)).items():
-                self._take(task, tp, messages, now_ms)
+                self._take(task, tp, messages, task.broadcast)
         sends: list[Send] = []
         sequenced, broadcast = self.settings.sequenced_topic, set(self.settings.broadcast_topics)
         for task in tasks:
@@ -152,8 +151,12 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.worker.send_all(sends)
         await self._commit()
 
-    def _take(self, task: _Task, tp: TopicPartition, messages: list[Any], now_ms: float) -> None:
+    def _take(self, task: _Task, tp: TopicPartition, messages: list[Any], consumer: AIOKafkaConsumer) -> None:
+        """Into the merge, arrived when their fetch came back: a partition with records not yet
+        taken is not fetched again, so its last poll is theirs. The other sources' empty answers
+        in the same fetch then count as heard at the same moment."""
         rank = self.precedence[tp.topic]
+        now_ms = consumer.last_poll_timestamp(tp) or time.time() * 1000
         last = task.last_ts.get(tp, 0)
         for message in messages:
             try:
@@ -174,15 +177,14 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.consumer.seek(tp, task.fetched[tp])
 
     def _progress(self, task: _Task, heard: Any) -> list[Send]:
-        """A Progress mark after the task's copies, when it changed (at most every
-        PROGRESS_EVERY_S while only its clock moves): the ts it has copied up to, and whether it
-        has copied all its sources have. The ledger partition passes the last one it applied on
-        to the identity registry, which decides welcome claims in ts order by it (streams.registry)."""
+        """A Progress mark after the task's copies, when it changed, at most every
+        PROGRESS_EVERY_S: the ts it has copied up to, and whether it had copied all its sources
+        had. The ledger partition passes the last one it applied on to the identity registry,
+        which decides welcome claims in ts order by it (streams.registry)."""
         caught_up = task.merge.buffered() == 0 and all(heard(tp) is not None for tp in task.sources)
         now = time.monotonic()
         last = task.reported
-        if last is not None and (last[1:] == (task.clock, caught_up)
-                                 or (last[2] == caught_up and now - last[0] < PROGRESS_EVERY_S)):
+        if last is not None and (last[1:] == (task.clock, caught_up) or now - last[0] < PROGRESS_EVERY_S):
             return []
         task.reported = (now, task.clock, caught_up)
         mark = wire.encode(wire.Progress(task.index, task.clock, caught_up))
@@ -199,17 +201,19 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _commit(self) -> None:
         """The client partitions' positions, each with the task's broadcast positions as its
-        commit metadata (every task has its own place in the broadcast topics)."""
+        commit metadata (every task has its own place in the broadcast topics), in one request."""
         broadcast_topics = self.settings.broadcast_topics
+        positions: dict[TopicPartition, tuple[int, str]] = {}
         for task in list(self.tasks.values()):
             metadata = orjson.dumps({f"{tp.topic}:{tp.partition}": offset for tp, offset in task.copied.items()
                                      if tp.topic in broadcast_topics}).decode()
-            positions = {tp: (offset, metadata) for tp, offset in task.copied.items() if tp.topic not in broadcast_topics}
-            try:
-                if positions:
-                    await self.consumer.commit(positions)
-            except KafkaError as exc:  # a rebalance under way: the next owner copies these again
-                log.info("commit of copied offsets of task %s failed (%r); they will be copied again", task.index, exc)
+            positions.update((tp, (offset, metadata)) for tp, offset in task.copied.items()
+                             if tp.topic not in broadcast_topics)
+        try:
+            if positions:
+                await self.consumer.commit(positions)
+        except KafkaError as exc:  # a rebalance under way: the next owner copies these again
+            log.info("commit of copied offsets failed (%r); they will be copied again", exc)
 
     # -- tasks coming and going -------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:

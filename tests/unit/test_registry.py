@@ -107,7 +107,7 @@ def test_a_restart_after_the_commit_sends_the_verdicts_again_and_decides_nothing
     feed.report(progress(0, "11:00:00"))
     feed.report(progress(1, "11:00:00"))
     decided = registry.decide(0)
-    registry.flush()  # the commit landed; the verdicts may not have been sent
+    registry.flush(0)  # the commit landed; the verdicts may not have been sent
     restarted = fresh(registry.table)
     assert restarted.state.unsent == decided and restarted.last == feed.offset - 1
     restarted.sent()
@@ -131,7 +131,7 @@ def test_a_restart_between_the_owners_and_the_commit_decides_the_same() -> None:
     feed.report(progress(1, "11:00:00"))
     before = dict(registry.table)
     decided = answers(registry.decide(0))
-    writes = registry.flush()
+    writes = registry.flush(0)
     assert writes[-1][0] == STATE_KEY
     table = {**before, **dict(writes[:-1])}  # all but the commit
     restarted = fresh(table)
