@@ -143,7 +143,7 @@ async def create_topic(settings: Settings, name: str) -> None:
         await admin.close()
 
 
-async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
+async def run(found: Services, fills: int, work: Path, latency_too: bool = True, naive_too: bool = True) -> dict[str, Any]:
     settings = Settings.from_env({}, kafka_bootstrap=found.kafka_bootstrap, redis_url=found.redis_url,
                                  app_id="bench", web_port=free_port(), data_dir=str(work / "worker"))
     await ensure_topics(settings)
@@ -163,18 +163,19 @@ async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
     # 1b. latency at half that rate, live: with the merge's grace, and without it (the merge
     # then waits for no quiet source): the difference is what the grace adds
     half = len(trades) / worker_s / 2
-    without = await latency(dataclasses.replace(settings, order_grace_ms=0), trades[:30_000], half, work, "lat0")
-    with_grace = await latency(settings, trades[30_000:60_000], half, work, "lat1")
-    print(f"latency at half load: {with_grace}; without the grace: {without}", file=sys.stderr)
+    without: dict[str, float] | None = None
+    with_grace: dict[str, float] | None = None
+    if latency_too:
+        without = await latency(dataclasses.replace(settings, order_grace_ms=0), trades[:30_000], half, work, "lat0")
+        with_grace = await latency(settings, trades[30_000:60_000], half, work, "lat1")
+        print(f"latency at half load: {with_grace}; without the grace: {without}", file=sys.stderr)
     # 2. raw passthrough over the same fills
     await create_topic(settings, "bench.passthrough")
     raw_s, raw_n = await passthrough(settings, settings.topic_trades, "bench.passthrough", len(trades))
     # 3. naive Faust agent over the same fills
-    naive = start_process([sys.executable, "-m", "benchmarks.naive_faust", found.kafka_bootstrap, settings.topic_trades,
-                   "bench-naive", str(free_port())], {"DATADIR": str(work / "naive"), "PARTITIONS": str(settings.partitions)},
-                  work / "naive.log")
-    naive_s, naive_n = await drain_time(settings, "bench-naive", [settings.topic_trades], one_group=True)
-    stop_process(naive)
+    naive_s, naive_n = 1.0, 0
+    if naive_too:
+        naive_s, naive_n = await naive_run(found, settings, work)
     print(f"naive: {naive_n} in {naive_s:.1f} s; raw: {raw_n} in {raw_s:.1f} s", file=sys.stderr)
     worker_rate, raw_rate, naive_rate = len(trades) / worker_s, raw_n / raw_s, naive_n / naive_s
     return {
@@ -183,7 +184,7 @@ async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
         "worker_fills_per_s": round(worker_rate),
         "raw_passthrough_per_s": round(raw_rate),
         "naive_faust_per_s": round(naive_rate),
-        "worker_vs_naive": round(worker_rate / naive_rate, 2),
+        "worker_vs_naive": round(worker_rate / naive_rate, 2) if naive_rate else None,
         "worker_vs_raw": round(worker_rate / raw_rate, 2),
         "latency_at_half_load": with_grace,
         "latency_at_half_load_grace_0": without,
@@ -193,17 +194,29 @@ async def run(found: Services, fills: int, work: Path) -> dict[str, Any]:
     }
 
 
+async def naive_run(found: Services, settings: Settings, work: Path) -> tuple[float, int]:
+    naive = start_process([sys.executable, "-m", "benchmarks.naive_faust", found.kafka_bootstrap, settings.topic_trades,
+                   "bench-naive", str(free_port())], {"DATADIR": str(work / "naive"), "PARTITIONS": str(settings.partitions)},
+                  work / "naive.log")
+    naive_s, naive_n = await drain_time(settings, "bench-naive", [settings.topic_trades], one_group=True)
+    stop_process(naive)
+    return naive_s, naive_n
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fills", type=int, default=100_000)
     parser.add_argument("--work", default=".cache/bench-worker")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="the worker and the raw passthrough only (no latency, no naive agent); results not saved")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     with services() as found:  # started outside the event loop: it waits for Kafka with its own
-        result = asyncio.run(run(found, args.fills, work))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "worker_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+        result = asyncio.run(run(found, args.fills, work, not args.throughput_only, not args.throughput_only))
+    if not args.throughput_only:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "worker_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -15,6 +15,8 @@ are copied when they come, after what was merged before them; the ledger's parki
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -51,18 +53,27 @@ class EventTimeMerge(Generic[S]):
         that found the source with nothing more to read, or None while it has records not
         fetched yet."""
         out: list[Any] = []
-        heard = {s: heard_at(s) for s in sources if not self.queues.get(s)}
-        while True:
-            fronts = [(queue[0].key, source) for source, queue in self.queues.items() if queue]
-            if not fronts:
+        queues = self.queues
+        # The earliest hearing among the empty sources bounds every head (None: wait for good).
+        floor = math.inf
+        for source in sources:
+            if not queues.get(source):
+                at = heard_at(source)
+                floor = -math.inf if at is None else min(floor, at)
+        fronts = [(queue[0].key, i, source) for i, (source, queue) in enumerate(queues.items()) if queue]
+        heapq.heapify(fronts)
+        while fronts:
+            _, i, source = fronts[0]
+            queue = queues[source]
+            head = queue[0]
+            if floor < head.arrived_ms + self.grace_ms:
                 return out
-            _, source = min(fronts)
-            head = self.queues[source][0]
-            deadline = head.arrived_ms + self.grace_ms
-            for other, at in heard.items():
-                if not self.queues.get(other) and (at is None or at < deadline):
-                    return out
-            self.queues[source].popleft()
-            if not self.queues[source]:
-                heard[source] = heard_at(source)
+            queue.popleft()
             out.append(head.item)
+            if queue:
+                heapq.heapreplace(fronts, (queue[0].key, i, source))
+            else:
+                heapq.heappop(fronts)
+                at = heard_at(source)
+                floor = -math.inf if at is None else min(floor, at)
+        return out

@@ -152,18 +152,20 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._commit()
 
     def _take(self, task: _Task, tp: TopicPartition, messages: list[Any], consumer: AIOKafkaConsumer) -> None:
-        """Into the merge, arrived when their fetch came back: a partition with records not yet
-        taken is not fetched again, so its last poll is theirs. The other sources' empty answers
-        in the same fetch then count as heard at the same moment."""
+        """Into the merge. The grace counts from when an input was published: its Kafka
+        timestamp, or when its fetch came back if that is earlier (a producer's clock ahead of
+        ours; a partition with records not yet taken is not fetched again, so its last poll is
+        theirs). The other sources' empty answers in that fetch count as heard at that moment."""
         rank = self.precedence[tp.topic]
-        now_ms = consumer.last_poll_timestamp(tp) or time.time() * 1000
+        fetched_ms = consumer.last_poll_timestamp(tp) or time.time() * 1000
         last = task.last_ts.get(tp, 0)
         for message in messages:
             try:
                 last = parse_ts_us(_stamp.decode(message.value).ts)
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
                 pass  # no readable ts: it keeps its place in its source (the ledger rejects it)
-            task.merge.add(tp, last, rank, now_ms, (tp, message, last))
+            published = message.timestamp if 0 < message.timestamp < fetched_ms else fetched_ms
+            task.merge.add(tp, last, rank, published, (tp, message, last))
         task.last_ts[tp] = last
         task.fetched[tp] = messages[-1].offset + 1
 
