@@ -4,8 +4,9 @@
    local ones from the Maven Central jars and Debian's redis-server), create the topics.
 2. Start a worker (``rewards worker``, a child process) and publish the day the way the source
    systems would: one producer per topic (CRM, trading platform, payments, client area,
-   partner plans, settlement), concurrently and independently, each starting up to 200 ms after
-   the others. The worker's sequencer merges them by ts.
+   partner plans, settlement), concurrently and independently, the day played at PUBLISH_RATE
+   events/s with each topic lagging the others by up to 200 ms. The worker's sequencer merges
+   them by ts.
 3. Wait until the worker's lag is zero on every topic it reads, with a progress bar.
 4. Read the ledger and dead-letter topics and print what the day came to.
 """
@@ -33,6 +34,9 @@ from streams.localservices import Services, free_port, services
 from streams.publish import publish_per_topic
 from streams.sample_day import SampleDay
 from streams.settings import Settings
+
+
+PUBLISH_RATE = 6000  # events/s: the generated day in about 40 s
 
 
 @dataclass
@@ -220,8 +224,12 @@ async def run(found: Services, fills: int, clients: int, seed: int, work: Path, 
     started = time.monotonic()
     try:
         # As a real bus has it: one producer per source system, publishing independently and
-        # concurrently, each starting up to 200 ms apart; the worker merges them by ts.
-        publishing = asyncio.ensure_future(publish_per_topic(lines, settings, skew_ms=200, seed=seed))
+        # concurrently, each lagging the others by up to 200 ms; the worker merges them by ts.
+        # Played at a pace: all at once, the one day close would be published at the start, a
+        # whole day ahead of the fills (a skew far beyond the grace), and the fills left after
+        # it counted as late.
+        publishing = asyncio.ensure_future(publish_per_topic(lines, settings, skew_ms=200, rate=PUBLISH_RATE,
+                                                             seed=seed))
         await caught_up(settings, bar, "the day", until=publishing, worker=worker, log=log)
         seconds = time.monotonic() - started
         summary = await read_outputs(settings)
