@@ -42,7 +42,10 @@ async def test_two_workers_split_and_one_takes_over(settings: Settings, start_wo
             break
         assert time.monotonic() < deadline, (held_a, held_b, a.tail(), b.tail())
         await asyncio.sleep(0.5)
-    await publish_per_topic(lines, settings, skew_ms=300, seed=4)  # one producer per source topic
+    # One producer per source topic, the day played at a pace with the topics lagging each other
+    # by up to 50 ms (within the grace): all at once, the day close would be published a day
+    # ahead of the fills and merged before most of them.
+    await publish_per_topic(lines, settings, skew_ms=50, rate=5000, seed=4)
     while await count_outputs(settings) < 5_000:
         assert time.monotonic() < deadline + 120, b.tail()
         await asyncio.sleep(0.2)
