@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 import orjson
@@ -103,6 +104,8 @@ class Worker:
         self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
         self.applied = 0
         self.skipped = 0
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
 
         app.agent(self.commission_reports, name="commissions", concurrency=1)(self.commissions)
         # The sequencer, the ledger and the identity registry read with consumers of their own
@@ -114,6 +117,7 @@ class Worker:
         app.task(self.ledger.run)
         app.task(self.registry.run)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_before_shutdown.connect(self._stop_producer)
         app.timer(interval=5.0)(self._watch_progress)
         app.task(self._quiet_client_logs)
         self.versions = versions()
@@ -192,15 +196,14 @@ class Worker:
         (murmur2, ``streams.partitioning``); one without a key, by the hash of its value."""
         if not sends:
             return
-        producer = self.app.producer._ensure_producer()
+        producer = await self.producer()
         groups: dict[tuple[str, int], list[Send]] = {}
         for send in sends:
             partition = send.partition
             if partition is None:
                 count = self._partition_counts.get(send.topic)
                 if count is None:
-                    count = self._partition_counts[send.topic] = len(
-                        await producer.client._wait_on_metadata(send.topic))
+                    count = self._partition_counts[send.topic] = len(await producer.partitions_for(send.topic))
                 partition = partition_for(send.key if send.key is not None else send.value, count)
             group = groups.get((send.topic, partition))
             if group is None:
@@ -217,6 +220,23 @@ class Worker:
                     batch = producer.create_batch()
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
+
+    async def producer(self) -> AIOKafkaProducer:
+        """The worker's one producer, the project's own (not Faust's): started on first use,
+        stopped with the app."""
+        if self._producer is None:
+            async with self._producer_lock:
+                if self._producer is None:
+                    producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+                                                max_request_size=4 * 1024 * 1024, max_batch_size=512 * 1024)
+                    await producer.start()
+                    self._producer = producer
+        return self._producer
+
+    async def _stop_producer(self, app: Any, **kwargs: Any) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
 
     async def _quiet_client_logs(self) -> None:
         """aiokafka logs a debug line per record sent; at the worker's rates, building those
