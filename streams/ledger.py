@@ -1,14 +1,16 @@
 """One partition of the sequenced log applied to its clients: the worker's ledger.
 
 Pure of Kafka and Faust: it reads and writes table-like mappings and returns what must be sent.
-The agent in ``streams.app`` feeds it batches and carries out the effects, in an order that
+The loop in ``streams.ledgerloop`` feeds it batches and carries out the effects, in an order that
 makes the whole thing effectively-once on top of at-least-once delivery:
 
 1. apply every record of the batch (state changes stay in this object);
-2. send the outputs, dead letters and agent messages, and wait until Kafka has them;
+2. send the outputs, dead letters and messages to the other processors, and wait until Kafka
+   has them;
 3. only then write the changed state to the table and (the worker) append those writes to the
    table's changelog partition, the partition's shared state last, as the batch's commit;
-4. let Faust commit the input offsets (it flushes the producer first).
+4. commit the group's offsets (for lag only: the position is the shared state's stamp), and
+   write the read model.
 
 A crash before 3 replays the batch: the same outputs are sent again with the same ids. A crash
 in the middle of 3 leaves writes without their commit: they do not count (PartitionLedger says
@@ -228,7 +230,7 @@ class PartitionLedger:
         self.table = table
         self.replay = replay
         # With log_writes, flush_state also returns every write, for the caller to append to the
-        # table's changelog itself (the worker: see Worker._ledger_batch).
+        # table's changelog itself (the worker: see LedgerLoop._batch).
         self.log_writes = log_writes
         self.shared_key = b"s" + str(partition).encode()
         # The read model: views are written to Redis after the batch's state, so a worker killed
