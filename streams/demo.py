@@ -28,7 +28,7 @@ from typing import TextIO
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import ensure_topics
+from streams.admin import ensure_topics, partition_counts
 from streams.lag import PartitionLag, group_lag, wait_caught_up
 from streams.localservices import Services, free_port, services
 from streams.publish import publish_per_topic
@@ -149,8 +149,8 @@ async def read_outputs(settings: Settings) -> DaySummary:
                                 group_id=None, auto_offset_reset="earliest", max_poll_records=5000)
     try:
         await consumer.start()
-        partitions = [TopicPartition(topic, p) for topic in (settings.ledger_topic, settings.deadletter_topic)
-                      for p in sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))]
+        counts = await partition_counts(settings, (settings.ledger_topic, settings.deadletter_topic))
+        partitions = [TopicPartition(topic, p) for topic, n in sorted(counts.items()) for p in range(n)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -182,11 +182,6 @@ async def worker_metric(settings: Settings, name: str) -> int:
         return await asyncio.to_thread(read)
     except OSError:
         return 0
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client._wait_on_metadata(topic)
-    return consumer.partitions_for_topic(topic) or set()
 
 
 def start_process(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
