@@ -93,11 +93,10 @@ class Worker:
         self.topics = Topics(ledger=settings.ledger_topic, deadletter=settings.deadletter_topic,
                              identity=settings.identity_topic, commissions=settings.commission_topic,
                              sequenced=settings.sequenced_topic)
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.commission_reports = app.topic(settings.commission_topic, partitions=n, **raw)
-        table = {"partitions": n, "key_type": bytes, "value_type": bytes}
-        self.partner_ledgers = app.Table("partners", **table)
-        self.closes = app.Table("closes", **table)
+        self.commission_reports = app.topic(settings.commission_topic, partitions=n, key_serializer="raw",
+                                            value_serializer="raw")
+        self.partner_ledgers = app.Table("partners", partitions=n, key_type=bytes, value_type=bytes)
+        self.closes = app.Table("closes", partitions=n, key_type=bytes, value_type=bytes)
         self.metrics = Metrics()
         self._partition_counts: dict[str, int] = {}
         self._consumed = {settings.commission_topic}

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -123,7 +123,7 @@ class Bar:
             self.stream.flush()
 
 
-async def caught_up(settings: Settings, bar: Bar, label: str, until: asyncio.Future[object], worker: subprocess.Popen[bytes],
+async def caught_up(settings: Settings, bar: Bar, label: str, until: asyncio.Future[Any], worker: subprocess.Popen[bytes],
                     log: Path, timeout_s: float = 1800) -> None:
     """Until ``until`` (the publishing) is done and the worker's groups' lag is zero on every
     topic they read, with the bar showing how much of what is on them they have committed."""

@@ -328,7 +328,7 @@ class PartitionLedger:
         if applied.refusal is not None and applied.refusal.reason == "recopy":
             outbox.skipped += 1
             return True
-        outbox.applied[event.__struct_config__.tag] += 1
+        outbox.applied[str(event.__struct_config__.tag)] += 1
         outbox.event_ts.append(decoded.ts_us)
         outbox.parked += applied.parked
         outbox.expired += applied.expired

@@ -55,7 +55,7 @@ def free_port() -> int:
 def docker_available() -> bool:
     """A Docker engine that answers, not just a docker client on the PATH."""
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         client = docker.from_env(timeout=3)
         client.ping()
@@ -265,9 +265,9 @@ def services() -> Iterator[Services]:
 @contextlib.contextmanager
 def _container_kafka() -> Iterator[str]:
     try:
-        from testcontainers.community.kafka import KafkaContainer  # type: ignore[import-untyped]
+        from testcontainers.community.kafka import KafkaContainer
     except ImportError:  # testcontainers before 4.15
-        from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
+        from testcontainers.kafka import KafkaContainer
 
     with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
         yield container.get_bootstrap_server()
@@ -276,9 +276,9 @@ def _container_kafka() -> Iterator[str]:
 @contextlib.contextmanager
 def _container_redis() -> Iterator[str]:
     try:
-        from testcontainers.community.redis import RedisContainer  # type: ignore[import-untyped]
+        from testcontainers.community.redis import RedisContainer
     except ImportError:  # testcontainers before 4.15
-        from testcontainers.redis import RedisContainer  # type: ignore[import-untyped]
+        from testcontainers.redis import RedisContainer
 
     with RedisContainer(REDIS_IMAGE) as container:
         yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"

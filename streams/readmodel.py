@@ -85,7 +85,7 @@ class ReadModel:
 
     async def view(self, client_id: str, part: str) -> bytes | None:
         value = await self.client.hget(self.key(client_id), part)
-        return value if value is None else bytes(value)
+        return value if value is None or isinstance(value, bytes) else value.encode()
 
     async def ping(self) -> bool:
         try:
