@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -99,6 +99,39 @@ async def read_changelog(settings: Settings, topic: str, partitions: list[int]) 
     finally:
         await reader.stop()
     return tables
+
+
+class Positioned(Protocol):
+    """A processor that keeps its own position: the last offset of its input it has applied."""
+
+    @property
+    def last(self) -> int: ...
+
+    def start_at(self, offset: int) -> None: ...
+
+
+P = TypeVar("P", bound=Positioned)
+
+
+async def recover(settings: Settings, consumer: AIOKafkaConsumer, changelog: str, topic: str, partitions: list[int],
+                  make: Callable[[int, dict[bytes, bytes]], P]) -> tuple[list[tuple[TopicPartition, P]], int]:
+    """The processors of newly assigned ``partitions`` of ``topic``, each made (``make``) over its
+    table read back from ``changelog``, and the number of records read. One that has applied
+    nothing starts at the log's first offset, so that a batch fetched before the seek (getmany
+    may return one while this awaits) is refused by its offset check, never taken for the
+    beginning. The consumer is sought to each one's place before they are handed back: the
+    caller hands them to its loop."""
+    tables = await read_changelog(settings, changelog, partitions)
+    tps = [TopicPartition(topic, p) for p in partitions]
+    starts = await consumer.beginning_offsets(tps) if tps else {}
+    made = []
+    for tp in tps:
+        processor = make(tp.partition, tables[tp.partition])
+        if processor.last < 0:
+            processor.start_at(starts[tp])
+        consumer.seek(tp, processor.last + 1)
+        made.append((tp, processor))
+    return made, sum(len(table) for table in tables.values())
 
 
 class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -230,18 +263,11 @@ class LedgerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
         new = sorted(tp.partition for tp in assigned if tp.partition not in self.ledgers)
-        tables = await read_changelog(self.settings, self.settings.state_changelog, new)
-        recovered = sum(len(tables[p]) for p in new)
-        tps = [TopicPartition(self.settings.sequenced_topic, p) for p in new]
-        starts = await self.consumer.beginning_offsets(tps) if tps else {}
-        for tp in tps:
-            ledger = PartitionLedger(tp.partition, self.settings.partitions, self.worker.rules, self.worker.topics,
-                                     tables[tp.partition], log_writes=True)
-            if ledger.last < 0:  # nothing applied yet: the first record it takes is the log's first
-                ledger.start_at(starts[tp])
-            # Seek first, then hand the ledger to the loop; a batch fetched before the seek
-            # (getmany may return one while this awaits) is refused by the ledger's offset check.
-            self.consumer.seek(tp, ledger.last + 1)
+        settings, worker = self.settings, self.worker
+        ledgers, recovered = await recover(
+            settings, self.consumer, settings.state_changelog, settings.sequenced_topic, new,
+            lambda p, table: PartitionLedger(p, settings.partitions, worker.rules, worker.topics, table, log_writes=True))
+        for tp, ledger in ledgers:
             self.ledgers[tp.partition] = ledger
             # views of the last batches before a crash may not have reached Redis: again (guarded by version)
             await self.worker.read_model.publish(ledger.unpublished())

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from streams import wire
 from streams.ledger import Send
-from streams.ledgerloop import consume_batches, group_consumer, read_changelog
+from streams.ledgerloop import consume_batches, group_consumer, recover
 from streams.partitioning import partition_for
 from streams.registry import RegistryPartition
 from streams.sequencerloop import PROGRESS_EVERY_S
@@ -125,20 +125,17 @@ class RegistryLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
         new = sorted(tp.partition for tp in assigned if tp.partition not in self.registries)
-        tables = await read_changelog(self.settings, self.settings.identities_changelog, new)
-        tps = [TopicPartition(self.settings.identity_topic, p) for p in new]
-        starts = await self.consumer.beginning_offsets(tps) if tps else {}
-        for tp in tps:
-            registry = RegistryPartition(tp.partition, self.settings.partitions, self.settle_ms, tables[tp.partition])
-            if registry.last < 0:
-                registry.start_at(starts[tp])
+        settings = self.settings
+        registries, recovered = await recover(
+            settings, self.consumer, settings.identities_changelog, settings.identity_topic, new,
+            lambda p, table: RegistryPartition(p, settings.partitions, self.settle_ms, table))
+        for tp, registry in registries:
             # the verdicts of its last commit may not have been sent: again (the ledger knows a second one)
             await self._send(registry.state.unsent)
             registry.sent()
-            self.consumer.seek(tp, registry.last + 1)
             self.registries[tp.partition] = registry
         if new:
-            log.info("identity partitions %s recovered (%s owners)", new, sum(len(tables[p]) for p in new))
+            log.info("identity partitions %s recovered (%s state records)", new, recovered)
 
     def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
         """(topic, partition, first claim waiting or next offset, end offset) of each partition held."""
