@@ -45,6 +45,11 @@ class Feed:
         assert self.registry.take(self.offset, wire.KIND_PROGRESS, value, now_ms)
         self.offset += 1
 
+    def all_past(self, ts: str) -> None:
+        """Both ledger partitions report having passed ``ts``."""
+        self.report(progress(0, ts))
+        self.report(progress(1, ts))
+
 
 def answers(verdicts: list[bytes]) -> list[tuple[str, bool]]:
     return [(v.client_id, v.identity_free) for v in map(wire.verdicts.decode, verdicts)]
@@ -92,8 +97,7 @@ def test_a_request_sent_twice_waits_once_and_gets_the_same_answer() -> None:
     feed = Feed(registry)
     feed.request(claim("c1", "10:00:05"))
     feed.request(claim("c1", "10:00:05"))
-    feed.report(progress(0, "11:00:00"))
-    feed.report(progress(1, "11:00:00"))
+    feed.all_past("11:00:00")
     assert answers(registry.decide(0)) == [("c1", True)]
     feed.request(claim("c1", "10:00:05"))  # again, after its verdict (the ledger skips a second one)
     assert answers(registry.decide(0)) == [("c1", True)]
@@ -104,8 +108,7 @@ def test_a_restart_after_the_commit_sends_the_verdicts_again_and_decides_nothing
     feed = Feed(registry)
     for value in (claim("c1", "10:00:01"), claim("c2", "10:00:02")):
         feed.request(value)
-    feed.report(progress(0, "11:00:00"))
-    feed.report(progress(1, "11:00:00"))
+    feed.all_past("11:00:00")
     decided = registry.decide(0)
     registry.flush(0)  # the commit landed; the verdicts may not have been sent
     restarted = fresh(registry.table)
@@ -115,8 +118,7 @@ def test_a_restart_after_the_commit_sends_the_verdicts_again_and_decides_nothing
     again = Feed(restarted)
     again.offset = feed.offset
     again.request(claim("c3", "10:00:03"))
-    again.report(progress(0, "12:00:00"))
-    again.report(progress(1, "12:00:00"))
+    again.all_past("12:00:00")
     assert answers(restarted.decide(0)) == [("c3", False)]
 
 
@@ -127,8 +129,7 @@ def test_a_restart_between_the_owners_and_the_commit_decides_the_same() -> None:
     feed = Feed(registry)
     feed.request(claim("c2", "10:00:02"))
     feed.request(claim("c1", "10:00:01"))
-    feed.report(progress(0, "11:00:00"))
-    feed.report(progress(1, "11:00:00"))
+    feed.all_past("11:00:00")
     before = dict(registry.table)
     decided = answers(registry.decide(0))
     writes = registry.flush(0)
@@ -138,8 +139,7 @@ def test_a_restart_between_the_owners_and_the_commit_decides_the_same() -> None:
     replay = Feed(restarted)
     replay.request(claim("c2", "10:00:02"))
     replay.request(claim("c1", "10:00:01"))
-    replay.report(progress(0, "11:00:00"))
-    replay.report(progress(1, "11:00:00"))
+    replay.all_past("11:00:00")
     assert answers(restarted.decide(0)) == decided == [("c1", True), ("c2", False)]
 
 
@@ -147,8 +147,7 @@ def test_owners_written_by_earlier_versions_count() -> None:
     registry = fresh({b"id-1": b"c-old"})  # the Faust table's record: identity -> client
     feed = Feed(registry)
     feed.request(claim("c1", "10:00:01"))
-    feed.report(progress(0, "11:00:00"))
-    feed.report(progress(1, "11:00:00"))
+    feed.all_past("11:00:00")
     assert answers(registry.decide(0)) == [("c1", False)]
 
 
