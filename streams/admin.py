@@ -16,7 +16,7 @@ from streams.settings import Settings
 log = logging.getLogger("rewards.admin")
 
 
-TABLES = ("state", "identities", "partners", "closes")
+TABLES = ("state", "identities", "commissions")  # the processors' changelogs (streams.processor)
 
 
 def changelog_topics(settings: Settings) -> list[str]:
@@ -39,9 +39,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        # The changelogs are created here, compacted, rather than left to Faust: a Faust worker
-        # that creates them at start-up checks them against stale metadata, and its agents
-        # crash-loop on "changelog topic has 0 partitions".
+        # The changelogs are compacted: each keeps the latest value of every key.
         compacted = set(changelog_topics(settings))
         wanted = [NewTopic(name, partitions, settings.replication,
                            topic_configs={"cleanup.policy": "compact"} if name in compacted else {})

@@ -10,22 +10,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import redis.asyncio as redis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import status
+from streams.status import View
 
-if TYPE_CHECKING:
-    from streams.app import Worker
 
 PARTS = ("wallet", "bonuses", "rebates")
 
 
-def register(worker: Worker) -> None:
-    app, model = worker.app, worker.read_model
+def register(app: Any, worker: View) -> None:
+    """The pages, on the Faust app ``app`` (streams.app), over the read-only ``worker``."""
+    model = worker.read_model
 
     def json_response(web: Any, body: Any, status: int = 200) -> Any:
         return web.bytes(body if isinstance(body, bytes) else orjson.dumps(body), status=status,

@@ -56,10 +56,8 @@ def _worker(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    import faust
-
     from streams.admin import check_copartitioned, ensure_topics
-    from streams.app import Worker
+    from streams.app import Worker, run
     from streams.settings import Settings
 
     settings = Settings.from_env()
@@ -72,8 +70,7 @@ def _worker(args: argparse.Namespace) -> int:
     if problem:
         print(f"rewards: {problem}", file=sys.stderr)
         return 2
-    worker = Worker(settings, rules)
-    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    run(Worker(settings, rules))
     return 0
 
 

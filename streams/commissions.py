@@ -1,11 +1,25 @@
-"""Summing a partner's commission over every partition: a day close is paid once each of the
-N ledger partitions has reported its share. Shared by the ``commissions`` agent and by
-``rewards replay --from-kafka``; reads and writes table-like mappings."""
+"""The commission book: a partner's commission for a day is paid once each of the N ledger
+partitions has reported its share of the day close.
+
+A ledger partition sends, on a day close, one CommissionReport to every partition of the
+commission topic: the share due to the partners whose key lands there (streams.ledger
+RemoteCommissions). A CommissionBook holds one partition of that topic: the closes in progress
+(who has reported, what is due) and the partners' payout ledgers (what is carried to the next
+close). The report that completes a close pays it. A report sent twice (its ledger partition
+re-applied a batch after a crash) is recognised by its close and partition.
+
+Pure of Kafka: the worker runs it on the processor loop (streams.processor; position in its
+state, effects then state), and ``rewards replay --from-kafka`` on the reports of the recorded
+log. Its whole state is one record, ``STATE_KEY``, in the compacted changelog
+``<app>-commissions-changelog``: a close's progress and the partners' ledgers are written
+together, so no crash can leave one without the other. The state is small: the partners of the
+partition and the closes not yet complete; a complete close is remembered by its id only.
+"""
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from decimal import Decimal
+from typing import Any, Final
 
 import msgspec
 
@@ -17,50 +31,108 @@ from schemas.inputs import DayClosed
 from schemas.outputs import OutputEvent
 from schemas.timefmt import day_of, parse_ts_us
 from streams import wire
+from streams.ledger import Topics, output_send
+from streams.wire import Send
+
+STATE_KEY: Final = b"\x00commissions"
 
 _payout_ledger = msgspec.msgpack.Decoder(PayoutLedger)
 
 
-class CommissionAggregator:
-    def __init__(self, partitions: int, rules: Rules, closes: MutableMapping[bytes, bytes],
-                 ledgers: MutableMapping[bytes, bytes]) -> None:
-        self.partitions, self.rules = partitions, rules
-        self.closes, self.ledgers = closes, ledgers
-        self.writes: list[tuple[MutableMapping[bytes, bytes], bytes, bytes]] = []
+class CommissionState(msgspec.Struct):
+    last: int = -1  # the last commission-topic offset applied
+    closes: dict[str, wire.CloseProgress] = msgspec.field(default_factory=dict)  # not complete yet
+    paid: set[str] = msgspec.field(default_factory=set)  # the closes complete
+    partners: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
 
-    def receive(self, report: wire.CommissionReport, aggregator_partition: int) -> list[OutputEvent]:
-        """Take one report; returns the payouts when it completes its close. Call ``flush``
-        after the payouts are safely sent."""
-        key = report.close_id.encode() + b"\x1f" + str(aggregator_partition).encode()
-        raw = self.closes.get(key)
-        progress = wire.CloseProgress() if raw is None else wire.close_progress.decode(raw)
-        if progress.done or report.partition in progress.reported:
+
+_state = msgspec.msgpack.Decoder(CommissionState)
+
+
+class CommissionBook:
+    def __init__(self, partition: int, partitions: int, rules: Rules, topics: Topics,
+                 table: dict[bytes, bytes]) -> None:
+        self.partition, self.partitions, self.rules, self.topics = partition, partitions, rules, topics
+        raw = table.get(STATE_KEY)
+        self.state = CommissionState() if raw is None else _state.decode(raw)
+        self.payouts: list[OutputEvent] = []  # since the last turn
+        self.dirty = False
+
+    @classmethod
+    def upgraded(cls, partition: int, partitions: int, rules: Rules, topics: Topics,
+                 partners: dict[bytes, bytes], closes: dict[bytes, bytes]) -> CommissionBook:
+        """A book from the two Faust tables of earlier versions (``partners``: partner id ->
+        PayoutLedger; ``closes``: close id SEP partition -> CloseProgress). It has applied
+        nothing: reading the topic from its start again pays nothing twice, as every close
+        the tables knew is recognised."""
+        book = cls(partition, partitions, rules, topics, {})
+        book.state.partners = {key.decode(): _payout_ledger.decode(value) for key, value in partners.items()}
+        for key, value in closes.items():
+            progress = wire.close_progress.decode(value)
+            close_id = key.rsplit(b"\x1f", 1)[0].decode()
+            if progress.done:
+                book.state.paid.add(close_id)
+            else:
+                book.state.closes[close_id] = progress
+        book.dirty = bool(partners or closes)
+        return book
+
+    @property
+    def last(self) -> int:
+        return self.state.last
+
+    def start_at(self, offset: int) -> None:
+        assert self.state.last == -1
+        self.state.last = offset - 1
+
+    def take(self, record: Any, now_ms: float = 0.0) -> bool:
+        """One record of the commission topic; False when records before it are missing."""
+        state = self.state
+        if record.offset <= state.last:
+            return True  # applied before this restart
+        if record.offset != state.last + 1:
+            return False
+        state.last = record.offset
+        self.dirty = True
+        self.payouts += self.receive(wire.commission_reports.decode(record.value))
+        return True
+
+    def receive(self, report: wire.CommissionReport) -> list[OutputEvent]:
+        """Take one report; the payouts when it completes its close."""
+        state = self.state
+        if report.close_id in state.paid:
+            return []  # a report sent twice
+        progress = state.closes.setdefault(report.close_id, wire.CloseProgress())
+        if report.partition in progress.reported:
             return []  # a report sent twice
         progress.reported.add(report.partition)
         for partner_id, amount in report.due.items():
             progress.due.setdefault(partner_id, []).append(amount)
-        payouts: list[OutputEvent] = []
-        if len(progress.reported) == self.partitions:
-            payouts = self._pay(report, progress)
-            progress.done, progress.due = True, {}
-        self.writes.append((self.closes, key, wire.encode(progress)))
-        return payouts
-
-    def _pay(self, report: wire.CommissionReport, progress: wire.CloseProgress) -> list[OutputEvent]:
-        ledgers: dict[str, PayoutLedger] = {}
-        for partner_id in progress.due:
-            raw = self.ledgers.get(partner_id.encode())
-            ledgers[partner_id] = PayoutLedger() if raw is None else _payout_ledger.decode(raw)
+        if len(progress.reported) < self.partitions:
+            return []
+        del state.closes[report.close_id]
+        state.paid.add(report.close_id)
         close = DayClosed(id=report.close_id, ts=report.close_ts, date=report.date)
         ts_us = parse_ts_us(report.close_ts)
         step = Step(event=close, ts_us=ts_us, date=day_of(ts_us), rules=self.rules)
         due = [(p, Decimal(a)) for p, amounts in sorted(progress.due.items()) for a in amounts]
-        payouts = PartnerLedgers(ledgers).settle(close, step, due)
-        for partner_id, ledger in ledgers.items():
-            self.writes.append((self.ledgers, partner_id.encode(), wire.encode(ledger)))
+        return PartnerLedgers(state.partners).settle(close, step, due)
+
+    # -- on the processor loop -----------------------------------------------------------------
+    def effects(self, now_ms: float = 0.0) -> list[list[Send]]:
+        return [[output_send(payout, self.topics) for payout in self.payouts]]
+
+    def commit(self, now_ms: float = 0.0) -> list[tuple[bytes, bytes]]:
+        if not self.dirty:
+            return []
+        self.dirty = False
+        return [(STATE_KEY, wire.encode(self.state))]
+
+    def lag_offset(self) -> int:
+        return self.state.last + 1
+
+    def take_payouts(self) -> list[OutputEvent]:
+        """The payouts since the last call (sent by the turn's effects)."""
+        payouts, self.payouts = self.payouts, []
         return payouts
 
-    def flush(self) -> None:
-        for table, key, value in self.writes:
-            table[key] = value
-        self.writes.clear()

@@ -1,7 +1,7 @@
 """Consumer lag of the worker's groups, from the broker: end offset - committed offset, per
 topic and partition (each topic's from the group that reads it: <app>-sequencer for the inputs,
-<app>-ledger for the sequenced log, <app>-identity for the identity topic, <app> for the
-commission topic)."""
+<app>-ledger for the sequenced log, <app>-identity for the identity topic, <app>-commissions
+for the commission topic)."""
 
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ async def group_lag(settings: Settings, topics: list[str] | None = None, group: 
     try:
         await consumer.start()
         # the inputs are read by the sequencer's own group, the sequenced log by the ledger's
-        # (streams.sequencerloop, streams.ledgerloop), the other topics by Faust's
+        # (streams.sequencerloop, streams.ledgerloop), the others by the registry's and the commission book's
         readers = ([(group, set(topics))] if group else
-                   [(settings.group, {settings.commission_topic}),
+                   [(settings.commission_group, {settings.commission_topic}),
                     (settings.identity_group, {settings.identity_topic}),
                     (settings.sequencer_group, set(settings.input_topics)),
                     (settings.ledger_group, {settings.sequenced_topic})])

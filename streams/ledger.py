@@ -29,7 +29,6 @@ from decimal import Decimal
 from typing import Any, Final
 
 import msgspec
-import orjson
 
 from handlers import cashback, welcome
 from handlers.engine import Shared, apply, refused, rejection_id
@@ -38,12 +37,13 @@ from handlers.rules import Rules
 from handlers.state import ClientState, FillRecord, Parked, Seen
 from handlers.step import Step
 from handlers.verdict import Refusal
-from schemas.codec import BadInput, canonical_bytes, decode, rejection
+from schemas.codec import BadInput, canonical_bytes, decode, encode_output, rejection
 from schemas.inputs import ClientEvent, DayClosed, WelcomeClaim
 from schemas.outputs import CommissionPayout, EventRejected, OutputEvent
 from schemas.timefmt import day_of
 from streams import wire
 from streams.partitioning import partition_for
+from streams.wire import Send
 
 SEP: Final = b"\x1f"
 _SLOTS: Final = (b"c0" + SEP, b"c1" + SEP)
@@ -53,15 +53,6 @@ _shared_dec = msgspec.msgpack.Decoder(Shared)
 _seen_dec = msgspec.msgpack.Decoder(Seen)
 _fill_dec = msgspec.msgpack.Decoder(FillRecord)
 _parked_dec = msgspec.msgpack.Decoder(list[Parked])
-
-
-@dataclass(slots=True)
-class Send:
-    topic: str
-    key: bytes | None
-    value: bytes
-    partition: int | None = None
-    headers: list[tuple[str, bytes]] | None = None
 
 
 @dataclass
@@ -93,6 +84,19 @@ class Outbox:
     event_ts: list[int] = field(default_factory=list)  # their ts, in µs
     parked: int = 0    # inputs that had to wait for a prerequisite (handlers.parking)
     expired: int = 0   # parked inputs applied as they stood after the parking window
+    appended: list[float] = field(default_factory=list)  # when the records taken were appended to the log, s
+
+
+def output_send(output: OutputEvent, topics: Topics) -> Send:
+    """Where an output goes: a rejection to the dead-letter topic, keyed by its client; the
+    rest to the ledger topic, keyed by its client or partner."""
+    if isinstance(output, EventRejected):
+        topic, key = topics.deadletter, output.client_id
+    elif isinstance(output, CommissionPayout):
+        topic, key = topics.ledger, output.partner_id
+    else:
+        topic, key = topics.ledger, getattr(output, "client_id", None)
+    return Send(topic, key.encode() if key else None, encode_output(output))
 
 
 def _offset(raw: bytes) -> int:
@@ -248,6 +252,8 @@ class PartitionLedger:
         self.dirty: dict[str, int] = {}  # client id -> offset of the last record that changed it
         self.history_writes: dict[bytes, bytes] = {}
         self.progress: wire.Progress | None = None  # the last Progress mark applied
+        self.progress_sent = -1  # the offset of the last mark sent on to the identity registry
+        self.changed: dict[str, int] = {}  # clients written since the last turn, with their versions
         self.identities = DeferredIdentities(self)
         self.commissions = RemoteCommissions(self)
         self.outbox = Outbox()
@@ -360,14 +366,36 @@ class PartitionLedger:
 
     def _emit(self, output: OutputEvent) -> None:
         self.outbox.outputs.append(output)
-        if isinstance(output, EventRejected):
-            topic = self.topics.deadletter
-            key = output.client_id
-        elif isinstance(output, CommissionPayout):
-            topic, key = self.topics.ledger, output.partner_id
-        else:
-            topic, key = self.topics.ledger, getattr(output, "client_id", None)
-        self.outbox.sends.append(Send(topic, key.encode() if key else None, orjson.dumps(output)))
+        self.outbox.sends.append(output_send(output, self.topics))
+
+    # -- on the processor loop (streams.processor) ------------------------------------------------
+    def take(self, record: Any, now_ms: float = 0.0) -> bool:
+        """One record of the sequenced log (aiokafka's ConsumerRecord)."""
+        if not self.handle(Record(self.partition, record.offset, record.key, record.value, dict(record.headers or ()))):
+            return False
+        self.outbox.appended.append(record.timestamp / 1000)
+        return True
+
+    def effects(self, now_ms: float = 0.0) -> list[list[Send]]:
+        """The outbox's sends, then the last Progress mark applied, when new, to every identity
+        registry partition (streams.registry): after the identity requests before it, in the
+        same wave (a partition's records keep their order)."""
+        sends = self.outbox.sends
+        mark = self.progress
+        if mark is not None and mark.offset != self.progress_sent:
+            self.progress_sent = mark.offset
+            report = wire.encode(mark)
+            sends = sends + [Send(self.topics.identity, None, report, registry, [(wire.H_KIND, wire.KIND_PROGRESS)])
+                             for registry in range(self.partitions)]
+        return [sends]
+
+    def commit(self, now_ms: float = 0.0) -> list[tuple[bytes, bytes]]:
+        changed, writes = self.flush_state()
+        self.changed.update(changed)
+        return writes
+
+    def lag_offset(self) -> int:
+        return self.last + 1
 
     # -- after the outbox is safely sent -----------------------------------------------------------
     def flush_state(self) -> tuple[dict[str, int], list[tuple[bytes, bytes]]]:

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from handlers.rules import Rules
+from schemas.codec import encode_output
 from schemas.outputs import OutputEvent
 from streams import wire
-from streams.commissions import CommissionAggregator
+from streams.commissions import CommissionBook
 from streams.ledger import PartitionLedger, Record, Topics
 from streams.readmodel import ReadModel
 from streams.settings import Settings
@@ -47,7 +47,7 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                                 group_id=None, auto_offset_reset="earliest")
     await consumer.start()
-    aggregator = CommissionAggregator(n, rules, {}, {})
+    books = [CommissionBook(p, n, rules, topics, {}) for p in range(n)]
     read_model = ReadModel(redis_url, f"rewards:{namespace}:", rules) if redis_url else None
     try:
         partitions = [TopicPartition(settings.sequenced_topic, p) for p in range(n)]
@@ -65,8 +65,7 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
                 _write(sink, outputs)
                 summary.outputs += len(outputs)
                 for report, target in reports:
-                    payouts = aggregator.receive(report, target)
-                    aggregator.flush()
+                    payouts = books[target].receive(report)
                     _write(sink, payouts)
                     summary.outputs += len(payouts)
                 if read_model is not None:
@@ -104,4 +103,4 @@ async def _replay_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, end:
 
 def _write(sink: Any, outputs: list[OutputEvent]) -> None:
     if outputs:
-        sink.write(b"".join(orjson.dumps(o) + b"\n" for o in outputs))
+        sink.write(b"".join(encode_output(o) + b"\n" for o in outputs))

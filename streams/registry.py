@@ -15,12 +15,12 @@ replay --order ts``. A claim that comes later than that (its client's inputs wer
 than the merge's grace late, or it waited for its account in the ledger's parking) is decided
 when it comes.
 
-Pure of Kafka: streams.registryloop feeds it and carries out its effects, in this order: the new
-owners, then the partition's own state (the batch's commit, with the verdicts decided), reach
-the changelog; then the verdicts are sent. A restart sends the verdicts of the last commit again
-(the ledger recognises a second one). An owner written by a batch whose commit never landed
-still counts: a claim still waiting is decided against the owners, so deciding it again gives the
-same verdict.
+Pure of Kafka: it runs on the processor loop (streams.processor; streams.registryloop). A
+turn's effects go in two waves: the new owners to the changelog, then the verdicts into the
+claimants' sequenced partitions; the partition's own state (its commit) follows. An owner is
+thus durable before any verdict that depends on it is told, and a claim decided again after a
+crash (its commit never landed) is decided against it: the same verdict (the ledger recognises
+a second one).
 
 The table (the compacted changelog ``<app>-identities-changelog``, the same keys and values as the
 Faust table of earlier versions): ``identity hash -> owning client``, and ``STATE_KEY`` -> the
@@ -30,12 +30,14 @@ partition's RegistryState.
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
 from schemas.timefmt import parse_ts_us
 from streams import wire
+from streams.partitioning import partition_for
+from streams.wire import Send
 
 STATE_KEY: Final = b"\x00registry"
 PROGRESS_FLUSH_MS: Final = 5000  # progress alone is written this often: a restart reads the marks since again
@@ -51,8 +53,9 @@ _claim = msgspec.json.Decoder(_Claim)
 
 class RegistryPartition:
     def __init__(self, partition: int, ledger_partitions: int, settle_ms: float,
-                 table: MutableMapping[bytes, bytes]) -> None:
+                 table: MutableMapping[bytes, bytes], changelog: str = "", sequenced: str = "") -> None:
         self.partition, self.ledger_partitions, self.settle_ms = partition, ledger_partitions, settle_ms
+        self.changelog, self.sequenced = changelog, sequenced  # where its owners and its verdicts go
         self.table = table
         raw = table.get(STATE_KEY)
         self.state = wire.RegistryState() if raw is None else wire.registry_states.decode(raw)
@@ -71,7 +74,7 @@ class RegistryPartition:
         assert self.state.last == -1
         self.state.last = offset - 1
 
-    def take(self, offset: int, kind: bytes | None, value: bytes, now_ms: float) -> bool:
+    def accept(self, offset: int, kind: bytes | None, value: bytes, now_ms: float) -> bool:
         """Take one record of the identity topic; False when records before it are missing."""
         state = self.state
         if offset <= state.last:
@@ -118,7 +121,6 @@ class RegistryPartition:
                 owner = self.owners[key] = claim.client_id.encode()
             verdicts.append(wire.encode(wire.Verdict(claim.client_id, claim.claim, owner == claim.client_id.encode())))
         if verdicts:
-            state.unsent += verdicts
             self.dirty = True
         return verdicts
 
@@ -134,14 +136,36 @@ class RegistryPartition:
         self.owners, self.dirty, self.progressed, self.flushed_ms = {}, False, False, now_ms
         return writes
 
-    def sent(self) -> None:
-        """The verdicts of the last flush reached Kafka: the next commit forgets them."""
-        if self.state.unsent:
-            self.state.unsent = []
-            self.dirty = True
-
     def committed_offset(self) -> int:
         """For lag: the first request still waiting, else the next offset. A claim waiting shows
         as lag, so 'caught up' means every claim answered."""
         waiting = [w.offset for w in self.state.waiting]
         return min(waiting, default=self.state.last + 1)
+
+    # -- on the processor loop (streams.processor) ------------------------------------------------
+    def take(self, record: Any, now_ms: float) -> bool:
+        return self.accept(record.offset, dict(record.headers or ()).get(wire.H_KIND), record.value, now_ms)
+
+    def effects(self, now_ms: float) -> list[list[Send]]:
+        """The owners decided, then the verdicts (with those of an earlier version's last commit,
+        which kept them in its state to send after it)."""
+        verdicts = self.state.unsent + self.decide(now_ms)
+        if self.state.unsent:
+            self.state.unsent = []
+            self.dirty = True
+        owners = [Send(self.changelog, key, value, self.partition) for key, value in self.owners.items()]
+        for key, value in self.owners.items():
+            self.table[key] = value
+        self.owners = {}
+        n, sends = self.ledger_partitions, []
+        for value in verdicts:
+            client_key = wire.verdicts.decode(value).client_id.encode()
+            sends.append(Send(self.sequenced, client_key, value, partition_for(client_key, n),
+                              [(wire.H_KIND, wire.KIND_VERDICT)]))
+        return [owners, sends]
+
+    def commit(self, now_ms: float) -> list[tuple[bytes, bytes]]:
+        return self.flush(now_ms)
+
+    def lag_offset(self) -> int:
+        return self.committed_offset()

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final, TextIO
 
-import orjson
-
 from handlers.engine import Engine
 from handlers.rules import Rules
+from schemas.codec import encode_output
 from schemas.outputs import EventRejected
 
 WRITE_BATCH_LINES: Final = 4096
@@ -99,7 +98,7 @@ def _replay(numbered: Iterable[tuple[int, bytes]], sink: BinaryIO, rules: Rules,
             outputs[output.type] += 1
             if isinstance(output, EventRejected):
                 rejections[output.reason] += 1
-            batch.append(orjson.dumps(output))
+            batch.append(encode_output(output))
         if not line_number % FREEZE_EVERY_EVENTS:
             gc.freeze()
         if len(batch) >= WRITE_BATCH_LINES:

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 import orjson
@@ -43,14 +43,12 @@ from schemas.timefmt import parse_ts_us
 from streams import wire
 from streams.admin import partition_counts
 from streams.lag import task_places
-from streams.ledger import Send
-from streams.ledgerloop import group_consumer
+from streams.kafkaio import Sender, group_consumer, reader
 from streams.merge import EventTimeMerge
 from streams.publish import precedence
+from streams.processor import Crash
 from streams.settings import Settings
-
-if TYPE_CHECKING:
-    from streams.app import Worker
+from streams.wire import Send
 
 log = logging.getLogger("rewards.sequencer")
 
@@ -79,9 +77,8 @@ class _Task:
 
 
 class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.settings = settings = worker.settings
+    def __init__(self, settings: Settings, sender: Sender, crash: Crash) -> None:
+        self.settings, self.sender, self.crash = settings, sender, crash
         self.consumer: AIOKafkaConsumer = None  # made in the worker's event loop, by run
         self.tasks: dict[int, _Task] = {}
         self.lock = asyncio.Lock()
@@ -115,7 +112,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         except Exception as exc:
             log.critical("sequencer batch failed; stopping so the worker restarts from committed offsets",
                          exc_info=exc)
-            await self.worker.app.crash(exc)
+            await self.crash(exc)
             raise
         finally:
             self.started = False
@@ -148,7 +145,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             sends += self._progress(task, heard)
         if not sends:
             return
-        await self.worker.send_all(sends)
+        await self.sender.send_all(sends)
         await self._commit()
 
     def _take(self, task: _Task, tp: TopicPartition, messages: list[Any], consumer: AIOKafkaConsumer) -> None:
@@ -241,9 +238,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _task(self, index: int, sources: list[TopicPartition]) -> _Task:
         settings = self.settings
-        broadcast = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                     enable_auto_commit=False, auto_offset_reset="earliest",
-                                     fetch_max_wait_ms=FETCH_WAIT_MS)
+        broadcast = reader(settings, fetch_max_wait_ms=FETCH_WAIT_MS)
         await broadcast.start()
         broadcast.assign(self.broadcast_partitions)
         task = _Task(index, broadcast, sources + self.broadcast_partitions, EventTimeMerge(settings.order_grace_ms))

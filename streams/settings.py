@@ -55,8 +55,6 @@ class Settings:
     park_window_s: int = field(default=-1, metadata={
         "doc": "event-time seconds an input waits for its prerequisite before its usual refusal; "
                "-1: the rules file's `[parking] window_seconds` (600), 0: no parking"})
-    stall_s: int = field(default=20, metadata={"doc": "seconds a Faust agent's partition commit may stay stuck behind "
-                                                      "what was read before the worker re-reads it from the committed offset"})
     data_dir: str = field(default=".rewards-data", metadata={"doc": "Faust's local data folder"})
     log_level: str = field(default="WARNING", metadata={"doc": "log level of the worker"})
 
@@ -84,8 +82,6 @@ class Settings:
             raise SettingsError("REWARDS_PARTITIONS must be between 1 and 1024")
         if self.replication < 1:
             raise SettingsError("REWARDS_REPLICATION must be at least 1")
-        if self.stall_s < 1:
-            raise SettingsError("REWARDS_STALL_S must be positive")
         if self.order_grace_ms < 0 or self.order_grace_ms > 600_000:
             raise SettingsError("REWARDS_ORDER_GRACE_MS must be between 0 and 600000")
         if self.park_window_s < -1:
@@ -117,6 +113,16 @@ class Settings:
     def identity_group(self) -> str:
         """The identity registry's own consumer group, on the identity topic (streams.registryloop)."""
         return f"{self.app_id}-identity"
+
+    @property
+    def commission_group(self) -> str:
+        """The commission book's own consumer group, on the commission topic (streams.commissionloop)."""
+        return f"{self.app_id}-commissions"
+
+    @property
+    def commissions_changelog(self) -> str:
+        """The commission book's state, compacted (streams.commissions)."""
+        return f"{self.app_id}-commissions-changelog"
 
     @property
     def identities_changelog(self) -> str:

@@ -10,17 +10,44 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from streams.app import Worker
+from streams.ledgerloop import LedgerLoop
+from streams.metrics import Metrics
+from streams.readmodel import ReadModel
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class View:
+    """What the web pages may read of the worker (streams.api, streams.status)."""
+
+    settings: Settings
+    metrics: Metrics
+    read_model: ReadModel
+    versions: dict[str, str]
+    started_at: float
+    ledger: LedgerLoop
+
+    @property
+    def applied(self) -> int:
+        return self.ledger.applied
+
+    @property
+    def skipped(self) -> int:
+        return self.ledger.skipped
+
+    def assigned_partitions(self) -> list[int]:
+        """The partitions of the sequenced log this worker holds now."""
+        return self.ledger.assignment()
 
 
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def status(worker: Worker, redis_up: bool) -> dict[str, Any]:
+def status(worker: View, redis_up: bool) -> dict[str, Any]:
     history = worker.metrics.history
     now = time.time()
     series = history.rates(now)

@@ -3,6 +3,7 @@ its agents. Encoded with msgspec; none of this is part of the public event contr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import msgspec
@@ -13,6 +14,17 @@ KIND_INPUT: Final = b"in"     # a client's input, routed by key
 KIND_BROADCAST: Final = b"bc"  # a plan or a day close: one copy in every partition
 KIND_VERDICT: Final = b"verdict"  # the identity registry's answer to a welcome claim
 KIND_PROGRESS: Final = b"progress"  # a Progress mark: in the sequenced log, then on the identity topic
+
+
+@dataclass(slots=True)
+class Send:
+    """One record to write: to ``partition``, or where Kafka's default partitioner puts ``key``."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+    headers: list[tuple[str, bytes]] | None = None
 
 
 class Source(msgspec.Struct, frozen=True):

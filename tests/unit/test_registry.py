@@ -10,6 +10,7 @@ import orjson
 
 from schemas.timefmt import parse_ts_us
 from streams import wire
+from streams.partitioning import partition_for
 from streams.registry import STATE_KEY, RegistryPartition
 
 SETTLE_MS = 2500
@@ -38,11 +39,11 @@ class Feed:
         self.registry, self.offset = registry, 0
 
     def request(self, value: bytes, now_ms: float = 0) -> None:
-        assert self.registry.take(self.offset, None, value, now_ms)
+        assert self.registry.accept(self.offset, None, value, now_ms)
         self.offset += 1
 
     def report(self, value: bytes, now_ms: float = 0) -> None:
-        assert self.registry.take(self.offset, wire.KIND_PROGRESS, value, now_ms)
+        assert self.registry.accept(self.offset, wire.KIND_PROGRESS, value, now_ms)
         self.offset += 1
 
     def all_past(self, ts: str) -> None:
@@ -103,23 +104,39 @@ def test_a_request_sent_twice_waits_once_and_gets_the_same_answer() -> None:
     assert answers(registry.decide(0)) == [("c1", True)]
 
 
-def test_a_restart_after_the_commit_sends_the_verdicts_again_and_decides_nothing_twice() -> None:
-    registry = fresh()
+def sequenced_answers(sends: list[wire.Send]) -> list[tuple[str, bool]]:
+    return answers([send.value for send in sends])
+
+
+def test_a_restart_after_the_verdicts_before_the_commit_decides_the_same() -> None:
+    """The owners reached the changelog and the verdicts the sequenced log; the commit did not.
+    The claims are read and decided again, against those owners: the same verdicts (the ledger
+    recognises the second copy), and each goes to its claimant's sequenced partition."""
+    registry = RegistryPartition(0, 2, SETTLE_MS, {}, changelog="identities", sequenced="sequenced")
     feed = Feed(registry)
-    for value in (claim("c1", "10:00:01"), claim("c2", "10:00:02")):
-        feed.request(value)
+    feed.request(claim("c2", "10:00:02"))
+    feed.request(claim("c1", "10:00:01"))
     feed.all_past("11:00:00")
-    decided = registry.decide(0)
-    registry.flush(0)  # the commit landed; the verdicts may not have been sent
-    restarted = fresh(registry.table)
-    assert restarted.state.unsent == decided and restarted.last == feed.offset - 1
-    restarted.sent()
-    assert restarted.decide(0) == []
-    again = Feed(restarted)
-    again.offset = feed.offset
-    again.request(claim("c3", "10:00:03"))
-    again.all_past("12:00:00")
-    assert answers(restarted.decide(0)) == [("c3", False)]
+    owners, verdicts = registry.effects(0)
+    assert [(s.topic, s.key, s.partition) for s in owners] == [("identities", b"id-1", 0)]
+    assert {s.topic for s in verdicts} == {"sequenced"}
+    assert all(s.partition == partition_for(s.key, 2) for s in verdicts)
+    restarted = RegistryPartition(0, 2, SETTLE_MS, {s.key: s.value for s in owners},
+                                  changelog="identities", sequenced="sequenced")
+    replay = Feed(restarted)
+    replay.request(claim("c2", "10:00:02"))
+    replay.request(claim("c1", "10:00:01"))
+    replay.all_past("11:00:00")
+    assert sequenced_answers(restarted.effects(0)[1]) == sequenced_answers(verdicts) == [("c1", True), ("c2", False)]
+
+
+def test_verdicts_an_earlier_version_left_in_its_state_are_sent_once() -> None:
+    """Earlier versions committed their verdicts before sending them, kept in the state."""
+    old = wire.RegistryState(last=4, unsent=[wire.encode(wire.Verdict("c9", b"{}", True))])
+    registry = fresh({STATE_KEY: wire.encode(old)})
+    assert sequenced_answers(registry.effects(0)[1]) == [("c9", True)]
+    assert registry.commit(0)[-1][0] == STATE_KEY and registry.state.unsent == []
+    assert registry.effects(0)[1] == []
 
 
 def test_a_restart_between_the_owners_and_the_commit_decides_the_same() -> None:
@@ -154,8 +171,8 @@ def test_owners_written_by_earlier_versions_count() -> None:
 def test_a_record_after_a_hole_is_refused() -> None:
     registry = fresh()
     registry.start_at(10)
-    assert not registry.take(11, None, claim("c1", "10:00:01"), 0)
-    assert registry.take(10, None, claim("c1", "10:00:01"), 0) and registry.last == 10
+    assert not registry.accept(11, None, claim("c1", "10:00:01"), 0)
+    assert registry.accept(10, None, claim("c1", "10:00:01"), 0) and registry.last == 10
 
 
 def test_an_older_mark_sent_again_is_ignored() -> None:

@@ -1,0 +1,53 @@
+"""The commission book (streams.commissions) on the processor loop (streams.processor).
+
+Its own group, ``<app>-commissions``, on the commission topic; its state in the compacted
+``<app>-commissions-changelog``. A partition with nothing there yet takes what the Faust tables
+of earlier versions (``<app>-partners-changelog``, ``<app>-closes-changelog``) hold, when they
+exist, and reads the topic from its start: every close they knew is recognised.
+"""
+
+from __future__ import annotations
+
+from handlers.rules import Rules
+from streams.admin import partition_counts
+from streams.commissions import STATE_KEY, CommissionBook
+from streams.kafkaio import Sender, read_changelog
+from streams.ledger import Topics
+from streams.metrics import Metrics
+from streams.processor import Crash, ProcessorLoop
+from streams.settings import Settings
+
+
+class CommissionLoop(ProcessorLoop[CommissionBook]):
+    name = "commission book"
+
+    def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash, rules: Rules,
+                 topics: Topics) -> None:
+        super().__init__(settings, sender, metrics, crash, topic=settings.commission_topic,
+                         group=settings.commission_group, changelog=settings.commissions_changelog)
+        self.rules, self.topics = rules, topics
+        self.upgrades: dict[int, CommissionBook] = {}
+
+    async def read_tables(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        tables = await super().read_tables(partitions)
+        fresh = [p for p in partitions if STATE_KEY not in tables[p]]
+        old = [f"{self.settings.app_id}-{name}-changelog" for name in ("partners", "closes")]
+        if fresh and all(n == self.settings.partitions for n in (await partition_counts(self.settings, old)).values()):
+            partners = await read_changelog(self.settings, old[0], fresh)
+            closes = await read_changelog(self.settings, old[1], fresh)
+            for p in fresh:
+                if partners[p] or closes[p]:
+                    self.upgrades[p] = CommissionBook.upgraded(p, self.settings.partitions, self.rules,
+                                                               self.topics, partners[p], closes[p])
+        return tables
+
+    def make(self, partition: int, table: dict[bytes, bytes]) -> CommissionBook:
+        upgraded = self.upgrades.pop(partition, None)
+        if upgraded is not None:
+            self.log.info("commission partition %s taken from the Faust tables of an earlier version", partition)
+            return upgraded
+        return CommissionBook(partition, self.settings.partitions, self.rules, self.topics, table)
+
+    async def after_turn(self, touched: list[CommissionBook]) -> None:
+        for book in touched:
+            self.metrics.observe_outputs(book.take_payouts())

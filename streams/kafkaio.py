@@ -1,0 +1,152 @@
+"""Every way the worker talks to Kafka, in one place: the group consumer its processors read
+with, the batch reader, the one sender (a producer of the project's own) and the changelog
+reader. Only public aiokafka API; nothing here knows what the records mean."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams.partitioning import partition_for
+from streams.settings import Settings
+from streams.wire import Send
+
+log = logging.getLogger("rewards.kafka")
+
+FINISH_S: Final = 20.0  # how long a batch under way may take to finish when the worker is told to stop
+
+
+Batch = dict[TopicPartition, list[Any]]  # aiokafka's ConsumerRecords, by partition
+
+
+def group_consumer(settings: Settings, group: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer in ``group`` that commits only when told to. A worker killed outright holds
+    its partitions until its session expires: kept short, so that another takes over in seconds."""
+    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                            enable_auto_commit=False, auto_offset_reset="earliest",
+                            session_timeout_ms=10_000, heartbeat_interval_ms=3_000, **options)
+
+
+def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
+    """A consumer outside any group: it neither uses nor moves committed offsets."""
+    return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                            auto_offset_reset="earliest", **options)
+
+
+async def consume_batches(consumer: AIOKafkaConsumer, settings: Settings, apply: Callable[[Batch], Awaitable[None]],
+                          lock: asyncio.Lock | None = None) -> None:
+    """Hand every batch read (REWARDS_BATCH_MAX records, REWARDS_BATCH_WITHIN_MS) to ``apply``,
+    one at a time, under ``lock``; an empty one too, every REWARDS_BATCH_WITHIN_MS while there is
+    nothing to read (for work that depends on time). A batch is finished even when the worker is
+    told to stop in the middle of it (within FINISH_S): one cut short would leave part of its
+    effects."""
+    while True:
+        batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
+        async with lock or contextlib.nullcontext():
+            task = asyncio.ensure_future(apply(batch))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                await asyncio.wait([task], timeout=FINISH_S)
+                raise
+
+
+async def read_changelog(settings: Settings, topic: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+    """Each partition's table, read from its partition of the compacted changelog ``topic`` from
+    the beginning to its end at the time of the call."""
+    tables: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
+    if not partitions:
+        return tables
+    consumer = reader(settings, max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}  # not empty
+        while pending:
+            for tp, records in (await consumer.getmany(*pending, timeout_ms=1000)).items():
+                table = tables[tp.partition]
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    if record.value is None:
+                        table.pop(record.key, None)
+                    else:
+                        table[record.key] = record.value
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    except KafkaError:
+        log.exception("recovering partitions %s from %s", partitions, topic)
+        raise
+    finally:
+        await consumer.stop()
+    return tables
+
+
+class Sender:
+    """The worker's one producer, the project's own (not Faust's): started on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._partition_counts: dict[str, int] = {}
+
+    async def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            async with self._lock:
+                if self._producer is None:
+                    producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+                                                max_request_size=4 * 1024 * 1024, max_batch_size=512 * 1024)
+                    await producer.start()
+                    self._producer = producer
+        return self._producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def send_all(self, sends: list[Send]) -> None:
+        """Send, then wait until Kafka has acknowledged every one. Records for one partition
+        keep their order.
+
+        The records are appended to one record batch per topic partition and handed to the
+        producer whole: a record costs an append to a (C-built) batch, not a trip through
+        ``producer.send`` with a future of its own, which was a quarter of the worker's time.
+        A record without a partition goes where Kafka's default partitioner would put its key
+        (murmur2, ``streams.partitioning``); one without a key, by the hash of its value."""
+        if not sends:
+            return
+        producer = await self.producer()
+        groups: dict[tuple[str, int], list[Send]] = {}
+        for send in sends:
+            partition = send.partition
+            if partition is None:
+                count = self._partition_counts.get(send.topic)
+                if count is None:
+                    count = self._partition_counts[send.topic] = len(await producer.partitions_for(send.topic))
+                partition = partition_for(send.key if send.key is not None else send.value, count)
+            group = groups.get((send.topic, partition))
+            if group is None:
+                group = groups[(send.topic, partition)] = []
+            group.append(send)
+        futures = []
+        for (topic, partition), group in groups.items():
+            batch = producer.create_batch()
+            for send in group:
+                # A full batch refuses the record: send it and start the next. An empty batch
+                # takes any record (one over Kafka's size limit fails at the broker).
+                while batch.append(key=send.key, value=send.value, timestamp=None, headers=send.headers or []) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*futures)
