@@ -49,7 +49,6 @@ def register(app: Any, worker: View) -> None:
 
         app.page(f"/clients/{{client_id}}/{part}")(make(part))
 
-    @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         ok = await model.ping()
         body = {"status": "ok" if ok else "degraded", "redis": "up" if ok else "unreachable",
@@ -57,15 +56,15 @@ def register(app: Any, worker: View) -> None:
                 "partitions": worker.assigned_partitions()}
         return json_response(web, body, 200 if ok else 503)
 
-    @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(worker.metrics.registry),
                          content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    @app.page("/status.json")
     async def status_json(web: Any, request: Any) -> Any:
         return json_response(web, status.status(worker, await model.ping()))
 
-    @app.page("/")
     async def status_page(web: Any, request: Any) -> Any:
         return web.bytes(status.PAGE.encode(), content_type="text/html")
+
+    for path, page in (("/health", health), ("/metrics", metrics), ("/status.json", status_json), ("/", status_page)):
+        app.page(path)(page)

@@ -21,11 +21,13 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
 
 from handlers.rules import Rules
+from streams import api
 from streams.commissionloop import CommissionLoop
 from streams.kafkaio import Sender
 from streams.ledger import Topics
@@ -82,9 +84,6 @@ class Worker:
         app.task(self._quiet_client_logs)
         self.versions = versions()
         metrics.info.info(self.versions)
-
-        from streams import api
-
         api.register(app, View(settings, metrics, self.read_model, self.versions, time.time(), self.ledger))
 
     async def _observe(self) -> None:
@@ -93,8 +92,8 @@ class Worker:
                                  + self.commissions.offsets())
         self.metrics.read_model_backlog.set(len(self.read_model.backlog))
 
-    async def _stop_sender(self, app: Any, **kwargs: Any) -> None:
-        await self.sender.stop()
+    def _stop_sender(self, app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> Awaitable[None]:
+        return self.sender.stop()
 
     async def _quiet_client_logs(self) -> None:
         """aiokafka logs a debug line per record sent; at the worker's rates, building those
