@@ -1,8 +1,9 @@
 """Applying one input event: the same function for the offline engine and for each partition
 of the stream worker. What differs is only where state lives (a ``ClientStore``), how a welcome
 claim reaches the identity registry (an ``IdentityPort``) and where a day's commissions are
-summed across clients (a ``CommissionBook``: in process offline, a partner-keyed agent in the
-worker). ``Engine`` is the offline composition: ``rewards replay`` is it behind a file reader.
+summed across clients (a ``CommissionBook``: in process offline, the worker's partner-keyed
+commission book). ``process`` takes an input from its raw bytes; ``Engine`` is the offline
+composition: ``rewards replay`` is it behind a file reader.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from bisect import insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -71,6 +73,38 @@ class Applied:
     refusal: Refusal | None = None  # the input's own; its rejection is in outputs when reported
     parked: bool = False            # the input waits for a prerequisite
     expired: int = 0                # parked inputs applied as they stood after the window
+    event: InputEvent | None = None  # the input, when it was applied (readable, placed here)
+    ts_us: int = 0                  # its ts
+
+
+Placement = Callable[[InputEvent], "Refusal | bool"]
+"""Whether a decoded input belongs where it was read: True (apply it), False (another partition
+applies it: no effect here), or a Refusal (rejected)."""
+
+
+def process(store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
+            commissions: CommissionBook, raw: bytes, origin: dict[str, Any], source: str = "",
+            report: bool = True, placement: Placement | None = None) -> Applied:
+    """One input, exactly as received in ``raw``, to its effects and outputs: the one path from
+    raw bytes to outputs, for the offline engine and for each partition of the worker. Never
+    raises on bad input: unreadable bytes, a wrong placement and a refused event each give one
+    rejection (none when ``report`` is false: another partition reports it). ``origin`` is where
+    it was read (a rejection's ``source``); ``source``, see ``apply``."""
+    decoded = decode(raw)
+    if isinstance(decoded, BadInput):
+        out = Applied(refusal=Refusal(decoded.reason, decoded.error))
+        if report:
+            out.outputs.append(rejection(decoded, raw, origin, rejection_id(decoded.cause_id, raw)))
+        return out
+    event = decoded.event
+    placed = True if placement is None else placement(event)
+    if placed is False:
+        return Applied()
+    if isinstance(placed, Refusal):
+        return Applied([refused(event, placed, raw, origin)], placed)
+    out = apply(store, shared, event, decoded.ts_us, rules, identities, commissions, raw, origin, source, report)
+    out.event, out.ts_us = event, decoded.ts_us
+    return out
 
 
 @dataclass(slots=True)
@@ -337,11 +371,7 @@ class Engine:
 
     def process(self, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
         """One input, exactly as received, to its outputs. Never raises on bad input."""
-        decoded = decode(raw)
-        if isinstance(decoded, BadInput):
-            return [rejection(decoded, raw, source, rejection_id(decoded.cause_id, raw))]
-        return apply(self.store, self.shared, decoded.event, decoded.ts_us, self.rules, self.identities,
-                     self.partners, raw, source).outputs
+        return process(self.store, self.shared, self.rules, self.identities, self.partners, raw, source).outputs
 
 
 def refused(event: InputEvent, refusal: Refusal, raw: bytes, source: dict[str, Any]) -> OutputEvent:

@@ -31,14 +31,14 @@ from typing import Any, Final
 import msgspec
 
 from handlers import cashback, welcome
-from handlers.engine import Shared, apply, refused, rejection_id
+from handlers.engine import Shared, process
 from handlers.history import History
 from handlers.rules import Rules
 from handlers.state import ClientState, FillRecord, Parked, Seen
 from handlers.step import Step
 from handlers.verdict import Refusal
-from schemas.codec import BadInput, canonical_bytes, decode, encode_output, rejection
-from schemas.inputs import ClientEvent, DayClosed, WelcomeClaim
+from schemas.codec import BadInput, canonical_bytes, decode, encode_output
+from schemas.inputs import ClientEvent, DayClosed, InputEvent, WelcomeClaim
 from schemas.outputs import CommissionPayout, EventRejected, OutputEvent
 from schemas.timefmt import day_of
 from streams import wire
@@ -306,38 +306,36 @@ class PartitionLedger:
             mark = wire.progress_reports.decode(record.value)
             self.progress = wire.Progress(mark.partition, mark.clock_us, mark.caught_up, record.offset)
             return True
-        source = wire.Source.parse(record.headers[wire.H_SOURCE])
-        decoded = decode(record.value)
-        if isinstance(decoded, BadInput):
-            if kind == wire.KIND_BROADCAST and self.partition != 0:
-                return True  # one dead letter for a bad broadcast, not one per partition
-            self._dead_letter(decoded, record.value, source)
-            return True
-        event = decoded.event
-        if isinstance(event, ClientEvent):
-            if kind == wire.KIND_BROADCAST:
-                # A client's event published to a broadcast topic: only its own partition applies it.
-                if partition_for(event.client_id.encode(), self.partitions) != self.partition:
-                    return True
-            elif record.key != event.client_id.encode():
-                self._refuse(event, "invalid_field", f"the message key {record.key!r} is not the "
-                             f"event's client_id {event.client_id!r}", record.value, source)
+        source = record.headers[wire.H_SOURCE]
+        broadcast = kind == wire.KIND_BROADCAST
+        key = record.key
+
+        def placement(event: InputEvent) -> Refusal | bool:
+            if isinstance(event, ClientEvent):
+                if broadcast:  # a client's event published to a broadcast topic: only its own partition applies it
+                    return partition_for(event.client_id.encode(), self.partitions) == self.partition
+                if key != event.client_id.encode():
+                    return Refusal("invalid_field", f"the message key {key!r} is not the event's client_id "
+                                   f"{event.client_id!r}")
                 return True
-        elif kind != wire.KIND_BROADCAST:
-            self._refuse(event, "invalid_field", f"{event.__struct_config__.tag} must be published "
-                         "to its broadcast topic, so that every partition sees it", record.value, source)
+            if not broadcast:
+                return Refusal("invalid_field", f"{event.__struct_config__.tag} must be published to its "
+                               "broadcast topic, so that every partition sees it")
             return True
-        report = kind != wire.KIND_BROADCAST or self.partition == 0  # one dead letter for a bad broadcast
-        applied = apply(self, self.shared, event, decoded.ts_us, self.rules, self.identities, self.commissions,
-                        record.value, source.as_dict(), record.headers[wire.H_SOURCE].decode(), report)
+
+        # one dead letter for a bad broadcast, not one per partition
+        applied = process(self, self.shared, self.rules, self.identities, self.commissions, record.value,
+                          wire.Source.parse(source).as_dict(), source.decode(), not broadcast or self.partition == 0,
+                          placement)
         outbox = self.outbox
         if applied.refusal is not None and applied.refusal.reason == "recopy":
             outbox.skipped += 1
             return True
-        outbox.applied[str(event.__struct_config__.tag)] += 1
-        outbox.event_ts.append(decoded.ts_us)
-        outbox.parked += applied.parked
-        outbox.expired += applied.expired
+        if applied.event is not None:
+            outbox.applied[str(applied.event.__struct_config__.tag)] += 1
+            outbox.event_ts.append(applied.ts_us)
+            outbox.parked += applied.parked
+            outbox.expired += applied.expired
         for output in applied.outputs:
             self._emit(output)
         return True
@@ -357,12 +355,6 @@ class PartitionLedger:
         self.put(client)
         for output in step.outputs:
             self._emit(output)
-
-    def _refuse(self, event: Any, reason: Any, error: str, raw: bytes, source: wire.Source) -> None:
-        self._emit(refused(event, Refusal(reason, error), raw, source.as_dict()))
-
-    def _dead_letter(self, bad: BadInput, raw: bytes, source: wire.Source) -> None:
-        self._emit(rejection(bad, raw, source.as_dict(), rejection_id(bad.cause_id, raw)))
 
     def _emit(self, output: OutputEvent) -> None:
         self.outbox.outputs.append(output)
