@@ -183,12 +183,6 @@ class FillReversed(ClientOutput):
     commission: str
 
 
-REJECTION_REASONS: Final = (
-    "malformed", "unknown_type", "invalid_field", "unknown_client", "unknown_account",
-    "conflicting_duplicate", "bust_window_expired", "unknown_fill",
-    # Additions to the contract's list (see README, "Reason codes"):
-    "duplicate", "stale_event",
-)
 RejectionReason = Literal[
     "malformed", "unknown_type", "invalid_field", "unknown_client", "unknown_account",
     "conflicting_duplicate", "bust_window_expired", "unknown_fill", "duplicate", "stale_event",
