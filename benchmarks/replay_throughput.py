@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from handlers.rules import Rules
-from streams.replay import replay_files
-from streams.sample_day import write
+from streams.offline.replay import replay_files
+from streams.devtools.sample_day import write
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_EVENTS_PER_S = 100_000

@@ -30,12 +30,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.admin import ensure_topics
-from streams.demo import start_process, start_worker, stop_process
-from streams.lag import group_lag, wait_caught_up
-from streams.localservices import Services, free_port, services
-from streams.publish import publish, publish_per_topic
-from streams.sample_day import SampleDay
+from streams.ops.topics import ensure_topics
+from streams.devtools.demo import start_process, start_worker, stop_process
+from streams.ops.lag import group_lag, wait_caught_up
+from streams.devtools.localservices import Services, free_port, services
+from streams.devtools.publish import publish, publish_per_topic
+from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"

@@ -27,7 +27,7 @@ def _replay(args: argparse.Namespace) -> int:
     if not args.input:
         print("rewards: replay needs --input (or --from-kafka)", file=sys.stderr)
         return 2
-    from streams.replay import replay_files
+    from streams.offline.replay import replay_files
 
     summary = replay_files(Path(args.input), Path(args.output), load_rules(args.rules),
                            show_progress=not args.quiet, order=args.order)
@@ -39,7 +39,7 @@ def _replay_from_kafka(args: argparse.Namespace) -> int:
     import asyncio
     import time
 
-    from streams.logreplay import replay_log
+    from streams.offline.logreplay import replay_log
     from streams.settings import Settings
 
     settings = Settings.from_env()
@@ -56,8 +56,8 @@ def _worker(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from streams.admin import check_copartitioned, ensure_topics
-    from streams.app import Worker, run
+    from streams.ops.topics import check_copartitioned, ensure_topics
+    from streams.worker.app import Worker, run
     from streams.settings import Settings
 
     settings = Settings.from_env()
@@ -78,7 +78,7 @@ def _close_day(args: argparse.Namespace) -> int:
     import asyncio
     from datetime import date
 
-    from streams.admin import publish_day_close
+    from streams.ops.topics import publish_day_close
     from streams.settings import Settings
 
     try:
@@ -94,7 +94,7 @@ def _close_day(args: argparse.Namespace) -> int:
 def _topics(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.admin import ensure_topics, topic_plan
+    from streams.ops.topics import ensure_topics, topic_plan
     from streams.settings import Settings
 
     settings = Settings.from_env()
@@ -108,7 +108,7 @@ def _lag(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from streams.lag import group_lag
+    from streams.ops.lag import group_lag
     from streams.settings import Settings
 
     settings = Settings.from_env(**({"app_id": args.group} if args.group else {}))
@@ -135,7 +135,7 @@ def _lag(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.publish import publish, publish_per_topic
+    from streams.devtools.publish import publish, publish_per_topic
     from streams.settings import Settings
 
     settings = Settings.from_env()
@@ -150,7 +150,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from streams import demo
+    from streams.devtools import demo
 
     return demo.main(fills=args.fills, clients=args.clients, seed=args.seed, work=args.work)
 

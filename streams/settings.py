@@ -26,8 +26,8 @@ class Settings:
     redis_url: str = field(default="redis://localhost:6379/0", metadata={
         "env": "REDIS_URL", "doc": "Redis for the read model and the client-area API"})
     app_id: str = field(default="rewards", metadata={
-        "doc": "Faust app id: the consumer group (the sequencer's is <app>-sequencer, the ledger's "
-               "<app>-ledger), and the prefix of internal topics and tables"})
+        "doc": "the application's name: its consumer groups are <app>-sequencer, <app>-ledger, <app>-identity "
+               "and <app>-commissions, and it prefixes the internal topics and changelogs"})
     topic_clients: str = field(default="broker.clients", metadata={
         "doc": "input: client.registered, client.verified, account.opened, account.validated, partner.linked"})
     topic_trades: str = field(default="broker.trades", metadata={"doc": "input: trade.fill, trade.bust"})
@@ -41,13 +41,13 @@ class Settings:
     topic_deadletter: str = field(default="rewards.deadletter", metadata={
         "doc": "output: event.rejected, with the raw input and its topic/partition/offset"})
     partitions: int = field(default=8, metadata={
-        "doc": "partitions of the internal topics and tables (fixed once data exists)"})
+        "doc": "partitions of the internal topics and changelogs (fixed once data exists)"})
     replication: int = field(default=1, metadata={"doc": "replication factor of topics the worker creates"})
     rules_file: str = field(default="", metadata={"doc": "rules file (TOML) overriding the defaults"})
     web_host: str = field(default="0.0.0.0", metadata={"doc": "bind address of the web server (API, /metrics)"})
     web_port: int = field(default=6066, metadata={"doc": "port of the web server"})
     batch_max: int = field(default=2000, metadata={
-        "doc": "most records the sequencer copies or the ledger applies per batch"})
+        "doc": "most records a processor (sequencer, ledger, identity registry, commission book) takes per batch"})
     batch_within_ms: int = field(default=50, metadata={"doc": "longest wait to fill a batch"})
     order_grace_ms: int = field(default=1000, metadata={
         "doc": "how long the sequencer holds an input for the other source topics' earlier events "
@@ -55,7 +55,7 @@ class Settings:
     park_window_s: int = field(default=-1, metadata={
         "doc": "event-time seconds an input waits for its prerequisite before its usual refusal; "
                "-1: the rules file's `[parking] window_seconds` (600), 0: no parking"})
-    data_dir: str = field(default=".rewards-data", metadata={"doc": "Faust's local data folder"})
+    data_dir: str = field(default=".rewards-data", metadata={"doc": "the Faust shell's local data folder (no state the worker depends on)"})
     log_level: str = field(default="WARNING", metadata={"doc": "log level of the worker"})
 
     @classmethod
@@ -101,27 +101,27 @@ class Settings:
 
     @property
     def ledger_group(self) -> str:
-        """The ledger's own consumer group, on the sequenced log (streams.ledgerloop)."""
+        """The ledger's own consumer group, on the sequenced log (streams.worker.ledgerloop)."""
         return f"{self.app_id}-ledger"
 
     @property
     def sequencer_group(self) -> str:
-        """The sequencer's own consumer group, on the input topics (streams.sequencerloop)."""
+        """The sequencer's own consumer group, on the input topics (streams.worker.sequencer)."""
         return f"{self.app_id}-sequencer"
 
     @property
     def identity_group(self) -> str:
-        """The identity registry's own consumer group, on the identity topic (streams.registryloop)."""
+        """The identity registry's own consumer group, on the identity topic (streams.worker.registryloop)."""
         return f"{self.app_id}-identity"
 
     @property
     def commission_group(self) -> str:
-        """The commission book's own consumer group, on the commission topic (streams.commissionloop)."""
+        """The commission book's own consumer group, on the commission topic (streams.worker.commissionloop)."""
         return f"{self.app_id}-commissions"
 
     @property
     def commissions_changelog(self) -> str:
-        """The commission book's state, compacted (streams.commissions)."""
+        """The commission book's state, compacted (streams.worker.commissions)."""
         return f"{self.app_id}-commissions-changelog"
 
     @property
@@ -131,7 +131,7 @@ class Settings:
 
     @property
     def state_changelog(self) -> str:
-        """The ledger's state, compacted: written and recovered by streams.ledgerloop."""
+        """The ledger's state, compacted: written and recovered by streams.worker.ledgerloop."""
         return f"{self.app_id}-state-changelog"
 
     @property

@@ -1,6 +1,6 @@
 """``rewards demo``: a generated broker day through the real worker, on a local Kafka and Redis.
 
-1. Start Kafka and Redis (``streams.localservices``: the environment's, a Docker engine's, or
+1. Start Kafka and Redis (``streams.devtools.localservices``: the environment's, a Docker engine's, or
    local ones from the Maven Central jars and Debian's redis-server), create the topics.
 2. Start a worker (``rewards worker``, a child process) and publish the day the way the source
    systems would: one producer per topic (CRM, trading platform, payments, client area,
@@ -28,11 +28,12 @@ from typing import Any, TextIO
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import ensure_topics, partition_counts
-from streams.lag import PartitionLag, group_lag, wait_caught_up
-from streams.localservices import Services, free_port, services
-from streams.publish import publish_per_topic
-from streams.sample_day import SampleDay
+from streams.ops.topics import ensure_topics
+from streams.worker.kafkaio import partition_counts
+from streams.ops.lag import PartitionLag, group_lag, wait_caught_up
+from streams.devtools.localservices import Services, free_port, services
+from streams.devtools.publish import publish_per_topic
+from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
 
 

@@ -8,7 +8,7 @@ Which one is used, first match wins:
    once by Maven into the cache folder, then run as a single-node KRaft broker on free ports),
    and Debian's ``redis-server`` (installed with apt-get when missing).
 
-    python -m streams.localservices        # start both, print their addresses, run until Ctrl-C
+    python -m streams.devtools.localservices        # start both, print their addresses, run until Ctrl-C
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-LOCAL_DIR: Final = Path(__file__).resolve().parent.parent / "deploy" / "local"
+LOCAL_DIR: Final = Path(__file__).resolve().parents[2] / "deploy" / "local"
 CACHE_DIR: Final = Path(os.environ.get("REWARDS_CACHE_DIR", Path.home() / ".cache" / "rewards"))
 KAFKA_START_TIMEOUT_S: Final = 120.0
 REDIS_START_TIMEOUT_S: Final = 20.0

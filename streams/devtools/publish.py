@@ -15,75 +15,11 @@ import random
 import time
 import zlib
 from collections.abc import Iterable
-from typing import Final
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
-from schemas.timefmt import parse_ts_us
+from streams.bus import route
 from streams.settings import Settings
-
-SOURCE_OF: Final = {
-    "client.registered": "topic_clients", "client.verified": "topic_clients",
-    "account.opened": "topic_clients", "account.validated": "topic_clients",
-    "partner.linked": "topic_clients",
-    "trade.fill": "topic_trades", "trade.bust": "topic_trades",
-    "deposit": "topic_payments",
-    "wallet.allocate": "topic_commands", "welcome.claim": "topic_commands",
-    "welcome.transfer": "topic_commands",
-    "partner.plan": "topic_partners",
-    "settlement.day_closed": "topic_settlement",
-}
-
-
-# Among inputs of equal ``ts``, the order the sequencer gives them (and ``in_ts_order``): who a
-# client is and what accounts it has, then plans, money in, client-area commands, trades, and
-# the day's close last.
-TOPIC_PRECEDENCE: Final = ("topic_clients", "topic_partners", "topic_payments", "topic_commands",
-                           "topic_trades", "topic_settlement")
-
-
-def precedence(settings: Settings) -> dict[str, int]:
-    """Topic name -> rank among inputs of equal ``ts``."""
-    return {getattr(settings, role): rank for rank, role in enumerate(TOPIC_PRECEDENCE)}
-
-
-def in_ts_order(lines: list[bytes], settings: Settings) -> list[bytes]:
-    return [lines[index] for index in ts_order(lines, settings)]
-
-
-def ts_order(lines: list[bytes], settings: Settings) -> list[int]:
-    """The indices of ``lines`` in the order the sequencer records when no source lags beyond
-    the grace: by ``ts``, then topic precedence, then each topic's own order. An input whose
-    ``ts`` cannot be read keeps its place in its topic (it takes the ``ts`` of the one before it
-    there)."""
-    ranks = precedence(settings)
-    last: dict[str, int] = {}
-    keyed = []
-    for index, raw in enumerate(lines):
-        topic = route(raw, settings)[0]
-        try:
-            last[topic] = parse_ts_us(orjson.loads(raw)["ts"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            pass
-        keyed.append((last.get(topic, 0), ranks[topic], index))
-    keyed.sort()
-    return [index for *_, index in keyed]
-
-
-def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
-    """(topic, key) for one raw input. Bytes that do not parse go to the trades topic keyed by
-    nothing: they will be rejected there, as a broken producer's output would be."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return settings.topic_trades, None
-    if not isinstance(doc, dict):
-        return settings.topic_trades, None
-    topic = getattr(settings, SOURCE_OF.get(str(doc.get("type")), "topic_trades"))
-    client_id = doc.get("client_id")
-    return topic, client_id.encode() if isinstance(client_id, str) else None
-
 
 async def publish(lines: Iterable[bytes], settings: Settings, linger_ms: int = 20) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",

@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from handlers.rules import Rules
 from schemas.codec import encode_output
 from schemas.outputs import OutputEvent
-from streams import wire
-from streams.commissions import CommissionBook
-from streams.ledger import PartitionLedger, Record, Topics
-from streams.readmodel import ReadModel
+from streams.worker import wire
+from streams.worker.commissions import CommissionBook
+from streams.worker.ledger import PartitionLedger, Record, Topics
+from streams.worker.readmodel import ReadModel
 from streams.settings import Settings
 
 

@@ -67,9 +67,9 @@ def replay(source: BinaryIO, sink: BinaryIO, rules: Rules, progress: Progress | 
 
 
 def replay_in_ts_order(source: BinaryIO, sink: BinaryIO, rules: Rules) -> Summary:
-    """The file's events sorted as the sequencer would record them (streams.publish.in_ts_order);
+    """The file's events sorted as the sequencer would record them (streams.bus.in_ts_order);
     a rejection's ``source`` still names the line of the file."""
-    from streams.publish import ts_order
+    from streams.bus import ts_order
     from streams.settings import Settings
 
     lines = [line.rstrip(b"\r\n") for line in source]

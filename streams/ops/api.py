@@ -4,8 +4,8 @@
     GET /clients/{id}/bonuses    every deposit bonus and its turnover progress
     GET /clients/{id}/rebates    partner rebates accrued, paid and carried
     GET /health                  200 when Redis answers, 503 when it does not
-    GET /metrics                 Prometheus text format (streams.metrics)
-    GET /                        the status page; GET /status.json, what it shows (streams.status)
+    GET /metrics                 Prometheus text format (streams.ops.metrics)
+    GET /                        the status page; GET /status.json, what it shows (streams.ops.status)
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import orjson
 import redis.asyncio as redis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import status
-from streams.status import View
+from streams.ops import status
+from streams.ops.status import View
 
 
 PARTS = ("wallet", "bonuses", "rebates")
 
 
 def register(app: Any, worker: View) -> None:
-    """The pages, on the Faust app ``app`` (streams.app), over the read-only ``worker``."""
+    """The pages, on the Faust app ``app`` (streams.worker.app), over the read-only ``worker``."""
     model = worker.read_model
 
     def json_response(web: Any, body: Any, status: int = 200) -> Any:

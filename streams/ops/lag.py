@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CoordinatorNotAvailableError, GroupCoordinatorNotAvailableError
 
+from streams.worker.sequencer import task_places
 from streams.settings import Settings
 
 
@@ -42,7 +42,7 @@ async def group_lag(settings: Settings, topics: list[str] | None = None, group: 
     try:
         await consumer.start()
         # the inputs are read by the sequencer's own group, the sequenced log by the ledger's
-        # (streams.sequencerloop, streams.ledgerloop), the others by the registry's and the commission book's
+        # (streams.worker.sequencer, streams.worker.ledgerloop), the others by the registry's and the commission book's
         readers = ([(group, set(topics))] if group else
                    [(settings.commission_group, {settings.commission_topic}),
                     (settings.identity_group, {settings.identity_topic}),
@@ -65,25 +65,6 @@ async def group_lag(settings: Settings, topics: list[str] | None = None, group: 
     finally:
         await consumer.stop()
         await admin.close()
-
-
-def task_places(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[TopicPartition, int]]:
-    """Each sequencer task's place in the broadcast topics: every task reads every broadcast
-    partition and keeps its place there as the metadata of its commits on its client partitions
-    (streams.sequencerloop)."""
-    by_task: dict[int, dict[TopicPartition, int]] = {}
-    for tp, found in committed.items():
-        if tp.topic in settings.client_topics and found.metadata:
-            try:
-                places = orjson.loads(found.metadata)
-            except orjson.JSONDecodeError:
-                continue
-            task = by_task.setdefault(tp.partition, {})
-            for name, offset in places.items():
-                topic, partition = name.rsplit(":", 1)
-                place = TopicPartition(topic, int(partition))
-                task[place] = max(task.get(place, 0), int(offset))
-    return by_task
 
 
 def broadcast_positions(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[TopicPartition, int]:

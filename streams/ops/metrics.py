@@ -66,9 +66,8 @@ class Metrics:
                                ["topic", "partition"], registry=registry)
         self.end = Gauge("rewards_end_offset", "The partition's end offset (high watermark)",
                          ["topic", "partition"], registry=registry)
-        self.rewinds = Counter("rewards_partition_rewinds", "Partitions re-read: a Faust agent's whose commit "
-                               "was stuck (Worker._watch_progress), or the ledger's after a hole in its "
-                               "offsets (streams.ledgerloop)",
+        self.rewinds = Counter("rewards_partition_rewinds", "Partitions a processor read again from its "
+                               "own position after a hole in their offsets (streams.worker.processor)",
                                ["topic", "partition"], registry=registry)
         self.rebalances = Counter("rewards_rebalances", "Partition assignments received", registry=registry)
         self.last_rebalance = Gauge("rewards_last_rebalance_timestamp_seconds", "When the last assignment came",

@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 from dataclasses import dataclass
 from typing import Any
 
-from streams.ledgerloop import LedgerLoop
-from streams.metrics import Metrics
-from streams.readmodel import ReadModel
+from streams.worker.ledgerloop import LedgerLoop
+from streams.ops.metrics import Metrics
+from streams.worker.readmodel import ReadModel
 from streams.settings import Settings
 
 
 @dataclass(frozen=True)
 class View:
-    """What the web pages may read of the worker (streams.api, streams.status)."""
+    """What the web pages may read of the worker (streams.ops.api, streams.ops.status)."""
 
     settings: Settings
     metrics: Metrics

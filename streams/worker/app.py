@@ -1,19 +1,19 @@
 """The stream worker: the Faust application shell around four processors of the project's own.
 
     sequencer    input topics -> <app>.sequenced   (one recorded order per client; broadcasts)
-                 (group <app>-sequencer: streams.sequencerloop)
+                 (group <app>-sequencer: streams.worker.sequencer)
     ledger       <app>.sequenced -> ledger, dead letters, identity requests, commission reports
-                 (group <app>-ledger, state in <app>-state-changelog: streams.ledgerloop)
+                 (group <app>-ledger, state in <app>-state-changelog: streams.worker.ledgerloop)
     identity     identity requests, ledger progress -> verdicts back into <app>.sequenced
-                 (group <app>-identity, state in <app>-identities-changelog: streams.registryloop)
+                 (group <app>-identity, state in <app>-identities-changelog: streams.worker.registryloop)
     commissions  commission reports -> commission.payout (a partner's total over all partitions)
-                 (group <app>-commissions, state in <app>-commissions-changelog: streams.commissionloop)
+                 (group <app>-commissions, state in <app>-commissions-changelog: streams.worker.commissionloop)
 
 Faust is the shell only: the App, its lifecycle and signals, the web server and its pages, the
 timers. No Faust stream, agent or table holds an offset or any state: Faust's commit path has
 open upstream bugs (faust-streaming #596, #606) that were seen here to commit records never
-processed. Every processor reads with aiokafka (streams.kafkaio) and the last three keep their
-position in their own state (streams.processor). This module only builds and connects them.
+processed. Every processor reads with aiokafka (streams.worker.kafkaio) and the last three keep their
+position in their own state (streams.worker.processor). This module only builds and connects them.
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from typing import Any
 import faust
 
 from handlers.rules import Rules
-from streams import api
-from streams.commissionloop import CommissionLoop
-from streams.kafkaio import Sender
-from streams.ledger import Topics
-from streams.ledgerloop import LedgerLoop
-from streams.metrics import Metrics
-from streams.readmodel import ReadModel
-from streams.registryloop import RegistryLoop
-from streams.sequencerloop import SequencerLoop
+from streams.ops import api
+from streams.worker.commissionloop import CommissionLoop
+from streams.worker.kafkaio import Sender
+from streams.worker.ledger import Topics
+from streams.worker.ledgerloop import LedgerLoop
+from streams.ops.metrics import Metrics
+from streams.worker.readmodel import ReadModel
+from streams.worker.registryloop import RegistryLoop
+from streams.worker.sequencer import SequencerLoop
 from streams.settings import Settings
-from streams.status import View
+from streams.ops.status import View
 
 log = logging.getLogger("rewards")
 

@@ -1,4 +1,4 @@
-"""The commission book (streams.commissions) on the processor loop (streams.processor).
+"""The commission book (streams.worker.commissions) on the processor loop (streams.worker.processor).
 
 Its own group, ``<app>-commissions``, on the commission topic; its state in the compacted
 ``<app>-commissions-changelog``. A partition with nothing there yet takes what the Faust tables
@@ -9,12 +9,11 @@ exist, and reads the topic from its start: every close they knew is recognised.
 from __future__ import annotations
 
 from handlers.rules import Rules
-from streams.admin import partition_counts
-from streams.commissions import STATE_KEY, CommissionBook
-from streams.kafkaio import Sender, read_changelog
-from streams.ledger import Topics
-from streams.metrics import Metrics
-from streams.processor import Crash, ProcessorLoop
+from streams.worker.commissions import STATE_KEY, CommissionBook
+from streams.worker.kafkaio import Sender, partition_counts, read_changelog
+from streams.worker.ledger import Topics
+from streams.ops.metrics import Metrics
+from streams.worker.processor import Crash, ProcessorLoop
 from streams.settings import Settings
 
 

@@ -2,13 +2,13 @@
 partitions has reported its share of the day close.
 
 A ledger partition sends, on a day close, one CommissionReport to every partition of the
-commission topic: the share due to the partners whose key lands there (streams.ledger
+commission topic: the share due to the partners whose key lands there (streams.worker.ledger
 RemoteCommissions). A CommissionBook holds one partition of that topic: the closes in progress
 (who has reported, what is due) and the partners' payout ledgers (what is carried to the next
 close). The report that completes a close pays it. A report sent twice (its ledger partition
 re-applied a batch after a crash) is recognised by its close and partition.
 
-Pure of Kafka: the worker runs it on the processor loop (streams.processor; position in its
+Pure of Kafka: the worker runs it on the processor loop (streams.worker.processor; position in its
 state, effects then state), and ``rewards replay --from-kafka`` on the reports of the recorded
 log. Its whole state is one record, ``STATE_KEY``, in the compacted changelog
 ``<app>-commissions-changelog``: a close's progress and the partners' ledgers are written
@@ -30,9 +30,10 @@ from handlers.step import Step
 from schemas.inputs import DayClosed
 from schemas.outputs import OutputEvent
 from schemas.timefmt import day_of, parse_ts_us
-from streams import wire
-from streams.ledger import Topics, output_send
-from streams.wire import Send
+from streams.worker import wire
+from streams.worker.ledger import Topics, output_send
+from streams.worker.position import OwnPosition
+from streams.worker.wire import Send
 
 STATE_KEY: Final = b"\x00commissions"
 
@@ -49,7 +50,9 @@ class CommissionState(msgspec.Struct):
 _state = msgspec.msgpack.Decoder(CommissionState)
 
 
-class CommissionBook:
+class CommissionBook(OwnPosition):
+    state: CommissionState
+
     def __init__(self, partition: int, partitions: int, rules: Rules, topics: Topics,
                  table: dict[bytes, bytes]) -> None:
         self.partition, self.partitions, self.rules, self.topics = partition, partitions, rules, topics
@@ -77,22 +80,11 @@ class CommissionBook:
         book.dirty = bool(partners or closes)
         return book
 
-    @property
-    def last(self) -> int:
-        return self.state.last
-
-    def start_at(self, offset: int) -> None:
-        assert self.state.last == -1
-        self.state.last = offset - 1
-
     def take(self, record: Any, now_ms: float = 0.0) -> bool:
         """One record of the commission topic; False when records before it are missing."""
-        state = self.state
-        if record.offset <= state.last:
-            return True  # applied before this restart
-        if record.offset != state.last + 1:
-            return False
-        state.last = record.offset
+        placed = self.advance(record.offset)
+        if not placed:
+            return placed is None  # applied before this restart, or records missing before it
         self.dirty = True
         self.payouts += self.receive(wire.commission_reports.decode(record.value))
         return True

@@ -7,15 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from streams.partitioning import partition_for
+from streams.worker.partitioning import partition_for
 from streams.settings import Settings
-from streams.wire import Send
+from streams.worker.wire import Send
 
 log = logging.getLogger("rewards.kafka")
 
@@ -91,6 +92,17 @@ async def read_changelog(settings: Settings, topic: str, partitions: list[int]) 
     return tables
 
 
+async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """How many partitions each of ``topics`` has (0: it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return {topic["topic"]: len(topic["partitions"]) for topic in described}
+
+
 class Sender:
     """The worker's one producer, the project's own (not Faust's): started on first use."""
 
@@ -123,7 +135,7 @@ class Sender:
         producer whole: a record costs an append to a (C-built) batch, not a trip through
         ``producer.send`` with a future of its own, which was a quarter of the worker's time.
         A record without a partition goes where Kafka's default partitioner would put its key
-        (murmur2, ``streams.partitioning``); one without a key, by the hash of its value."""
+        (murmur2, ``streams.worker.partitioning``); one without a key, by the hash of its value."""
         if not sends:
             return
         producer = await self.producer()

@@ -1,7 +1,7 @@
 """One partition of the sequenced log applied to its clients: the worker's ledger.
 
 Pure of Kafka and Faust: it reads and writes table-like mappings and returns what must be sent.
-The loop in ``streams.ledgerloop`` feeds it batches and carries out the effects, in an order that
+The loop in ``streams.worker.ledgerloop`` feeds it batches and carries out the effects, in an order that
 makes the whole thing effectively-once on top of at-least-once delivery:
 
 1. apply every record of the batch (state changes stay in this object);
@@ -41,9 +41,9 @@ from schemas.codec import BadInput, canonical_bytes, decode, encode_output
 from schemas.inputs import ClientEvent, DayClosed, InputEvent, WelcomeClaim
 from schemas.outputs import CommissionPayout, EventRejected, OutputEvent
 from schemas.timefmt import day_of
-from streams import wire
-from streams.partitioning import partition_for
-from streams.wire import Send
+from streams.worker import wire
+from streams.worker.partitioning import partition_for
+from streams.worker.wire import Send
 
 SEP: Final = b"\x1f"
 _SLOTS: Final = (b"c0" + SEP, b"c1" + SEP)
@@ -360,7 +360,7 @@ class PartitionLedger:
         self.outbox.outputs.append(output)
         self.outbox.sends.append(output_send(output, self.topics))
 
-    # -- on the processor loop (streams.processor) ------------------------------------------------
+    # -- on the processor loop (streams.worker.processor) ------------------------------------------------
     def take(self, record: Any, now_ms: float = 0.0) -> bool:
         """One record of the sequenced log (aiokafka's ConsumerRecord)."""
         if not self.handle(Record(self.partition, record.offset, record.key, record.value, dict(record.headers or ()))):
@@ -370,7 +370,7 @@ class PartitionLedger:
 
     def effects(self, now_ms: float = 0.0) -> list[list[Send]]:
         """The outbox's sends, then the last Progress mark applied, when new, to every identity
-        registry partition (streams.registry): after the identity requests before it, in the
+        registry partition (streams.worker.registry): after the identity requests before it, in the
         same wave (a partition's records keep their order)."""
         sends = self.outbox.sends
         mark = self.progress

@@ -1,7 +1,7 @@
-"""The ledger on the processor loop: the sequenced log applied by streams.ledger.
+"""The ledger on the processor loop: the sequenced log applied by streams.worker.ledger.
 
 Its own consumer group, ``<app>-ledger``, on ``<app>.sequenced``; its state in the compacted
-``<app>-state-changelog`` (same partition number); its position in its state (streams.processor
+``<app>-state-changelog`` (same partition number); its position in its state (streams.worker.processor
 says how a turn goes). After each turn's commit it updates the metrics and writes the clients'
 views to the Redis read model.
 """
@@ -12,11 +12,11 @@ from collections import Counter
 from typing import Any
 
 from handlers.rules import Rules
-from streams.kafkaio import Sender
-from streams.ledger import PartitionLedger, Topics
-from streams.metrics import Metrics
-from streams.processor import Crash, ProcessorLoop
-from streams.readmodel import ReadModel
+from streams.worker.kafkaio import Sender
+from streams.worker.ledger import PartitionLedger, Topics
+from streams.ops.metrics import Metrics
+from streams.worker.processor import Crash, ProcessorLoop
+from streams.worker.readmodel import ReadModel
 from streams.settings import Settings
 
 CACHE_MAX = 100_000  # clients kept decoded per partition

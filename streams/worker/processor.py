@@ -1,6 +1,6 @@
 """One processor loop and one commit protocol, for the processors that keep their position in
-their own state: the ledger (streams.ledger), the identity registry (streams.registry) and the
-commission book (streams.commissions).
+their own state: the ledger (streams.worker.ledger), the identity registry (streams.worker.registry) and the
+commission book (streams.worker.commissions).
 
 Each reads one topic with its own consumer group and holds, per partition of it, a processor
 over a table recovered from its own compacted changelog (same partition number). A processor
@@ -39,10 +39,10 @@ from typing import Any, Generic, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.kafkaio import Batch, Sender, consume_batches, group_consumer, read_changelog
-from streams.metrics import Metrics
+from streams.worker.kafkaio import Batch, Sender, consume_batches, group_consumer, read_changelog
+from streams.ops.metrics import Metrics
 from streams.settings import Settings
-from streams.wire import Send
+from streams.worker.wire import Send
 
 Crash = Callable[[BaseException], Awaitable[None]]
 

@@ -1,13 +1,13 @@
 """The identity registry: one Welcome Bonus per verified person, decided in ``ts`` order.
 
 A welcome claim that passes its client's own checks is sent by the client's ledger partition to
-the registry partition of its identity hash (streams.ledger.DeferredIdentities); the verdict
+the registry partition of its identity hash (streams.worker.ledger.DeferredIdentities); the verdict
 goes back into the client's sequenced partition. Two clients of one person can sit in different
 ledger partitions, which run independently, so the claim that reaches the registry first is not
 always the earlier one. A claim therefore waits until no earlier one can still come. Every
 sequencer task marks its Progress in its sequenced partition (the ts it has copied up to, and
 whether it had copied all its inputs); its ledger partition, having applied the mark and so every
-claim before it, sends it on here (streams.ledgerloop). A claim of ts T is decided once every
+claim before it, sends it on here (streams.worker.ledgerloop). A claim of ts T is decided once every
 partition has passed T or, ``settle_ms`` after the claim came, had copied and applied all of its
 inputs. Claims are
 decided in (ts, client, claim id) order and the earliest takes the identity, as in ``rewards
@@ -15,7 +15,7 @@ replay --order ts``. A claim that comes later than that (its client's inputs wer
 than the merge's grace late, or it waited for its account in the ledger's parking) is decided
 when it comes.
 
-Pure of Kafka: it runs on the processor loop (streams.processor; streams.registryloop). A
+Pure of Kafka: it runs on the processor loop (streams.worker.processor; streams.worker.registryloop). A
 turn's effects go in two waves: the new owners to the changelog, then the verdicts into the
 claimants' sequenced partitions; the partition's own state (its commit) follows. An owner is
 thus durable before any verdict that depends on it is told, and a claim decided again after a
@@ -35,9 +35,10 @@ from typing import Any, Final
 import msgspec
 
 from schemas.timefmt import parse_ts_us
-from streams import wire
-from streams.partitioning import partition_for
-from streams.wire import Send
+from streams.worker import wire
+from streams.worker.partitioning import partition_for
+from streams.worker.position import OwnPosition
+from streams.worker.wire import Send
 
 STATE_KEY: Final = b"\x00registry"
 PROGRESS_FLUSH_MS: Final = 5000  # progress alone is written this often: a restart reads the marks since again
@@ -51,7 +52,9 @@ class _Claim(msgspec.Struct):
 _claim = msgspec.json.Decoder(_Claim)
 
 
-class RegistryPartition:
+class RegistryPartition(OwnPosition):
+    state: wire.RegistryState
+
     def __init__(self, partition: int, ledger_partitions: int, settle_ms: float,
                  table: MutableMapping[bytes, bytes], changelog: str = "", sequenced: str = "") -> None:
         self.partition, self.ledger_partitions, self.settle_ms = partition, ledger_partitions, settle_ms
@@ -65,23 +68,12 @@ class RegistryPartition:
         self.progressed = False  # only progress marks came
         self.flushed_ms = 0.0
 
-    @property
-    def last(self) -> int:
-        return self.state.last
-
-    def start_at(self, offset: int) -> None:
-        """A partition with nothing applied: its first record is at ``offset``."""
-        assert self.state.last == -1
-        self.state.last = offset - 1
-
     def accept(self, offset: int, kind: bytes | None, value: bytes, now_ms: float) -> bool:
         """Take one record of the identity topic; False when records before it are missing."""
         state = self.state
-        if offset <= state.last:
-            return True  # applied before this restart
-        if offset != state.last + 1:
-            return False
-        state.last = offset
+        placed = self.advance(offset)
+        if not placed:
+            return placed is None  # applied before this restart, or records missing before it
         if kind == wire.KIND_PROGRESS:
             self.progressed = True
             report = wire.progress_reports.decode(value)
@@ -142,7 +134,7 @@ class RegistryPartition:
         waiting = [w.offset for w in self.state.waiting]
         return min(waiting, default=self.state.last + 1)
 
-    # -- on the processor loop (streams.processor) ------------------------------------------------
+    # -- on the processor loop (streams.worker.processor) ------------------------------------------------
     def take(self, record: Any, now_ms: float) -> bool:
         return self.accept(record.offset, dict(record.headers or ()).get(wire.H_KIND), record.value, now_ms)
 

@@ -1,4 +1,4 @@
-"""The identity registry (streams.registry) on the processor loop (streams.processor).
+"""The identity registry (streams.worker.registry) on the processor loop (streams.worker.processor).
 
 Its own group, ``<app>-identity``, on the identity topic; its state in the compacted
 ``<app>-identities-changelog``. It turns every REWARDS_BATCH_WITHIN_MS while nothing comes too:
@@ -8,11 +8,11 @@ the lag counts claims not answered yet.
 
 from __future__ import annotations
 
-from streams.kafkaio import Sender
-from streams.metrics import Metrics
-from streams.processor import Crash, ProcessorLoop
-from streams.registry import RegistryPartition
-from streams.sequencerloop import PROGRESS_EVERY_S
+from streams.worker.kafkaio import Sender
+from streams.ops.metrics import Metrics
+from streams.worker.processor import Crash, ProcessorLoop
+from streams.worker.registry import RegistryPartition
+from streams.worker.sequencer import PROGRESS_EVERY_S
 from streams.settings import Settings
 
 

@@ -1,5 +1,5 @@
 """The sequencer: every input copied, untouched, into the sequenced log, in event-time order
-within each client (streams.merge), with its own aiokafka consumers.
+within each client (streams.worker.merge), with its own aiokafka consumers.
 
 Source systems publish independently, one topic each; nothing orders a deposit on one topic
 against the ``account.opened`` on another but their ``ts``. So the sequencer works like a Kafka
@@ -17,7 +17,7 @@ that partition's copies, and a client's every input is in it.
 - A task commits, per source partition, the offset after the last record it copied (not after
   what it read: records waiting in the merge are read again by the next owner), once Kafka has
   acknowledged the copies. A crash in between copies them again; the ledger recognises a
-  second copy by its source position (streams.ledger).
+  second copy by its source position (streams.worker.ledger).
 - A task starts where its commits say, and only records read after it started are taken: a
   batch fetched before a rebalance (``getmany`` may return it after the new assignment) is
   dropped and its partitions read again from where the task is. Taking it would put a source's
@@ -40,15 +40,13 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from schemas.timefmt import parse_ts_us
-from streams import wire
-from streams.admin import partition_counts
-from streams.lag import task_places
-from streams.kafkaio import Sender, group_consumer, reader
-from streams.merge import EventTimeMerge
-from streams.publish import precedence
-from streams.processor import Crash
+from streams.worker import wire
+from streams.worker.kafkaio import Sender, group_consumer, partition_counts, reader
+from streams.worker.merge import EventTimeMerge
+from streams.worker.processor import Crash
+from streams.bus import precedence
 from streams.settings import Settings
-from streams.wire import Send
+from streams.worker.wire import Send
 
 log = logging.getLogger("rewards.sequencer")
 
@@ -179,7 +177,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         """A Progress mark after the task's copies, when it changed, at most every
         PROGRESS_EVERY_S: the ts it has copied up to, and whether it had copied all its sources
         had. The ledger partition passes the last one it applied on to the identity registry,
-        which decides welcome claims in ts order by it (streams.registry)."""
+        which decides welcome claims in ts order by it (streams.worker.registry)."""
         caught_up = task.merge.buffered() == 0 and all(heard(tp) is not None for tp in task.sources)
         now = time.monotonic()
         last = task.reported
@@ -268,3 +266,22 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             return []
         return [(tp.topic, tp.partition, task.copied.get(tp), self.consumer.highwater(tp))
                 for task in self.tasks.values() for tp in task.sources if tp.topic in self.settings.client_topics]
+
+
+def task_places(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[TopicPartition, int]]:
+    """Each sequencer task's place in the broadcast topics: every task reads every broadcast
+    partition and keeps its place there as the metadata of its commits on its client partitions
+    (SequencerLoop._commit)."""
+    by_task: dict[int, dict[TopicPartition, int]] = {}
+    for tp, found in committed.items():
+        if tp.topic in settings.client_topics and found.metadata:
+            try:
+                places = orjson.loads(found.metadata)
+            except orjson.JSONDecodeError:
+                continue
+            task = by_task.setdefault(tp.partition, {})
+            for name, offset in places.items():
+                topic, partition = name.rsplit(":", 1)
+                place = TopicPartition(topic, int(partition))
+                task[place] = max(task.get(place, 0), int(offset))
+    return by_task

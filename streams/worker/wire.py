@@ -73,7 +73,7 @@ class WaitingClaim(msgspec.Struct, frozen=True, array_like=True):
 
 
 class RegistryState(msgspec.Struct):
-    """One identity registry partition's own state (streams.registry)."""
+    """One identity registry partition's own state (streams.worker.registry)."""
 
     last: int = -1  # the last identity-topic offset applied
     marks: dict[int, int] = msgspec.field(default_factory=dict)  # ledger partition -> offset of its last mark

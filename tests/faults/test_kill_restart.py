@@ -17,9 +17,9 @@ import pytest
 import redis.asyncio as redis
 
 from handlers.rules import Rules
-from streams.logreplay import replay_log
-from streams.publish import publish_per_topic
-from streams.sample_day import SampleDay
+from streams.offline.logreplay import replay_log
+from streams.devtools.publish import publish_per_topic
+from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
 from tests.integration.conftest import ensure, read_all, wait_caught_up
 

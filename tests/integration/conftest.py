@@ -1,4 +1,4 @@
-"""Real Kafka and Redis for the integration tiers (see streams.localservices for which), and a
+"""Real Kafka and Redis for the integration tiers (see streams.devtools.localservices for which), and a
 worker run as its own process, as a broker would run it."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.lag import wait_caught_up as wait_caught_up  # the tests import it from here
-from streams.localservices import Services, free_port, services
-from streams.publish import route
+from streams.ops.lag import wait_caught_up as wait_caught_up  # the tests import it from here
+from streams.devtools.localservices import Services, free_port, services
+from streams.bus import route
 from streams.settings import Settings
 
 _ids = itertools.count()
@@ -118,7 +118,7 @@ class SequencedCounter:
         await self.consumer.stop()
 
     async def wait_for(self, expected: int, timeout_s: float) -> None:
-        from streams import wire
+        from streams.worker import wire
 
         deadline = time.monotonic() + timeout_s
         while self.count < expected:
@@ -212,6 +212,6 @@ async def wait_for_outputs(settings: Settings, predicate: Any, timeout_s: float 
 
 
 async def ensure(settings: Settings) -> None:
-    from streams.admin import ensure_topics
+    from streams.ops.topics import ensure_topics
 
     await ensure_topics(settings)

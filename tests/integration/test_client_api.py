@@ -12,7 +12,7 @@ import pytest
 
 from handlers.engine import Engine
 from handlers.money import fmt
-from streams.localservices import free_port
+from streams.devtools.localservices import free_port
 from streams.settings import Settings
 from tests.integration.conftest import ensure, publish_in_order
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.replay import replay
+from streams.offline.replay import replay
 from handlers.rules import Rules
 from streams.settings import Settings
 from tests.integration.conftest import ensure, publish_in_order, wait_for_outputs

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from streams.localservices import debian_binary
-from streams.publish import publish
-from streams.sample_day import SampleDay
+from streams.devtools.localservices import debian_binary
+from streams.devtools.publish import publish
+from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
 from tests.integration.conftest import ensure, publish_in_order, read_all, settings_env, wait_caught_up
 

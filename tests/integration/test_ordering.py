@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from handlers.rules import Rules
-from streams.publish import publish_per_topic
-from streams.replay import replay_in_ts_order
-from streams.sample_day import SampleDay
+from streams.devtools.publish import publish_per_topic
+from streams.offline.replay import replay_in_ts_order
+from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
 from tests.faults.test_kill_restart import by_id
 from tests.faults.test_rebalance import partitions_of
@@ -57,7 +57,7 @@ def sums(outputs: dict[str, dict[str, Any]]) -> dict[str, Decimal]:
 
 def contested_claims(lines: list[bytes]) -> set[str]:
     """Welcome claims of clients whose verified identity another client has too: the identity
-    registry must decide them in ts order across partitions (streams.registry)."""
+    registry must decide them in ts order across partitions (streams.worker.registry)."""
     identity_of: dict[str, str] = {}
     for line in lines:
         if b'"client.verified"' in line:

@@ -11,8 +11,8 @@ import pytest
 
 from handlers.rules import Rules
 from handlers.state import ClientState
-from streams.localservices import Services
-from streams.readmodel import ReadModel
+from streams.devtools.localservices import Services
+from streams.worker.readmodel import ReadModel
 
 pytestmark = pytest.mark.integration
 

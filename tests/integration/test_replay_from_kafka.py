@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from handlers.rules import Rules
-from streams.logreplay import replay_log
-from streams.publish import publish
+from streams.offline.logreplay import replay_log
+from streams.devtools.publish import publish
 from streams.settings import Settings
 from tests.integration.conftest import ensure, read_all, wait_caught_up
 

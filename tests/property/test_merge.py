@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.merge import EventTimeMerge
+from streams.worker.merge import EventTimeMerge
 
 SOURCES = ("clients", "payments", "commands", "trades", "settlement")
 POLL_MS = 20

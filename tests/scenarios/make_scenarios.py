@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.sample_day import SampleDay
+from streams.devtools.sample_day import SampleDay
 from tests.support import Scenario
 
 HERE = Path(__file__).parent

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("handlers", "schemas", "streams")
-SHELL = {"streams/app.py"}  # the Faust application: the App, its lifecycle, web server and timers
+SHELL = {"streams/worker/app.py"}  # the Faust application: the App, its lifecycle, web server and timers
 BASELINES = {"benchmarks/naive_faust.py"}  # the naive Faust worker the benchmarks compare with
 
 
@@ -75,3 +75,23 @@ def test_the_worker_modules_import_no_cycle() -> None:
     for module in sorted(graph):
         visit(module, [])
     assert cycles == []
+
+
+def test_each_room_leans_only_on_the_rooms_below_it() -> None:
+    """streams/worker runs on the core and streams/ops (its pages and metrics); ops reads the
+    worker's formats; the offline replays and the developer tools use anything; nothing uses
+    the developer tools but the command line."""
+    allowed = {
+        "streams.worker": {"streams.worker", "streams.ops", "streams.settings", "streams.bus"},
+        "streams.ops": {"streams.ops", "streams.worker", "streams.settings", "streams.bus"},
+        "streams.offline": {"streams.offline", "streams.worker", "streams.ops", "streams.settings", "streams.bus"},
+    }
+    found = []
+    for path, tree in sources("streams"):
+        room = ".".join(path.removesuffix(".py").split("/")[:2])
+        if room not in allowed:
+            continue
+        for line, name in imported(tree):
+            if name.startswith("streams.") and ".".join(name.split(".")[:2]) not in allowed[room]:
+                found.append((path, line, name))
+    assert found == []

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from handlers.rules import Rules
-from streams.metrics import Metrics, exported_names
+from streams.ops.metrics import Metrics, exported_names
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

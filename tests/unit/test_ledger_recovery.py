@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from handlers.rules import Rules
-from streams import wire
-from streams.ledger import PartitionLedger, Record, Topics
-from streams.sample_day import SampleDay
+from streams.worker import wire
+from streams.worker.ledger import PartitionLedger, Record, Topics
+from streams.devtools.sample_day import SampleDay
 
 TOPICS = Topics(ledger="ledger", deadletter="dead", identity="identity", commissions="commissions", sequenced="seq")
 

@@ -7,7 +7,7 @@ from collections import Counter
 from prometheus_client import generate_latest
 
 from schemas.outputs import CashbackAccrued, EventRejected, WalletAllocated
-from streams.metrics import Metrics, StatusHistory, exported_names
+from streams.ops.metrics import Metrics, StatusHistory, exported_names
 
 
 def cashback(n: int, amount: str) -> CashbackAccrued:

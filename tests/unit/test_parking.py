@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from handlers.rules import Rules
-from streams.ledger import PartitionLedger
+from streams.worker.ledger import PartitionLedger
 from tests.support import Scenario, of_type, one
 from tests.unit.test_ledger_recovery import TOPICS, records, run
 

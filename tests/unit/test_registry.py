@@ -1,4 +1,4 @@
-"""The identity registry deciding welcome claims in ts order (streams.registry), fed by hand:
+"""The identity registry deciding welcome claims in ts order (streams.worker.registry), fed by hand:
 claims of one person from two ledger partitions reaching it in either order, the ledger
 partitions' progress, and restarts between its writes."""
 
@@ -9,9 +9,9 @@ import itertools
 import orjson
 
 from schemas.timefmt import parse_ts_us
-from streams import wire
-from streams.partitioning import partition_for
-from streams.registry import STATE_KEY, RegistryPartition
+from streams.worker import wire
+from streams.worker.partitioning import partition_for
+from streams.worker.registry import STATE_KEY, RegistryPartition
 
 SETTLE_MS = 2500
 

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from streams.cli import main
-from streams.sample_day import write
+from streams.devtools.sample_day import write
 
 
 @pytest.fixture(scope="module")

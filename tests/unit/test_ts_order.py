@@ -8,8 +8,8 @@ import io
 import orjson
 
 from handlers.rules import Rules
-from streams.publish import in_ts_order
-from streams.replay import replay_in_ts_order
+from streams.bus import in_ts_order
+from streams.offline.replay import replay_in_ts_order
 from streams.settings import Settings
 
 

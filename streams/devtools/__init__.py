@@ -1,0 +1,1 @@
+"""For developers and the demo: local Kafka and Redis, a sample broker day, publishing."""

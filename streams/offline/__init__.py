@@ -1,0 +1,1 @@
+"""The offline replays: of event files (the engine alone) and of the recorded log."""

@@ -1,0 +1,35 @@
+"""The position half of a processor that keeps its position in its state (streams.worker.processor)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class _Stamped(Protocol):
+    last: int  # the last input offset the state has applied (-1: none)
+
+
+class OwnPosition:
+    """For a processor whose state (``self.state``) carries ``last``."""
+
+    state: _Stamped
+
+    @property
+    def last(self) -> int:
+        return self.state.last
+
+    def start_at(self, offset: int) -> None:
+        """Nothing applied yet: the first record is at ``offset`` (the log's first)."""
+        assert self.state.last == -1
+        self.state.last = offset - 1
+
+    def advance(self, offset: int) -> bool | None:
+        """Whether the record at ``offset`` comes next: True (it is now the last applied), None
+        (applied before a restart: skip it), False (records before it are missing)."""
+        state = self.state
+        if offset <= state.last:
+            return None
+        if offset != state.last + 1:
+            return False
+        state.last = offset
+        return True
