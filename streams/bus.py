@@ -1,11 +1,13 @@
 """The bus as the worker sees it: which topic each input type comes from (one per source
-system), and the order the sequencer records inputs in when no source lags beyond the grace."""
+system), the order the sequencer records inputs in when no source lags beyond the grace, and
+where each sequencer task is in the broadcast topics (its commits' metadata)."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import orjson
+from aiokafka import TopicPartition
 
 from schemas.timefmt import parse_ts_us
 from streams.settings import Settings
@@ -70,3 +72,22 @@ def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
     topic = getattr(settings, SOURCE_OF.get(str(doc.get("type")), "topic_trades"))
     client_id = doc.get("client_id")
     return topic, client_id.encode() if isinstance(client_id, str) else None
+
+
+def task_places(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[TopicPartition, int]]:
+    """Each sequencer task's place in the broadcast topics: every task reads every broadcast
+    partition and keeps its place there as the metadata of its commits on its client partitions
+    (streams.worker.sequencer)."""
+    by_task: dict[int, dict[TopicPartition, int]] = {}
+    for tp, found in committed.items():
+        if tp.topic in settings.client_topics and found.metadata:
+            try:
+                places = orjson.loads(found.metadata)
+            except orjson.JSONDecodeError:
+                continue
+            task = by_task.setdefault(tp.partition, {})
+            for name, offset in places.items():
+                topic, partition = name.rsplit(":", 1)
+                place = TopicPartition(topic, int(partition))
+                task[place] = max(task.get(place, 0), int(offset))
+    return by_task

@@ -29,7 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.ops.topics import ensure_topics
-from streams.worker.kafkaio import partition_counts
+from streams.ops.topics import partition_counts
 from streams.ops.lag import PartitionLag, group_lag, wait_caught_up
 from streams.devtools.localservices import Services, free_port, services
 from streams.devtools.publish import publish_per_topic

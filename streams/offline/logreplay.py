@@ -24,7 +24,7 @@ from schemas.outputs import OutputEvent
 from streams.worker import wire
 from streams.worker.commissions import CommissionBook
 from streams.worker.ledger import PartitionLedger, Record, Topics
-from streams.worker.readmodel import ReadModel
+from streams.ops.readmodel import ReadModel
 from streams.settings import Settings
 
 

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CoordinatorNotAvailableError, GroupCoordinatorNotAvailableError
 
-from streams.worker.sequencer import task_places
+from streams.bus import task_places
 from streams.settings import Settings
 
 

@@ -11,12 +11,20 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from streams.worker.ledgerloop import LedgerLoop
 from streams.ops.metrics import Metrics
-from streams.worker.readmodel import ReadModel
+from streams.ops.readmodel import ReadModel
 from streams.settings import Settings
+
+
+class Applying(Protocol):
+    """What the pages show of the ledger (streams.worker.ledgerloop.LedgerLoop)."""
+
+    applied: int
+    skipped: int
+
+    def assignment(self) -> list[int]: ...
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,7 @@ class View:
     read_model: ReadModel
     versions: dict[str, str]
     started_at: float
-    ledger: LedgerLoop
+    ledger: Applying
 
     @property
     def applied(self) -> int:

@@ -1,8 +1,9 @@
-"""Kafka housekeeping: creating the topics, publishing a day close."""
+"""Kafka housekeeping: creating the topics and checking their partition counts, publishing a day close."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import date, timedelta
 
 import orjson
@@ -10,7 +11,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.worker.kafkaio import partition_counts
 from streams.settings import Settings
 
 log = logging.getLogger("rewards.admin")
@@ -52,6 +52,17 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """How many partitions each of ``topics`` has (0: it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return {topic["topic"]: len(topic["partitions"]) for topic in described}
 
 
 async def check_copartitioned(settings: Settings) -> str | None:

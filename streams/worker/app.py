@@ -33,7 +33,7 @@ from streams.worker.kafkaio import Sender
 from streams.worker.ledger import Topics
 from streams.worker.ledgerloop import LedgerLoop
 from streams.ops.metrics import Metrics
-from streams.worker.readmodel import ReadModel
+from streams.ops.readmodel import ReadModel
 from streams.worker.registryloop import RegistryLoop
 from streams.worker.sequencer import SequencerLoop
 from streams.settings import Settings

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from handlers.rules import Rules
 from streams.worker.commissions import STATE_KEY, CommissionBook
-from streams.worker.kafkaio import Sender, partition_counts, read_changelog
+from streams.ops.topics import partition_counts
+from streams.worker.kafkaio import Sender, read_changelog
 from streams.worker.ledger import Topics
 from streams.ops.metrics import Metrics
 from streams.worker.processor import Crash, ProcessorLoop

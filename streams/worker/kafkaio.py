@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streams.worker.partitioning import partition_for
@@ -90,17 +89,6 @@ async def read_changelog(settings: Settings, topic: str, partitions: list[int]) 
     finally:
         await consumer.stop()
     return tables
-
-
-async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
-    """How many partitions each of ``topics`` has (0: it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    return {topic["topic"]: len(topic["partitions"]) for topic in described}
 
 
 class Sender:

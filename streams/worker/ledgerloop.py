@@ -16,7 +16,7 @@ from streams.worker.kafkaio import Sender
 from streams.worker.ledger import PartitionLedger, Topics
 from streams.ops.metrics import Metrics
 from streams.worker.processor import Crash, ProcessorLoop
-from streams.worker.readmodel import ReadModel
+from streams.ops.readmodel import ReadModel
 from streams.settings import Settings
 
 CACHE_MAX = 100_000  # clients kept decoded per partition

@@ -41,10 +41,11 @@ from aiokafka.errors import KafkaError
 
 from schemas.timefmt import parse_ts_us
 from streams.worker import wire
-from streams.worker.kafkaio import Sender, group_consumer, partition_counts, reader
+from streams.ops.topics import partition_counts
+from streams.worker.kafkaio import Sender, group_consumer, reader
 from streams.worker.merge import EventTimeMerge
 from streams.worker.processor import Crash
-from streams.bus import precedence
+from streams.bus import precedence, task_places
 from streams.settings import Settings
 from streams.worker.wire import Send
 
@@ -266,22 +267,3 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             return []
         return [(tp.topic, tp.partition, task.copied.get(tp), self.consumer.highwater(tp))
                 for task in self.tasks.values() for tp in task.sources if tp.topic in self.settings.client_topics]
-
-
-def task_places(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[TopicPartition, int]]:
-    """Each sequencer task's place in the broadcast topics: every task reads every broadcast
-    partition and keeps its place there as the metadata of its commits on its client partitions
-    (SequencerLoop._commit)."""
-    by_task: dict[int, dict[TopicPartition, int]] = {}
-    for tp, found in committed.items():
-        if tp.topic in settings.client_topics and found.metadata:
-            try:
-                places = orjson.loads(found.metadata)
-            except orjson.JSONDecodeError:
-                continue
-            task = by_task.setdefault(tp.partition, {})
-            for name, offset in places.items():
-                topic, partition = name.rsplit(":", 1)
-                place = TopicPartition(topic, int(partition))
-                task[place] = max(task.get(place, 0), int(offset))
-    return by_task

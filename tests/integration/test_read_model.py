@@ -12,7 +12,7 @@ import pytest
 from handlers.rules import Rules
 from handlers.state import ClientState
 from streams.devtools.localservices import Services
-from streams.worker.readmodel import ReadModel
+from streams.ops.readmodel import ReadModel
 
 pytestmark = pytest.mark.integration
 
