@@ -86,7 +86,7 @@ async def _committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartit
 async def wait_caught_up(settings: Settings, timeout_s: float = 180, quiet_s: float = 2.0,
                          progress: Callable[[list[PartitionLag]], None] | None = None) -> list[PartitionLag]:
     """Until the worker's group has committed everything on every topic it reads, and stays so
-    for ``quiet_s`` (an agent may still be sending the last messages to another topic).
+    for ``quiet_s`` (a processor may still be sending the last messages to another topic).
     ``progress`` sees every reading."""
     deadline = time.monotonic() + timeout_s
     settled_since = None

@@ -1,23 +1,19 @@
 """One partition of the sequenced log applied to its clients: the worker's ledger.
 
 Pure of Kafka and Faust: it reads and writes table-like mappings and returns what must be sent.
-The loop in ``streams.worker.ledgerloop`` feeds it batches and carries out the effects, in an order that
-makes the whole thing effectively-once on top of at-least-once delivery:
+It runs on the processor loop (streams.worker.processor, through streams.worker.ledgerloop),
+whose turn makes the whole thing effectively-once on top of at-least-once delivery: the
+batch's records are taken (``take``), its outputs, dead letters and messages to the other
+processors sent and acknowledged (``effects``), and only then its state written to the
+changelog, the partition's shared state last, as the batch's commit (``commit``).
 
-1. apply every record of the batch (state changes stay in this object);
-2. send the outputs, dead letters and messages to the other processors, and wait until Kafka
-   has them;
-3. only then write the changed state to the table and (the worker) append those writes to the
-   table's changelog partition, the partition's shared state last, as the batch's commit;
-4. commit the group's offsets (for lag only: the position is the shared state's stamp), and
-   write the read model.
-
-A crash before 3 replays the batch: the same outputs are sent again with the same ids. A crash
-in the middle of 3 leaves writes without their commit: they do not count (PartitionLedger says
-how), and the batch is applied again as if they had never been written. A crash after 3 replays
-records the shared state's offset covers: they are skipped. A record the sequencer copied twice
-(it crashed between copying and committing) has a new offset but the same source position,
-remembered with the event id: it is skipped too, without a dead letter.
+A crash before the commit replays the batch: the same outputs are sent again with the same ids.
+A crash in the middle of the state writes leaves writes without their commit: they do not
+count (PartitionLedger says how), and the batch is applied again as if they had never been
+written. A crash after the commit replays records the shared state's offset covers: they are
+skipped. A record the sequencer copied twice (it crashed between copying and committing) has a
+new offset but the same source position, remembered with the event id: it is skipped too,
+without a dead letter.
 """
 
 from __future__ import annotations

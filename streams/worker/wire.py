@@ -1,5 +1,5 @@
 """The worker's internal records: the headers of the sequenced log and the messages between
-its agents. Encoded with msgspec; none of this is part of the public event contract."""
+its processors. Encoded with msgspec; none of this is part of the public event contract."""
 
 from __future__ import annotations
 
