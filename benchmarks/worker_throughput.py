@@ -96,7 +96,7 @@ async def passthrough(settings: Settings, source: str, sink: str, count: int) ->
 
 async def timestamps(settings: Settings, topic: str, field: str) -> dict[str, int]:
     """``field`` of each record of ``topic`` -> the earliest Kafka timestamp (ms) it has there."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None, isolation_level="read_committed",
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     found: dict[str, int] = {}

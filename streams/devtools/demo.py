@@ -146,7 +146,7 @@ async def caught_up(settings: Settings, bar: Bar, label: str, until: asyncio.Fut
 
 async def read_outputs(settings: Settings) -> DaySummary:
     summary = DaySummary()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed",
                                 group_id=None, auto_offset_reset="earliest", max_poll_records=5000)
     try:
         await consumer.start()

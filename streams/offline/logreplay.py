@@ -44,7 +44,7 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
     # Nothing is sent during a replay: these names only sort the outbox.
     topics = Topics(ledger="replay:ledger", deadletter="replay:deadletter", identity="replay:identity",
                     commissions="replay:commissions", sequenced=settings.sequenced_topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed",
                                 group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     books = [CommissionBook(p, n, rules, topics, {}) for p in range(n)]

@@ -20,6 +20,7 @@ from streams.settings import Settings
 
 class CommissionLoop(ProcessorLoop[CommissionBook]):
     name = "commission book"
+    kind = "commissions"
 
     def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash, rules: Rules,
                  topics: Topics) -> None:

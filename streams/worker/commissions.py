@@ -81,10 +81,9 @@ class CommissionBook(OwnPosition):
         return book
 
     def take(self, record: Any, now_ms: float = 0.0) -> bool:
-        """One record of the commission topic; False when records before it are missing."""
-        placed = self.advance(record.offset)
-        if not placed:
-            return placed is None  # applied before this restart, or records missing before it
+        """One record of the commission topic."""
+        if not self.advance(record.offset):
+            return True  # applied before this restart
         self.dirty = True
         self.payouts += self.receive(wire.commission_reports.decode(record.value))
         return True

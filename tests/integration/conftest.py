@@ -105,7 +105,7 @@ class SequencedCounter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.count = 0
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed",
                                           group_id=None, auto_offset_reset="earliest")
 
     async def __aenter__(self) -> SequencedCounter:
@@ -137,7 +137,7 @@ class OutputWatcher:
         self.causes: set[str] = set()
         self.consumer = AIOKafkaConsumer(settings.ledger_topic, settings.deadletter_topic,
                                           bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                          group_id=None, auto_offset_reset="earliest")
+                                          group_id=None, auto_offset_reset="earliest", isolation_level="read_committed")
 
     async def __aenter__(self) -> OutputWatcher:
         await self.consumer.start()
@@ -185,7 +185,7 @@ async def publish_in_order(settings: Settings, lines: list[bytes], timeout_s: fl
 
 async def read_all(bootstrap: str, *topics: str, idle_s: float = 2.0) -> list[dict[str, Any]]:
     """Everything on the topics, from the start, until nothing new comes for ``idle_s``."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", isolation_level="read_committed",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     out: list[dict[str, Any]] = []

@@ -168,11 +168,11 @@ def test_owners_written_by_earlier_versions_count() -> None:
     assert answers(registry.decide(0)) == [("c1", False)]
 
 
-def test_a_record_after_a_hole_is_refused() -> None:
+def test_a_record_at_or_below_the_position_is_skipped_and_holes_are_markers() -> None:
     registry = fresh()
     registry.start_at(10)
-    assert not registry.accept(11, None, claim("c1", "10:00:01"), 0)
-    assert registry.accept(10, None, claim("c1", "10:00:01"), 0) and registry.last == 10
+    assert registry.accept(12, None, claim("c1", "10:00:01"), 0) and registry.last == 12  # 10, 11: a marker
+    assert registry.accept(12, None, claim("c1", "10:00:01"), 0) and len(registry.state.waiting) == 1
 
 
 def test_an_older_mark_sent_again_is_ignored() -> None:
