@@ -67,7 +67,7 @@ class Metrics:
         self.end = Gauge("rewards_end_offset", "The partition's end offset (high watermark)",
                          ["topic", "partition"], registry=registry)
         self.rewinds = Counter("rewards_partition_rewinds", "Partitions a processor read again from its "
-                               "own position after a hole in their offsets (streams.worker.processor)",
+                               "own position: a batch read across a rebalance, dropped (streams.worker.processor)",
                                ["topic", "partition"], registry=registry)
         self.rebalances = Counter("rewards_rebalances", "Partition assignments received", registry=registry)
         self.last_rebalance = Gauge("rewards_last_rebalance_timestamp_seconds", "When the last assignment came",

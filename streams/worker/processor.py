@@ -194,6 +194,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         for tp in batch:
             processor = self.processors.get(tp.partition)
             if processor is not None and tp in assignment:
+                self.metrics.rewinds.labels(tp.topic, str(tp.partition)).inc()
                 consumer.seek(tp, processor.last + 1)
 
     async def _commit(self, partition: int, processor: P, now_ms: float) -> None:
