@@ -382,4 +382,8 @@ def refused(event: InputEvent, refusal: Refusal, raw: bytes, source: dict[str, A
 
 def rejection_id(cause_id: str | None, raw: bytes) -> str:
     """The same rejected bytes give the same id wherever they are rejected."""
-    return f"event.rejected:{cause_id or '-'}:{hashlib.blake2b(raw, digest_size=8).hexdigest()}"
+    return f"event.rejected:{cause_id or '-'}:{rejection_digest(raw)}"
+
+
+def rejection_digest(raw: bytes) -> str:
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()

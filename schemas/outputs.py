@@ -186,7 +186,7 @@ class FillReversed(ClientOutput):
 RejectionReason = Literal[
     "malformed", "unknown_type", "invalid_field", "unknown_client", "unknown_account",
     "conflicting_duplicate", "bust_window_expired", "unknown_fill", "duplicate", "stale_event",
-    "parking_full",
+    "parking_full", "too_large",
 ]
 
 

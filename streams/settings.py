@@ -55,6 +55,9 @@ class Settings:
     park_window_s: int = field(default=-1, metadata={
         "doc": "event-time seconds an input waits for its prerequisite before its usual refusal; "
                "-1: the rules file's `[parking] window_seconds` (600), 0: no parking"})
+    max_input_bytes: int = field(default=65536, metadata={
+        "doc": "the largest input the worker carries; a larger one is dead-lettered `too_large` (with its size, "
+               "its first 4,096 bytes and a hash) instead of copied into the sequenced log"})
     data_dir: str = field(default=".rewards-data", metadata={"doc": "the Faust shell's local data folder (no state the worker depends on)"})
     log_level: str = field(default="WARNING", metadata={"doc": "log level of the worker"})
 
@@ -84,6 +87,9 @@ class Settings:
             raise SettingsError("REWARDS_REPLICATION must be at least 1")
         if self.order_grace_ms < 0 or self.order_grace_ms > 600_000:
             raise SettingsError("REWARDS_ORDER_GRACE_MS must be between 0 and 600000")
+        if not 1024 <= self.max_input_bytes <= 900_000:
+            raise SettingsError("REWARDS_MAX_INPUT_BYTES must be between 1024 and 900000 (the internal topics "
+                                "carry at most Kafka's default 1 MB per record, headers included)")
         if self.park_window_s < -1:
             raise SettingsError("REWARDS_PARK_WINDOW_S must be -1 (the rules file's), 0 (off) or positive")
         if self.batch_max < 1 or self.batch_within_ms < 1:

@@ -9,7 +9,7 @@ exist, and reads the topic from its start: every close they knew is recognised.
 from __future__ import annotations
 
 from handlers.rules import Rules
-from streams.worker.commissions import STATE_KEY, CommissionBook
+from streams.worker.commissions import STATE_KEY, CommissionBook, commission_state
 from streams.ops.topics import partition_counts
 from streams.worker.kafkaio import Sender, read_changelog
 from streams.worker.ledger import Topics
@@ -41,6 +41,9 @@ class CommissionLoop(ProcessorLoop[CommissionBook]):
                     self.upgrades[p] = CommissionBook.upgraded(p, self.settings.partitions, self.rules,
                                                                self.topics, partners[p], closes[p])
         return tables
+
+    def stamp(self, partition: int, key: bytes, value: bytes) -> int | None:
+        return commission_state(value).last if key == STATE_KEY else None
 
     def make(self, partition: int, table: dict[bytes, bytes]) -> CommissionBook:
         upgraded = self.upgrades.pop(partition, None)

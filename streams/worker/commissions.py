@@ -48,6 +48,7 @@ class CommissionState(msgspec.Struct):
 
 
 _state = msgspec.msgpack.Decoder(CommissionState)
+commission_state = _state.decode
 
 
 class CommissionBook(OwnPosition):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -37,9 +38,11 @@ def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
                             auto_offset_reset="earliest", isolation_level="read_committed", **options)
 
 
-async def read_changelog(settings: Settings, topic: str, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+async def read_changelog(settings: Settings, topic: str, partitions: list[int],
+                         watch: Callable[[int, bytes, bytes], None] | None = None) -> dict[int, dict[bytes, bytes]]:
     """Each partition's table, read from its partition of the compacted changelog ``topic`` from
-    the beginning to its end at the time of the call."""
+    the beginning to its end at the time of the call (committed records only). ``watch`` sees
+    every record, in order."""
     tables: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
     if not partitions:
         return tables
@@ -61,6 +64,8 @@ async def read_changelog(settings: Settings, topic: str, partitions: list[int]) 
                         table.pop(record.key, None)
                     else:
                         table[record.key] = record.value
+                        if watch is not None:
+                            watch(tp.partition, record.key, record.value)
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
     except KafkaError:

@@ -33,7 +33,7 @@ from handlers.rules import Rules
 from handlers.state import ClientState, FillRecord, Parked, Seen
 from handlers.step import Step
 from handlers.verdict import Refusal
-from schemas.codec import BadInput, canonical_bytes, decode, encode_output
+from schemas.codec import BadInput, canonical_bytes, decode, encode_output, rejection
 from schemas.inputs import ClientEvent, DayClosed, InputEvent, WelcomeClaim
 from schemas.outputs import CommissionPayout, EventRejected, OutputEvent
 from schemas.timefmt import day_of
@@ -166,6 +166,15 @@ class TableHistory:
 
     def put_parked(self, queue: list[Parked]) -> None:
         self._put(self.prefix + b"p", _client_codec_enc.encode(queue))
+
+
+def too_large(head: bytes, oversize: bytes, origin: dict[str, Any]) -> OutputEvent:
+    """The rejection of an input too large to carry (the sequencer's stand-in: its first bytes,
+    and ``size:digest`` of the whole). Its id is the one its whole bytes would give."""
+    size, digest = oversize.decode().split(":")
+    bad = BadInput("too_large", f"the input is {int(size):,} bytes, over the largest the worker carries "
+                   f"(REWARDS_MAX_INPUT_BYTES); raw holds its first {len(head):,} bytes", None, None, None)
+    return rejection(bad, head, origin, f"event.rejected:-:{digest}")
 
 
 class DeferredIdentities:
@@ -302,6 +311,11 @@ class PartitionLedger:
             return True
         source = record.headers[wire.H_SOURCE]
         broadcast = kind == wire.KIND_BROADCAST
+        oversize = record.headers.get(wire.H_OVERSIZE)
+        if oversize is not None:  # an input too large to carry: its first bytes stand in for it
+            if not broadcast or self.partition == 0:  # one dead letter for a broadcast
+                self._emit(too_large(record.value, oversize, wire.Source.parse(source).as_dict()))
+            return True
         key = record.key
 
         def placement(event: InputEvent) -> Refusal | bool:

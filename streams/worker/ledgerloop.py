@@ -37,6 +37,9 @@ class LedgerLoop(ProcessorLoop[PartitionLedger]):
     def make(self, partition: int, table: dict[bytes, bytes]) -> PartitionLedger:
         return PartitionLedger(partition, self.settings.partitions, self.rules, self.topics, table, log_writes=True)
 
+    def stamp(self, partition: int, key: bytes, value: bytes) -> int | None:
+        return int.from_bytes(value[:8], "big", signed=True) if key == b"s%d" % partition else None
+
     async def recovered(self, processor: PartitionLedger) -> None:
         # views of the last batches before a crash may not have reached Redis: again (guarded by version)
         await self.read_model.publish(processor.unpublished())

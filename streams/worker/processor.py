@@ -50,6 +50,10 @@ from streams.worker.wire import Send
 Crash = Callable[[BaseException], Awaitable[None]]
 
 
+class StampWentBack(Exception):
+    """A changelog holds a commit older than one before it."""
+
+
 class Fenced(Exception):
     """Another worker holds a partition this one was still writing: this one must stop."""
 
@@ -275,7 +279,26 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                           sum(len(table) for table in tables.values()))
 
     async def read_tables(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
-        return await read_changelog(self.settings, self.changelog, partitions)
+        """The partitions' tables, with every commit in them checked: stamps only increase. A
+        decrease means a writer that was not fenced wrote after a newer one; recovering from
+        it would rewind the partition silently, so it is refused."""
+        highest: dict[int, int] = {}
+
+        def watch(partition: int, key: bytes, value: bytes) -> None:
+            stamp = self.stamp(partition, key, value)
+            if stamp is None:
+                return
+            if stamp < highest.get(partition, -1):
+                raise StampWentBack(f"{self.changelog} partition {partition}: a commit stamped {stamp} follows one "
+                                    f"stamped {highest[partition]}, written by a writer that was not fenced; "
+                                    "refusing to recover from it")
+            highest[partition] = stamp
+
+        return await read_changelog(self.settings, self.changelog, partitions, watch)
+
+    def stamp(self, partition: int, key: bytes, value: bytes) -> int | None:
+        """The stamp of a partition's commit record (None: not a commit)."""
+        return None
 
     # -- for /health, /metrics and the status page ---------------------------------------------------
     def offsets(self) -> list[tuple[str, int, int | None, int | None]]:

@@ -39,6 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
+from handlers.engine import rejection_digest
 from schemas.timefmt import parse_ts_us
 from streams.worker import wire
 from streams.ops.topics import partition_counts
@@ -138,7 +139,11 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 headers = [(wire.H_SOURCE, wire.Source(tp.topic, tp.partition, message.offset).header()),
                            (wire.H_KIND, kind)]
                 key = None if kind == wire.KIND_BROADCAST else (message.key or b"")
-                sends.append(Send(sequenced, key, message.value, task.index, headers))
+                value = message.value or b""  # a tombstone: rejected as malformed
+                if len(value) > self.settings.max_input_bytes:  # too large to carry: a stand-in
+                    headers.append((wire.H_OVERSIZE, f"{len(value)}:{rejection_digest(value)}".encode()))
+                    value = value[:wire.RAW_CAP]
+                sends.append(Send(sequenced, key, value, task.index, headers))
                 task.copied[tp] = message.offset + 1
                 task.clock = max(task.clock, ts_us)
             sends += self._progress(task, heard)

@@ -72,3 +72,50 @@ async def test_bad_input_on_every_topic_is_dead_lettered(settings: Settings, sta
     assert malformed["raw_encoding"] == "base64"
     # and the stream went on: the fill after the bad input was credited
     assert any(o["type"] == "cashback.accrued" and o["cause_id"] == "f1" for o in outputs)
+
+
+async def test_an_input_too_large_to_carry_is_dead_lettered_and_the_stream_goes_on(
+        settings: Settings, start_worker: Any) -> None:
+    """A 100 KiB input (over REWARDS_MAX_INPUT_BYTES) and a 2 MB one (over what the sequenced log
+    accepts, on a trades topic that takes 4 MB): each rejected once, ``too_large``, with its
+    first 4,096 bytes, and the fill published after them is applied."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    await ensure(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic_trades,
+                                                  {"max.message.bytes": str(4 * 1024 * 1024)})])
+    finally:
+        await admin.close()
+    start_worker()
+    await publish_in_order(settings, [
+        ev("client.registered", "reg", client_id="c1", country="DE"),
+        ev("account.opened", "acc", client_id="c1", account_id="a1", account_type="standard", currency="USD"),
+    ])
+    padding = {"note": "x" * 100_000}
+    big = ev("trade.fill", "big", client_id="c1", account_id="a1", fill_id="big", symbol="EURUSD", action="open",
+             lots="1", spread_cost="10", commission="0", **padding)
+    huge = b"\xff" + b"y" * (2 * 1024 * 1024)  # not even UTF-8
+    after = ev("trade.fill", "after", client_id="c1", account_id="a1", fill_id="after", symbol="EURUSD",
+               action="open", lots="1", spread_cost="10", commission="0")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                max_request_size=8 * 1024 * 1024)
+    await producer.start()
+    try:
+        for raw in (big, huge, after):
+            await producer.send_and_wait(settings.topic_trades, raw, key=b"c1")
+    finally:
+        await producer.stop()
+    outputs = await wait_for_outputs(settings, lambda found: any(o.get("cause_id") == "after" for o in found)
+                                     and sum(o.get("reason") == "too_large" for o in found) >= 2)
+    rejected = [o for o in outputs if o.get("reason") == "too_large"]
+    assert len(rejected) == 2
+    by_size = {len(o["raw"]): o for o in rejected}
+    text, encoded = by_size[4096], next(o for o in rejected if o["raw_encoding"] == "base64")
+    assert text["raw"].encode() == big[:4096] and text["raw_encoding"] == "utf-8"
+    assert f"{len(big):,} bytes" in text["error"] and f"{len(huge):,} bytes" in encoded["error"]
+    assert {o["source"]["topic"] for o in rejected} == {settings.topic_trades}
+    assert any(o["type"] != "event.rejected" and o["cause_id"] == "after" for o in outputs)

@@ -163,3 +163,30 @@ def test_views_not_known_to_be_in_redis_are_sent_again_after_a_restart(log: list
     changed_third, _ = restarted.flush_state()
     later = PartitionLedger(0, 1, Rules.default(), TOPICS, restarted.table).unpublished()
     assert {c.client_id for c, _ in later} == set(changed_third) != set(changed)
+
+
+def test_an_input_too_large_to_carry_is_rejected_from_its_stand_in() -> None:
+    """The sequencer copies an input over REWARDS_MAX_INPUT_BYTES as its first bytes with its
+    size and digest: one ``too_large`` dead letter, with the id its whole bytes would give; a
+    broadcast one is dead-lettered by partition 0 only."""
+    from handlers.engine import rejection_digest, rejection_id
+
+    whole = orjson.dumps({"type": "trade.fill", "id": "big", "client_id": "c1", "note": "x" * 70_000})
+    head = whole[:wire.RAW_CAP]
+    oversize = f"{len(whole)}:{rejection_digest(whole)}".encode()
+
+    def stand_in(kind: bytes, partition: int) -> Record:
+        return Record(partition, 0, b"c1", head, {wire.H_SOURCE: wire.Source("trades", 0, 7).header(),
+                                                   wire.H_KIND: kind, wire.H_OVERSIZE: oversize})
+
+    ledger = PartitionLedger(0, 2, Rules.default(), TOPICS, {})
+    ledger.start_at(0)
+    [(topic, value)] = run(ledger, [stand_in(wire.KIND_INPUT, 0)])
+    rejected = orjson.loads(value)
+    assert topic == "dead" and rejected["reason"] == "too_large"
+    assert rejected["id"] == rejection_id(None, whole) and rejected["raw"].encode() == head
+    assert f"{len(whole):,} bytes" in rejected["error"]
+    assert rejected["source"] == {"topic": "trades", "partition": 0, "offset": 7}
+    other = PartitionLedger(1, 2, Rules.default(), TOPICS, {})
+    other.start_at(0)
+    assert run(other, [stand_in(wire.KIND_BROADCAST, 1)]) == []
