@@ -46,6 +46,20 @@ def by_id(outputs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return found
 
 
+async def assert_views_equal(settings: Settings, truth: dict[str, dict[str, Any]], namespace: str) -> None:
+    """Every client's wallet, bonus and rebate views in Redis: the worker's equal the replay's
+    (written under ``rewards:<namespace>:``)."""
+    store = redis.from_url(settings.redis_url)
+    clients = {o["client_id"] for o in truth.values() if o.get("client_id") and o["type"] != "event.rejected"}
+    try:
+        for client_id in clients:
+            worker_view = await store.hmget(f"{settings.redis_prefix}client:{client_id}", "wallet", "bonuses", "rebates")
+            truth_view = await store.hmget(f"rewards:{namespace}:client:{client_id}", "wallet", "bonuses", "rebates")
+            assert worker_view == truth_view, client_id
+    finally:
+        await store.aclose()
+
+
 def payouts(outputs: dict[str, dict[str, Any]]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for o in outputs.values():
@@ -86,10 +100,4 @@ async def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(
     assert sent == truth
     assert payouts(sent) == payouts(truth) and payouts(truth)
 
-    store = redis.from_url(settings.redis_url)
-    clients = {o["client_id"] for o in truth.values() if o.get("client_id") and o["type"] != "event.rejected"}
-    for client_id in clients:
-        worker_view = await store.hmget(f"{settings.redis_prefix}client:{client_id}", "wallet", "bonuses", "rebates")
-        truth_view = await store.hmget(f"rewards:{namespace}:client:{client_id}", "wallet", "bonuses", "rebates")
-        assert worker_view == truth_view, client_id
-    await store.aclose()
+    await assert_views_equal(settings, truth, namespace)

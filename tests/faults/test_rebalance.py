@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redis.asyncio as redis
 
 from handlers.rules import Rules
 from streams.devtools.localservices import free_port
@@ -18,7 +17,7 @@ from streams.offline.logreplay import replay_log
 from streams.devtools.publish import publish_per_topic
 from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
-from tests.faults.test_kill_restart import by_id, count_outputs, payouts
+from tests.faults.test_kill_restart import assert_views_equal, by_id, count_outputs, payouts
 from tests.integration.conftest import ensure, read_all, wait_caught_up
 from tests.integration.test_client_api import get
 
@@ -63,9 +62,4 @@ async def test_two_workers_split_and_one_takes_over(settings: Settings, start_wo
     truth = by_id([orjson.loads(line) for line in truth_file.read_bytes().splitlines()])
     assert sent == truth
     assert payouts(sent) == payouts(truth) and payouts(truth)
-    store = redis.from_url(settings.redis_url)
-    clients = {o["client_id"] for o in truth.values() if o.get("client_id") and o["type"] != "event.rejected"}
-    for client_id in clients:
-        assert (await store.hmget(f"{settings.redis_prefix}client:{client_id}", "wallet", "bonuses", "rebates")
-                == await store.hmget(f"rewards:{namespace}:client:{client_id}", "wallet", "bonuses", "rebates"))
-    await store.aclose()
+    await assert_views_equal(settings, truth, namespace)
