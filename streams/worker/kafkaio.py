@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -36,30 +36,6 @@ def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
     """A consumer outside any group: it neither uses nor moves committed offsets."""
     return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
                             auto_offset_reset="earliest", isolation_level="read_committed", **options)
-
-
-async def read_turns(consumer: AIOKafkaConsumer, settings: Settings, lock: asyncio.Lock,
-                     generation: Callable[[], int], reread: Callable[[Batch], None],
-                     turn: Callable[[Batch], Awaitable[None]]) -> None:
-    """Hand every batch read (REWARDS_BATCH_MAX records, REWARDS_BATCH_WITHIN_MS) to ``turn``,
-    one at a time, under ``lock``; an empty one too, every REWARDS_BATCH_WITHIN_MS while there is
-    nothing to read (for work that depends on time). A batch read while ``generation()`` moved
-    (a rebalance: it may have been fetched before the partitions were sought to their places)
-    goes to ``reread`` instead. A turn is finished even when the worker is told to stop in the
-    middle of it (within FINISH_S): one cut short would leave part of its effects."""
-    while True:
-        seen = generation()
-        batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
-        async with lock:
-            if generation() != seen:
-                reread(batch)
-                continue
-            task = asyncio.ensure_future(turn(batch))
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                await asyncio.wait([task], timeout=FINISH_S)
-                raise
 
 
 async def read_changelog(settings: Settings, topic: str, partitions: list[int],

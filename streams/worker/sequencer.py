@@ -43,7 +43,7 @@ from handlers.engine import rejection_digest
 from schemas.timefmt import parse_ts_us
 from streams.worker import wire
 from streams.ops.topics import partition_counts
-from streams.worker.kafkaio import Sender, group_consumer, read_turns, reader
+from streams.worker.kafkaio import Sender, group_consumer, reader
 from streams.worker.merge import EventTimeMerge
 from streams.worker.processor import Crash
 from streams.bus import precedence, task_places
@@ -99,7 +99,14 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer.subscribe(list(settings.client_topics), listener=self)
         self.started = True
         try:
-            await read_turns(consumer, settings, self.lock, lambda: self.generation, self._reread, self._step)
+            while True:
+                generation = self.generation
+                batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
+                async with self.lock:
+                    if generation != self.generation:
+                        self._reread(batch)
+                        continue
+                    await self._step(batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
