@@ -371,13 +371,15 @@ class PartitionLedger:
     # -- on the processor loop (streams.worker.processor) ------------------------------------------------
     def take(self, record: Any, now_ms: float = 0.0) -> bool:
         """One record of the sequenced log (aiokafka's ConsumerRecord)."""
+        if not self.handle(Record(self.partition, record.offset, record.key, record.value, dict(record.headers or ()))):
+            return False
         self.outbox.appended.append(record.timestamp / 1000)
-        return self.handle(Record(self.partition, record.offset, record.key, record.value, dict(record.headers or ())))
+        return True
 
-    def effects(self, now_ms: float = 0.0) -> list[Send]:
+    def effects(self, now_ms: float = 0.0) -> list[list[Send]]:
         """The outbox's sends, then the last Progress mark applied, when new, to every identity
-        registry partition (streams.worker.registry): after the identity requests before it (a
-        partition's records keep their order)."""
+        registry partition (streams.worker.registry): after the identity requests before it, in the
+        same wave (a partition's records keep their order)."""
         sends = self.outbox.sends
         mark = self.progress
         if mark is not None and mark.offset != self.progress_sent:
@@ -385,7 +387,7 @@ class PartitionLedger:
             report = wire.encode(mark)
             sends = sends + [Send(self.topics.identity, None, report, registry, [(wire.H_KIND, wire.KIND_PROGRESS)])
                              for registry in range(self.partitions)]
-        return sends
+        return [sends]
 
     def commit(self, now_ms: float = 0.0) -> list[tuple[bytes, bytes]]:
         changed, writes = self.flush_state()

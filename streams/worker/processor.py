@@ -42,7 +42,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from streams.worker.kafkaio import Batch, Sender, group_consumer, read_changelog, read_turns
+from streams.worker.kafkaio import FINISH_S, Batch, Sender, group_consumer, read_changelog
 from streams.ops.metrics import Metrics
 from streams.settings import Settings
 from streams.worker.wire import Send
@@ -69,12 +69,10 @@ class Processor(Protocol):
         """Nothing applied yet: the first record is at ``offset`` (the log's first)."""
 
     def take(self, record: Any, now_ms: float) -> bool:
-        """Take one record (aiokafka's ConsumerRecord); False to have its partition read again
-        from ``last + 1`` (none of today's processors refuses: offsets have holes at
-        transaction markers, and a batch read across a rebalance is the loop's to drop)."""
+        """Take one record (aiokafka's ConsumerRecord); False when records before it are missing."""
 
-    def effects(self, now_ms: float) -> list[Send]:
-        """What the records taken since the last turn send (a partition's in order)."""
+    def effects(self, now_ms: float) -> list[list[Send]]:
+        """What the records taken since the last turn send, in waves."""
 
     def commit(self, now_ms: float) -> list[tuple[bytes, bytes]]:
         """The state writes for the changelog, the commit last ([]: nothing to write)."""
@@ -115,7 +113,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         """After a partition's recovery, before its first turn."""
 
     async def after_turn(self, touched: list[P]) -> None:
-        """Step 3 of the turn (``touched``: the processors that took records)."""
+        """Step 5 of the turn (``touched``: the processors that took records)."""
 
     # -- the loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -123,7 +121,22 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         await consumer.start()
         consumer.subscribe([self.topic], listener=self)
         try:
-            await read_turns(consumer, self.settings, self.lock, lambda: self.generation, self._reread, self.turn)
+            while True:
+                generation = self.generation
+                batch = await consumer.getmany(timeout_ms=self.settings.batch_within_ms,
+                                               max_records=self.settings.batch_max)
+                async with self.lock:
+                    if generation != self.generation:
+                        self._reread(batch)
+                        continue
+                    # A turn is finished even when the worker is told to stop in the middle of
+                    # it (within FINISH_S): one cut short would leave part of its effects.
+                    task = asyncio.ensure_future(self.turn(batch))
+                    try:
+                        await asyncio.shield(task)
+                    except asyncio.CancelledError:
+                        await asyncio.wait([task], timeout=FINISH_S)
+                        raise
         except asyncio.CancelledError:
             raise
         except Fenced as exc:
@@ -189,7 +202,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                 consumer.seek(tp, processor.last + 1)
 
     async def _commit(self, partition: int, processor: P, now_ms: float) -> None:
-        sends = processor.effects(now_ms)
+        sends = [send for wave in processor.effects(now_ms) for send in wave]
         writes = processor.commit(now_ms)
         tp = TopicPartition(self.topic, partition)
         offset = processor.lag_offset()
@@ -239,10 +252,10 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
         """Recover the new partitions: each one's table read back from the changelog, its
-        processor made over it, and the consumer sought to its place (one that has applied
-        nothing: the log's first offset). A batch fetched before the seek (getmany may return
-        one while this awaits) is read across the assignment, and dropped by the loop. Handed
-        to the loop only after its seek."""
+        processor made over it, and the consumer sought to its place. One that has applied
+        nothing starts at the log's first offset, so that a batch fetched before the seek
+        (getmany may return one while this awaits) is refused by its offset check, never taken
+        for the beginning. Handed to the loop only after its seek."""
         consumer = self.consumer
         assert consumer is not None
         new = sorted(tp.partition for tp in assigned if tp.partition not in self.processors)
