@@ -21,8 +21,6 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Awaitable
-from typing import Any
 
 import faust
 
@@ -79,7 +77,6 @@ class Worker:
         self.commissions = CommissionLoop(settings, sender, metrics, crash, rules, self.topics)
         for loop in (self.sequencer, self.ledger, self.registry, self.commissions):
             app.task(loop.run)
-        app.on_before_shutdown.connect(self._stop_sender)
         app.timer(interval=5.0)(self._observe)
         app.task(self._quiet_client_logs)
         self.versions = versions()
@@ -91,9 +88,6 @@ class Worker:
         self.metrics.set_offsets(self.sequencer.offsets() + self.ledger.offsets() + self.registry.offsets()
                                  + self.commissions.offsets())
         self.metrics.read_model_backlog.set(len(self.read_model.backlog))
-
-    def _stop_sender(self, app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> Awaitable[None]:
-        return self.sender.stop()
 
     async def _quiet_client_logs(self) -> None:
         """aiokafka logs a debug line per record sent; at the worker's rates, building those

@@ -1,6 +1,6 @@
 """Every way the worker talks to Kafka, in one place: the group consumer its processors read
-with, the batch reader, the one sender (a producer of the project's own) and the changelog
-reader. Only public aiokafka API; nothing here knows what the records mean."""
+with, the batch reader, the sender (the project's own transactional producers) and the
+changelog reader. Only public aiokafka API; nothing here knows what the records mean."""
 
 from __future__ import annotations
 
@@ -80,23 +80,12 @@ PRODUCER_OPTIONS: Final = {"acks": "all", "max_request_size": 4 * 1024 * 1024, "
 
 
 class Sender:
-    """The worker's producers, the project's own (not Faust's): a plain one, started on first
-    use (the sequencer's copies), and a transactional one per processor partition."""
+    """The worker's producers, the project's own (not Faust's): a transactional one per
+    sequencer task and per processor partition, and the one way records are sent with them."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
         self._partition_counts: dict[str, int] = {}
-
-    async def producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            async with self._lock:
-                if self._producer is None:
-                    producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, **PRODUCER_OPTIONS)
-                    await producer.start()
-                    self._producer = producer
-        return self._producer
 
     async def transactional(self, transactional_id: str) -> AIOKafkaProducer:
         """A started producer with ``transactional_id``: starting it fences every older producer
@@ -106,13 +95,8 @@ class Sender:
         await producer.start()
         return producer
 
-    async def stop(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
-
-    async def send_all(self, sends: list[Send], producer: AIOKafkaProducer | None = None) -> None:
-        """Send (with ``producer``, else the plain one), then wait until Kafka has acknowledged
+    async def send_all(self, sends: list[Send], producer: AIOKafkaProducer) -> None:
+        """Send with ``producer``, then wait until Kafka has acknowledged
         every one. Records for one partition keep their order.
 
         The records are appended to one record batch per topic partition and handed to the
@@ -122,8 +106,6 @@ class Sender:
         (murmur2, ``streams.worker.partitioning``); one without a key, by the hash of its value."""
         if not sends:
             return
-        if producer is None:
-            producer = await self.producer()
         groups: dict[tuple[str, int], list[Send]] = {}
         for send in sends:
             partition = send.partition

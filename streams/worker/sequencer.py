@@ -14,10 +14,15 @@ that partition's copies, and a client's every input is in it.
 - The broadcast topics (plans, day closes) are read by every task, each with a consumer of its
   own (no group), since every task needs all of them; the task's place in them is the metadata
   of its commits on its client partitions.
-- A task commits, per source partition, the offset after the last record it copied (not after
-  what it read: records waiting in the merge are read again by the next owner), once Kafka has
-  acknowledged the copies. A crash in between copies them again; the ledger recognises a
-  second copy by its source position (streams.worker.ledger).
+- A task writes a turn's copies and its commits in one Kafka transaction, with a producer of
+  its own, ``<app>-sequencer-<task>``: per source partition, the offset after the last record it
+  copied (not after what it read: records waiting in the merge are read again by the next
+  owner). The copies and the commits land together or not at all, so an input is copied once.
+  Starting a task's producer fences the task's older holders, a worker paused past its
+  session included: its next send or commit fails and it stops without writing (as the
+  processors do, streams.worker.processor). The ledger still recognises a second copy by its
+  source position (streams.worker.ledger), which a sequenced log written before the copies
+  were transactional may hold.
 - A task starts where its commits say, and only records read after it started are taken: a
   batch fetched before a rebalance (``getmany`` may return it after the new assignment) is
   dropped and its partitions read again from where the task is. Taking it would put a source's
@@ -34,10 +39,10 @@ from typing import Any, Final
 
 import msgspec
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
+from aiokafka.errors import ProducerFenced
 
 from handlers.engine import rejection_digest
 from schemas.timefmt import parse_ts_us
@@ -45,7 +50,7 @@ from streams.worker import wire
 from streams.ops.topics import partition_counts
 from streams.worker.kafkaio import Sender, group_consumer, reader
 from streams.worker.merge import EventTimeMerge
-from streams.worker.processor import Crash
+from streams.worker.processor import Crash, Fenced
 from streams.bus import precedence, task_places
 from streams.settings import Settings
 from streams.worker.wire import Send
@@ -67,6 +72,7 @@ _stamp = msgspec.json.Decoder(_Stamp)
 class _Task:
     index: int
     broadcast: AIOKafkaConsumer
+    producer: AIOKafkaProducer  # transactional: <app>-sequencer-<index>
     sources: list[TopicPartition]
     merge: EventTimeMerge[TopicPartition]
     fetched: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to fetch
@@ -109,6 +115,10 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                     await self._step(batch)
         except asyncio.CancelledError:
             raise
+        except Fenced as exc:
+            log.critical("%s", exc)
+            await self.crash(exc)
+            raise
         except Exception as exc:
             log.critical("sequencer batch failed; stopping so the worker restarts from committed offsets",
                          exc_info=exc)
@@ -117,7 +127,8 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         finally:
             self.started = False
             for task in self.tasks.values():
-                await task.broadcast.stop()
+                await self._stop_task(task)
+            self.tasks.clear()
             await consumer.stop()
 
     # -- one turn: take in what was read, copy what the merge lets out ---------------------------
@@ -130,9 +141,10 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         for task in tasks:
             for tp, messages in (await task.broadcast.getmany(timeout_ms=0)).items():
                 self._take(task, tp, messages, task.broadcast)
-        sends: list[Send] = []
         sequenced, broadcast = self.settings.sequenced_topic, set(self.settings.broadcast_topics)
+        turns: list[tuple[_Task, list[Send]]] = []
         for task in tasks:
+            sends: list[Send] = []
             heard = self._heard(task)
             for tp, message, ts_us in task.merge.ready(task.sources, heard):
                 kind = wire.KIND_BROADCAST if tp.topic in broadcast else wire.KIND_INPUT
@@ -147,10 +159,9 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 task.copied[tp] = message.offset + 1
                 task.clock = max(task.clock, ts_us)
             sends += self._progress(task, heard)
-        if not sends:
-            return
-        await self.sender.send_all(sends)
-        await self._commit()
+            if sends:
+                turns.append((task, sends))
+        await asyncio.gather(*(self._commit(task, sends) for task, sends in turns))
 
     def _take(self, task: _Task, tp: TopicPartition, messages: list[Any], consumer: AIOKafkaConsumer) -> None:
         """Into the merge. The grace counts from when an input was published: its Kafka
@@ -202,21 +213,23 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             return float(at)
         return heard_at
 
-    async def _commit(self) -> None:
-        """The client partitions' positions, each with the task's broadcast positions as its
-        commit metadata (every task has its own place in the broadcast topics), in one request."""
+    async def _commit(self, task: _Task, sends: list[Send]) -> None:
+        """A task's copies and its commits, in one transaction: its client partitions' positions,
+        each with the task's broadcast positions as its commit metadata (every task has its own
+        place in the broadcast topics)."""
         broadcast_topics = self.settings.broadcast_topics
-        positions: dict[TopicPartition, tuple[int, str]] = {}
-        for task in list(self.tasks.values()):
-            metadata = orjson.dumps({f"{tp.topic}:{tp.partition}": offset for tp, offset in task.copied.items()
-                                     if tp.topic in broadcast_topics}).decode()
-            positions.update((tp, (offset, metadata)) for tp, offset in task.copied.items()
-                             if tp.topic not in broadcast_topics)
+        metadata = orjson.dumps({f"{tp.topic}:{tp.partition}": offset for tp, offset in task.copied.items()
+                                 if tp.topic in broadcast_topics}).decode()
+        positions = {tp: (offset, metadata) for tp, offset in task.copied.items() if tp.topic not in broadcast_topics}
+        producer = task.producer
         try:
-            if positions:
-                await self.consumer.commit(positions)
-        except KafkaError as exc:  # a rebalance under way: the next owner copies these again
-            log.info("commit of copied offsets failed (%r); they will be copied again", exc)
+            await producer.begin_transaction()
+            await self.sender.send_all(sends, producer)
+            await producer.send_offsets_to_transaction(positions, self.settings.sequencer_group)
+            await producer.commit_transaction()
+        except ProducerFenced as exc:
+            raise Fenced(f"sequencer task {task.index} was fenced: another worker holds it now (this one was "
+                         "paused or cut off past its session); stopping without writing") from exc
 
     # -- tasks coming and going -------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -225,7 +238,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             for index in sorted({tp.partition for tp in revoked}):
                 task = self.tasks.pop(index, None)
                 if task is not None:
-                    await task.broadcast.stop()
+                    await self._stop_task(task)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         topics = self.settings.client_topics
@@ -242,10 +255,13 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _task(self, index: int, sources: list[TopicPartition]) -> _Task:
         settings = self.settings
+        # Fence the task's older holders, and abort what they left open, before reading its place.
+        producer = await self.sender.transactional(f"{settings.app_id}-sequencer-{index}")
         broadcast = reader(settings, fetch_max_wait_ms=FETCH_WAIT_MS)
         await broadcast.start()
         broadcast.assign(self.broadcast_partitions)
-        task = _Task(index, broadcast, sources + self.broadcast_partitions, EventTimeMerge(settings.order_grace_ms))
+        task = _Task(index, broadcast, producer, sources + self.broadcast_partitions,
+                     EventTimeMerge(settings.order_grace_ms))
         # Where the task left off: its commits on its client partitions, and their metadata for
         # the broadcast partitions; where there is none, the beginning.
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -265,6 +281,11 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             (broadcast if tp.topic in settings.broadcast_topics else self.consumer).seek(tp, offset)
             task.fetched[tp] = task.copied[tp] = offset
         return task
+
+    @staticmethod
+    async def _stop_task(task: _Task) -> None:
+        await task.broadcast.stop()
+        await task.producer.stop()
 
     def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
         """(topic, partition, next offset to copy, end offset) of each client partition held."""
