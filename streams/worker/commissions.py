@@ -111,8 +111,8 @@ class CommissionBook(OwnPosition):
         return PartnerLedgers(state.partners).settle(close, step, due)
 
     # -- on the processor loop -----------------------------------------------------------------
-    def effects(self, now_ms: float = 0.0) -> list[list[Send]]:
-        return [[output_send(payout, self.topics) for payout in self.payouts]]
+    def effects(self, now_ms: float = 0.0) -> list[Send]:
+        return [output_send(payout, self.topics) for payout in self.payouts]
 
     def commit(self, now_ms: float = 0.0) -> list[tuple[bytes, bytes]]:
         if not self.dirty:

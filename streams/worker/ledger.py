@@ -2,18 +2,18 @@
 
 Pure of Kafka and Faust: it reads and writes table-like mappings and returns what must be sent.
 It runs on the processor loop (streams.worker.processor, through streams.worker.ledgerloop),
-whose turn makes the whole thing effectively-once on top of at-least-once delivery: the
-batch's records are taken (``take``), its outputs, dead letters and messages to the other
-processors sent and acknowledged (``effects``), and only then its state written to the
-changelog, the partition's shared state last, as the batch's commit (``commit``).
+whose turn makes every record's effect exactly-once: the batch's records are taken (``take``),
+and its outputs, dead letters and messages to the other processors (``effects``) go in one
+Kafka transaction with its state writes to the changelog, the partition's shared state last,
+as the batch's commit (``commit``).
 
-A crash before the commit replays the batch: the same outputs are sent again with the same ids.
-A crash in the middle of the state writes leaves writes without their commit: they do not
-count (PartitionLedger says how), and the batch is applied again as if they had never been
-written. A crash after the commit replays records the shared state's offset covers: they are
-skipped. A record the sequencer copied twice (it crashed between copying and committing) has a
-new offset but the same source position, remembered with the event id: it is skipped too,
-without a dead letter.
+A crash before the transaction commits aborts it: the batch is taken again from the state
+before it, and gives the same outputs with the same ids (read_committed readers saw none of
+the first). Records the shared state's offset covers are skipped. A record the sequencer
+copied twice (possible only in a log written before its copies were transactional) has a new
+offset but the same source position, remembered with the event id: it is skipped too, without
+a dead letter. PartitionLedger says how state writes without their commit (left by versions
+before transactions) are ignored.
 """
 
 from __future__ import annotations
@@ -371,15 +371,13 @@ class PartitionLedger:
     # -- on the processor loop (streams.worker.processor) ------------------------------------------------
     def take(self, record: Any, now_ms: float = 0.0) -> bool:
         """One record of the sequenced log (aiokafka's ConsumerRecord)."""
-        if not self.handle(Record(self.partition, record.offset, record.key, record.value, dict(record.headers or ()))):
-            return False
         self.outbox.appended.append(record.timestamp / 1000)
-        return True
+        return self.handle(Record(self.partition, record.offset, record.key, record.value, dict(record.headers or ())))
 
-    def effects(self, now_ms: float = 0.0) -> list[list[Send]]:
+    def effects(self, now_ms: float = 0.0) -> list[Send]:
         """The outbox's sends, then the last Progress mark applied, when new, to every identity
-        registry partition (streams.worker.registry): after the identity requests before it, in the
-        same wave (a partition's records keep their order)."""
+        registry partition (streams.worker.registry): after the identity requests before it (a
+        partition's records keep their order)."""
         sends = self.outbox.sends
         mark = self.progress
         if mark is not None and mark.offset != self.progress_sent:
@@ -387,7 +385,7 @@ class PartitionLedger:
             report = wire.encode(mark)
             sends = sends + [Send(self.topics.identity, None, report, registry, [(wire.H_KIND, wire.KIND_PROGRESS)])
                              for registry in range(self.partitions)]
-        return [sends]
+        return sends
 
     def commit(self, now_ms: float = 0.0) -> list[tuple[bytes, bytes]]:
         changed, writes = self.flush_state()

@@ -69,10 +69,12 @@ class Processor(Protocol):
         """Nothing applied yet: the first record is at ``offset`` (the log's first)."""
 
     def take(self, record: Any, now_ms: float) -> bool:
-        """Take one record (aiokafka's ConsumerRecord); False when records before it are missing."""
+        """Take one record (aiokafka's ConsumerRecord); False to have its partition read again
+        from ``last + 1`` (none of today's processors refuses: offsets have holes at
+        transaction markers, and a batch read across a rebalance is the loop's to drop)."""
 
-    def effects(self, now_ms: float) -> list[list[Send]]:
-        """What the records taken since the last turn send, in waves."""
+    def effects(self, now_ms: float) -> list[Send]:
+        """What the records taken since the last turn send (a partition's in order)."""
 
     def commit(self, now_ms: float) -> list[tuple[bytes, bytes]]:
         """The state writes for the changelog, the commit last ([]: nothing to write)."""
@@ -113,7 +115,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         """After a partition's recovery, before its first turn."""
 
     async def after_turn(self, touched: list[P]) -> None:
-        """Step 5 of the turn (``touched``: the processors that took records)."""
+        """Step 3 of the turn (``touched``: the processors that took records)."""
 
     # -- the loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -130,7 +132,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                         self._reread(batch)
                         continue
                     # A turn is finished even when the worker is told to stop in the middle of
-                    # it (within FINISH_S): one cut short would leave part of its effects.
+                    # it (within FINISH_S): one cut short is aborted, and done again by the next holder.
                     task = asyncio.ensure_future(self.turn(batch))
                     try:
                         await asyncio.shield(task)
@@ -202,7 +204,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                 consumer.seek(tp, processor.last + 1)
 
     async def _commit(self, partition: int, processor: P, now_ms: float) -> None:
-        sends = [send for wave in processor.effects(now_ms) for send in wave]
+        sends = processor.effects(now_ms)
         writes = processor.commit(now_ms)
         tp = TopicPartition(self.topic, partition)
         offset = processor.lag_offset()
@@ -252,10 +254,10 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
         """Recover the new partitions: each one's table read back from the changelog, its
-        processor made over it, and the consumer sought to its place. One that has applied
-        nothing starts at the log's first offset, so that a batch fetched before the seek
-        (getmany may return one while this awaits) is refused by its offset check, never taken
-        for the beginning. Handed to the loop only after its seek."""
+        processor made over it, and the consumer sought to its place (one that has applied
+        nothing: the log's first offset). A batch fetched before the seek (getmany may return
+        one while this awaits) is read across the assignment, and dropped by the loop. Handed
+        to the loop only after its seek."""
         consumer = self.consumer
         assert consumer is not None
         new = sorted(tp.partition for tp in assigned if tp.partition not in self.processors)

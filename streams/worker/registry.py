@@ -16,11 +16,11 @@ than the merge's grace late, or it waited for its account in the ledger's parkin
 when it comes.
 
 Pure of Kafka: it runs on the processor loop (streams.worker.processor; streams.worker.registryloop). A
-turn's effects go in two waves: the new owners to the changelog, then the verdicts into the
-claimants' sequenced partitions; the partition's own state (its commit) follows. An owner is
-thus durable before any verdict that depends on it is told, and a claim decided again after a
-crash (its commit never landed) is decided against it: the same verdict (the ledger recognises
-a second one).
+turn's effects, the new owners to the changelog and the verdicts into the claimants' sequenced
+partitions, go in one transaction with the partition's own state (its commit): no verdict is
+told without the owner it depends on. A claim decided again after a crash (its transaction
+aborted) is decided as before; an owner written by an older version without its commit is
+still counted, which gives the same verdict (the ledger recognises a second one).
 
 The table (the compacted changelog ``<app>-identities-changelog``, the same keys and values as the
 Faust table of earlier versions): ``identity hash -> owning client``, and ``STATE_KEY`` -> the
@@ -137,8 +137,8 @@ class RegistryPartition(OwnPosition):
     def take(self, record: Any, now_ms: float) -> bool:
         return self.accept(record.offset, dict(record.headers or ()).get(wire.H_KIND), record.value, now_ms)
 
-    def effects(self, now_ms: float) -> list[list[Send]]:
-        """The owners decided, then the verdicts (with those of an earlier version's last commit,
+    def effects(self, now_ms: float) -> list[Send]:
+        """The owners decided, and the verdicts (with those of an earlier version's last commit,
         which kept them in its state to send after it)."""
         verdicts = self.state.unsent + self.decide(now_ms)
         if self.state.unsent:
@@ -148,12 +148,12 @@ class RegistryPartition(OwnPosition):
         for key, value in self.owners.items():
             self.table[key] = value
         self.owners = {}
-        n, sends = self.ledger_partitions, []
+        n, sends = self.ledger_partitions, owners
         for value in verdicts:
             client_key = wire.verdicts.decode(value).client_id.encode()
             sends.append(Send(self.sequenced, client_key, value, partition_for(client_key, n),
                               [(wire.H_KIND, wire.KIND_VERDICT)]))
-        return [owners, sends]
+        return sends
 
     def commit(self, now_ms: float) -> list[tuple[bytes, bytes]]:
         return self.flush(now_ms)

@@ -37,7 +37,7 @@ def book(table: dict[bytes, bytes] | None = None) -> CommissionBook:
 
 
 def paid(book: CommissionBook) -> dict[str, str]:
-    [sends] = book.effects()
+    sends = book.effects()
     payouts = {}
     for send in sends:
         doc = orjson.loads(send.value)
