@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.ops.topics import ensure_topics
 from streams.ops.topics import partition_counts
 from streams.ops.lag import PartitionLag, group_lag, wait_caught_up
+from streams.worker.kafkaio import read_to_end
 from streams.devtools.localservices import Services, free_port, services
 from streams.devtools.publish import publish_per_topic
 from streams.devtools.sample_day import SampleDay
@@ -152,17 +153,9 @@ async def read_outputs(settings: Settings) -> DaySummary:
         await consumer.start()
         counts = await partition_counts(settings, (settings.ledger_topic, settings.deadletter_topic))
         partitions = [TopicPartition(topic, p) for topic, n in sorted(counts.items()) for p in range(n)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        remaining = {tp for tp, end in ends.items() if end > 0}
-        while remaining:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for tp, messages in batch.items():
-                for message in messages:
-                    summary.add(orjson.loads(message.value))
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
+        async for _, messages in read_to_end(consumer, partitions):
+            for message in messages:
+                summary.add(orjson.loads(message.value))
     finally:
         await consumer.stop()
     return summary

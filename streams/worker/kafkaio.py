@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -38,6 +38,26 @@ def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
                             auto_offset_reset="earliest", isolation_level="read_committed", **options)
 
 
+async def read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                      from_beginning: bool = True) -> AsyncIterator[tuple[TopicPartition, list[Any]]]:
+    """Each partition's records (from the beginning, else from the consumer's position) up to
+    its end at the time of the call, in batches. With ``read_committed`` the end is the last
+    stable offset, and the offsets have holes (transaction markers, aborted records): a partition
+    is done when the consumer's position reaches its end, not when a record's offset does."""
+    consumer.assign(partitions)
+    if from_beginning:
+        await consumer.seek_to_beginning(*partitions)
+    ends = await consumer.end_offsets(partitions)
+    pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+    while pending:
+        for tp, records in (await consumer.getmany(*pending, timeout_ms=1000)).items():
+            end = ends[tp]
+            yield tp, records if not records or records[-1].offset < end else [r for r in records if r.offset < end]
+        for tp in list(pending):
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+
+
 async def read_changelog(settings: Settings, topic: str, partitions: list[int],
                          watch: Callable[[int, bytes, bytes], None] | None = None) -> dict[int, dict[bytes, bytes]]:
     """Each partition's table, read from its partition of the compacted changelog ``topic`` from
@@ -49,25 +69,15 @@ async def read_changelog(settings: Settings, topic: str, partitions: list[int],
     consumer = reader(settings, max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}  # not empty
-        while pending:
-            for tp, records in (await consumer.getmany(*pending, timeout_ms=1000)).items():
-                table = tables[tp.partition]
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        break
-                    if record.value is None:
-                        table.pop(record.key, None)
-                    else:
-                        table[record.key] = record.value
-                        if watch is not None:
-                            watch(tp.partition, record.key, record.value)
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
+        async for tp, records in read_to_end(consumer, [TopicPartition(topic, p) for p in partitions]):
+            table = tables[tp.partition]
+            for record in records:
+                if record.value is None:
+                    table.pop(record.key, None)
+                else:
+                    table[record.key] = record.value
+                    if watch is not None:
+                        watch(tp.partition, record.key, record.value)
     except KafkaError:
         log.exception("recovering partitions %s from %s", partitions, topic)
         raise

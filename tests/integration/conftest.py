@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams.ops.lag import wait_caught_up as wait_caught_up  # the tests import it from here
 from streams.devtools.localservices import Services, free_port, services
 from streams.bus import route
+from streams.worker.kafkaio import read_to_end
 from streams.settings import Settings
 
 _ids = itertools.count()
@@ -183,27 +184,28 @@ async def publish_in_order(settings: Settings, lines: list[bytes], timeout_s: fl
         await producer.stop()
 
 
-async def read_all(bootstrap: str, *topics: str, idle_s: float = 2.0) -> list[dict[str, Any]]:
-    """Everything on the topics, from the start, until nothing new comes for ``idle_s``."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", isolation_level="read_committed",
+async def read_all(bootstrap: str, *topics: str) -> list[dict[str, Any]]:
+    """Everything committed on the topics, from the start to each partition's end at the time of
+    the call (how the worker's own readers read: streams.worker.kafkaio.read_to_end)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     out: list[dict[str, Any]] = []
     try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-            if not batch:
-                return out
-            for messages in batch.values():
-                out += [orjson.loads(m.value) for m in messages]
+        await consumer.topics()  # the cluster's metadata
+        partitions = [TopicPartition(topic, p) for topic in topics
+                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        async for _, messages in read_to_end(consumer, partitions):
+            out += [orjson.loads(m.value) for m in messages]
     finally:
         await consumer.stop()
+    return out
 
 
 async def wait_for_outputs(settings: Settings, predicate: Any, timeout_s: float = 120) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     while True:
-        outputs = await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic, idle_s=1.0)
+        outputs = await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic)
         if predicate(outputs):
             return outputs
         if time.monotonic() > deadline:

@@ -91,7 +91,7 @@ async def test_metrics_count_what_reached_kafka(settings: Settings, start_worker
     worker = start_worker()
     await publish_in_order(settings, (SCENARIOS / "programs.jsonl").read_bytes().splitlines())
     await wait_caught_up(settings)
-    outputs = await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic, idle_s=1.0)
+    outputs = await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic)
     by_type = Counter(o["type"] for o in outputs)
     by_reason = Counter(o["reason"] for o in outputs if o["type"] == "event.rejected")
     assert by_reason, "the scenario has rejections"
