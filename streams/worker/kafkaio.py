@@ -44,6 +44,8 @@ async def read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartitio
     its end at the time of the call, in batches. With ``read_committed`` the end is the last
     stable offset, and the offsets have holes (transaction markers, aborted records): a partition
     is done when the consumer's position reaches its end, not when a record's offset does."""
+    if not partitions:
+        return
     consumer.assign(partitions)
     if from_beginning:
         await consumer.seek_to_beginning(*partitions)

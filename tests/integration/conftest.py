@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.ops.lag import wait_caught_up as wait_caught_up  # the tests import it from here
 from streams.devtools.localservices import Services, free_port, services
@@ -192,9 +193,14 @@ async def read_all(bootstrap: str, *topics: str) -> list[dict[str, Any]]:
     await consumer.start()
     out: list[dict[str, Any]] = []
     try:
-        await consumer.topics()  # the cluster's metadata
-        partitions = [TopicPartition(topic, p) for topic in topics
-                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(list(topics))
+        finally:
+            await admin.close()
+        partitions = [TopicPartition(topic["topic"], p["partition"]) for topic in described
+                      if topic.get("error_code", 0) == 0 for p in topic["partitions"]]
         async for _, messages in read_to_end(consumer, partitions):
             out += [orjson.loads(m.value) for m in messages]
     finally:
