@@ -377,12 +377,14 @@ class Engine:
 def refused(event: InputEvent, refusal: Refusal, raw: bytes, source: dict[str, Any]) -> OutputEvent:
     assert refusal.reason != "recopy", "a second copy of an input is skipped, not rejected"
     bad = BadInput(refusal.reason, refusal.error, event.id, getattr(event, "client_id", None), event.ts)
-    return rejection(bad, raw, source, rejection_id(event.id, raw))
+    return rejection(bad, raw, source, rejection_id(event.id, raw, refusal.repeat))
 
 
-def rejection_id(cause_id: str | None, raw: bytes) -> str:
-    """The same rejected bytes give the same id wherever they are rejected."""
-    return f"event.rejected:{cause_id or '-'}:{rejection_digest(raw)}"
+def rejection_id(cause_id: str | None, raw: bytes, repeat: int = 0) -> str:
+    """The same rejected bytes give the same id wherever they are rejected; the n-th rejected
+    redelivery of an event id (n >= 2) adds ``:n``, so that an id names one payload."""
+    base = f"event.rejected:{cause_id or '-'}:{rejection_digest(raw)}"
+    return base if repeat == 0 else f"{base}:{repeat + 1}"
 
 
 def rejection_digest(raw: bytes) -> str:

@@ -59,12 +59,16 @@ def admit(history: History, latest_ts_us: int, event: InputEvent, event_digest: 
     seen = history.seen(event.id)
     if seen is None or seen.ts_us < horizon:
         return None
+    if source and (seen.source == source or source in seen.redeliveries):
+        return Refusal("recopy", f"event {event.id!r} copied twice from {source}")
+    # Counted, so that each redelivery's rejection has an id of its own (the same bytes read at
+    # two places are two payloads: their `source` differs).
+    repeat = len(seen.redeliveries)
+    history.remember(event.id, Seen(seen.digest, seen.ts_us, seen.source, (*seen.redeliveries, source)))
     if seen.digest == event_digest:
-        if source and seen.source == source:
-            return Refusal("recopy", f"event {event.id!r} copied twice from {source}")
-        return Refusal("duplicate", f"event {event.id!r} was already applied; no second effect")
+        return Refusal("duplicate", f"event {event.id!r} was already applied; no second effect", repeat)
     return Refusal("conflicting_duplicate", f"event id {event.id!r} was already applied with a "
-                                            "different payload")
+                                            "different payload", repeat)
 
 
 def remember(history: History, client: ClientState | None, event: InputEvent, event_digest: bytes,

@@ -100,6 +100,10 @@ class Seen(msgspec.Struct, array_like=True, gc=False):
     digest: bytes
     ts_us: int
     source: str = ""  # the worker: "topic:partition:offset" of the input it came from
+    # Where the redeliveries of this id rejected so far were read (the worker's input positions;
+    # "" offline): their count tells the next one's rejection id apart, and a second copy of one
+    # of them is still known as a copy.
+    redeliveries: tuple[str, ...] = ()
 
 
 class Parked(msgspec.Struct, array_like=True, gc=False):

@@ -25,6 +25,22 @@ def test_exact_redelivery_has_no_second_effect(s: Scenario) -> None:
     assert s.wallet().balance == 1
 
 
+def test_each_rejected_redelivery_has_an_id_of_its_own(s: Scenario) -> None:
+    """An output id names one payload: the rejections of one event id's redeliveries (read at
+    different places, so with different `source`s) are told apart by a count."""
+    fill = s.event("trade.fill", client_id="c1", account_id="std", fill_id="f1", symbol="EURUSD",
+                   action="open", lots="1", spread_cost="10", commission="0")
+    s.send(fill)
+    raw = orjson.dumps(fill)
+    ids = [one(s.send_raw(raw), "event.rejected")["id"] for _ in range(3)]
+    other = one(s.send({**fill, "spread_cost": "20"}), "event.rejected")
+    first = ids[0]
+    assert first.startswith(f"event.rejected:{fill['id']}:") and first.count(":") == 2  # the documented form
+    assert ids[1:] == [f"{first}:2", f"{first}:3"]
+    assert other["reason"] == "conflicting_duplicate" and other["id"].endswith(":4")
+    assert s.wallet().balance == 1
+
+
 def test_same_id_other_payload_is_a_conflict(s: Scenario) -> None:
     fill = s.event("trade.fill", client_id="c1", account_id="std", fill_id="f1", symbol="EURUSD",
                    action="open", lots="1", spread_cost="10", commission="0")
