@@ -58,6 +58,9 @@ class Settings:
     max_input_bytes: int = field(default=65536, metadata={
         "doc": "the largest input the worker carries; a larger one is dead-lettered `too_large` (with its size, "
                "its first 4,096 bytes and a hash) instead of copied into the sequenced log"})
+    session_timeout_ms: int = field(default=10_000, metadata={
+        "doc": "how long a worker that stopped answering (killed, paused, cut off) keeps its partitions before "
+               "another takes them over and fences it; heartbeats every third of it"})
     data_dir: str = field(default=".rewards-data", metadata={"doc": "the Faust shell's local data folder (no state the worker depends on)"})
     log_level: str = field(default="WARNING", metadata={"doc": "log level of the worker"})
 
@@ -90,6 +93,9 @@ class Settings:
         if not 1024 <= self.max_input_bytes <= 900_000:
             raise SettingsError("REWARDS_MAX_INPUT_BYTES must be between 1024 and 900000 (the internal topics "
                                 "carry at most Kafka's default 1 MB per record, headers included)")
+        if not 6_000 <= self.session_timeout_ms <= 300_000:
+            raise SettingsError("REWARDS_SESSION_TIMEOUT_MS must be between 6000 and 300000 (the broker's "
+                                "group.min.session.timeout.ms is 6000 by default)")
         if self.park_window_s < -1:
             raise SettingsError("REWARDS_PARK_WINDOW_S must be -1 (the rules file's), 0 (off) or positive")
         if self.batch_max < 1 or self.batch_within_ms < 1:

@@ -26,10 +26,12 @@ Batch = dict[TopicPartition, list[Any]]  # aiokafka's ConsumerRecords, by partit
 
 def group_consumer(settings: Settings, group: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
     """A consumer in ``group`` that commits only when told to. A worker killed outright holds
-    its partitions until its session expires: kept short, so that another takes over in seconds."""
+    its partitions until its session expires (REWARDS_SESSION_TIMEOUT_MS): kept short, so that
+    another takes over in seconds."""
     return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
                             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
-                            session_timeout_ms=10_000, heartbeat_interval_ms=3_000, **options)
+                            session_timeout_ms=settings.session_timeout_ms,
+                            heartbeat_interval_ms=settings.session_timeout_ms // 3, **options)
 
 
 def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
