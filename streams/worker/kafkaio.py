@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,6 +22,10 @@ FINISH_S: Final = 20.0  # how long a batch under way may take to finish when the
 
 
 Batch = dict[TopicPartition, list[Any]]  # aiokafka's ConsumerRecords, by partition
+
+
+class Fenced(Exception):
+    """Another worker holds a partition this one was still writing: this one must stop."""
 
 
 def group_consumer(settings: Settings, group: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
@@ -88,6 +92,24 @@ async def read_changelog(settings: Settings, topic: str, partitions: list[int],
     finally:
         await consumer.stop()
     return tables
+
+
+async def gather_all(*steps: Awaitable[Any]) -> None:
+    """Run ``steps`` side by side to the end, every one (none left with an exception nobody
+    reads); then raise the first failure, a fencing first (it says the most)."""
+    failures = [outcome for outcome in await asyncio.gather(*steps, return_exceptions=True)
+                if isinstance(outcome, BaseException)]
+    if failures:
+        raise next((f for f in failures if isinstance(f, Fenced)), failures[0])
+
+
+async def stop_producer(producer: AIOKafkaProducer) -> None:
+    """Stop a producer that may have been fenced: its sender then ends with the fencing error,
+    which stopping it would raise again; it says nothing new."""
+    try:
+        await producer.stop()
+    except KafkaError as exc:
+        log.debug("producer stopped after %r", exc)
 
 
 PRODUCER_OPTIONS: Final = {"acks": "all", "max_request_size": 4 * 1024 * 1024, "max_batch_size": 512 * 1024}

@@ -42,7 +42,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from streams.worker.kafkaio import FINISH_S, Batch, Sender, group_consumer, read_changelog
+from streams.worker.kafkaio import (FINISH_S, Batch, Fenced, Sender, gather_all, group_consumer, read_changelog,
+                                    stop_producer)
 from streams.ops.metrics import Metrics
 from streams.settings import Settings
 from streams.worker.wire import Send
@@ -52,10 +53,6 @@ Crash = Callable[[BaseException], Awaitable[None]]
 
 class StampWentBack(Exception):
     """A changelog holds a commit older than one before it."""
-
-
-class Fenced(Exception):
-    """Another worker holds a partition this one was still writing: this one must stop."""
 
 
 class Processor(Protocol):
@@ -141,11 +138,9 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                         raise
         except asyncio.CancelledError:
             raise
-        except Fenced as exc:
+        except Fenced as exc:  # not a failure: the worker stops (streams.worker.app)
             self.processors.clear()
-            self.log.critical("%s", exc)
             await self.crash(exc)
-            raise
         except Exception as exc:
             # The states in memory may hold effects whose outputs are not in Kafka. Stop: a
             # restart recovers the state from the changelog (a supervisor restarts the worker).
@@ -155,10 +150,11 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             await self.crash(exc)
             raise
         finally:
-            self.consumer = None
-            for producer in self.producers.values():
-                await producer.stop()
+            self.consumer = None  # the rebalance callbacks from here on do nothing
+            producers = list(self.producers.values())
             self.producers.clear()
+            for producer in producers:
+                await stop_producer(producer)
             await consumer.stop()  # leaves the group: another worker takes the partitions at once
 
     async def turn(self, batch: Batch) -> None:
@@ -186,7 +182,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                     break
             assert processor.last >= before, f"{self.name} {tp}: stamp went back from {before} to {processor.last}"
         # 2. Per partition, one transaction.
-        await asyncio.gather(*(self._commit(partition, processor, now_ms)
+        await gather_all(*(self._commit(partition, processor, now_ms)
                                for partition, processor in list(self.processors.items())))
         # 3.
         await self.after_turn(touched)
@@ -237,7 +233,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                 self.committed.pop(tp.partition, None)
                 producer = self.producers.pop(tp.partition, None)
                 if producer is not None:
-                    await producer.stop()
+                    await stop_producer(producer)
             self.generation += 1
             self.revoked(revoked)
 
@@ -245,6 +241,8 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         """After partitions were taken away (under the turn's lock)."""
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.consumer is None:  # stopping
+            return
         try:
             await self.assigned(assigned)
         except Exception as exc:
@@ -263,7 +261,11 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         new = sorted(tp.partition for tp in assigned if tp.partition not in self.processors)
         for p in new:  # fence the partition's older holders, and abort what they left open, first
             if p not in self.producers:
-                self.producers[p] = await self.sender.transactional(f"{self.settings.app_id}-{self.kind}-{p}")
+                producer = await self.sender.transactional(f"{self.settings.app_id}-{self.kind}-{p}")
+                if self.consumer is None:  # the loop stopped meanwhile: nothing would stop this producer
+                    await stop_producer(producer)
+                    return
+                self.producers[p] = producer
         tables = await self.read_tables(new)
         tps = [TopicPartition(self.topic, p) for p in new]
         starts = await consumer.beginning_offsets(tps) if tps else {}

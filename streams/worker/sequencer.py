@@ -48,9 +48,9 @@ from handlers.engine import rejection_digest
 from schemas.timefmt import parse_ts_us
 from streams.worker import wire
 from streams.ops.topics import partition_counts
-from streams.worker.kafkaio import Sender, group_consumer, reader
+from streams.worker.kafkaio import Fenced, Sender, gather_all, group_consumer, reader, stop_producer
 from streams.worker.merge import EventTimeMerge
-from streams.worker.processor import Crash, Fenced
+from streams.worker.processor import Crash
 from streams.bus import precedence, task_places
 from streams.settings import Settings
 from streams.worker.wire import Send
@@ -115,20 +115,19 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                     await self._step(batch)
         except asyncio.CancelledError:
             raise
-        except Fenced as exc:
-            log.critical("%s", exc)
+        except Fenced as exc:  # not a failure: the worker stops (streams.worker.app)
             await self.crash(exc)
-            raise
         except Exception as exc:
             log.critical("sequencer batch failed; stopping so the worker restarts from committed offsets",
                          exc_info=exc)
             await self.crash(exc)
             raise
         finally:
-            self.started = False
-            for task in self.tasks.values():
-                await self._stop_task(task)
+            self.started = False  # the rebalance callbacks from here on do nothing
+            tasks = list(self.tasks.values())
             self.tasks.clear()
+            for task in tasks:
+                await self._stop_task(task)
             await consumer.stop()
 
     # -- one turn: take in what was read, copy what the merge lets out ---------------------------
@@ -161,7 +160,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             sends += self._progress(task, heard)
             if sends:
                 turns.append((task, sends))
-        await asyncio.gather(*(self._commit(task, sends) for task, sends in turns))
+        await gather_all(*(self._commit(task, sends) for task, sends in turns))
 
     def _take(self, task: _Task, tp: TopicPartition, messages: list[Any], consumer: AIOKafkaConsumer) -> None:
         """Into the merge. The grace counts from when an input was published: its Kafka
@@ -241,6 +240,8 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                     await self._stop_task(task)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if not self.started:  # stopping
+            return
         topics = self.settings.client_topics
         held = {tp.partition for tp in assigned}
         for index in sorted(held - set(self.tasks)):
@@ -250,7 +251,11 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                           "have the same number of partitions and every worker the same settings", index,
                           sorted(tp.topic for tp in assigned if tp.partition == index))
                 continue
-            self.tasks[index] = await self._task(index, sources)
+            task = await self._task(index, sources)
+            if not self.started:  # the loop stopped meanwhile: nothing holds the task to stop it later
+                await self._stop_task(task)
+                return
+            self.tasks[index] = task
         self.generation += 1
 
     async def _task(self, index: int, sources: list[TopicPartition]) -> _Task:
@@ -285,7 +290,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     @staticmethod
     async def _stop_task(task: _Task) -> None:
         await task.broadcast.stop()
-        await task.producer.stop()
+        await stop_producer(task.producer)
 
     def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
         """(topic, partition, next offset to copy, end offset) of each client partition held."""
