@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 LOCAL_DIR: Final = Path(__file__).resolve().parents[2] / "deploy" / "local"
 CACHE_DIR: Final = Path(os.environ.get("REWARDS_CACHE_DIR", Path.home() / ".cache" / "rewards"))
@@ -91,58 +91,79 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
+class LocalKafka:
+    """A single-node KRaft broker on loopback ports fixed when it is made, with its data in
+    ``folder``: it can be stopped and started again on the same data and address (the fault
+    tests restart it mid-run)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.broker_port, self.controller_port = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{self.broker_port}"
+        self.properties = folder / "server.properties"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self.java = ["java", "-Xms256m", "-Xmx512m", f"-Dlog4j2.configurationFile={LOCAL_DIR / 'log4j2.properties'}",
+                     "-cp", f"{kafka_jars()}/*"]
+        self.properties.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.broker_port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.broker_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={folder / 'data'}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "num.network.threads=2",
+            "num.io.threads=2",
+            "log.cleaner.dedupe.buffer.size=33554432",
+            "auto.create.topics.enable=false",
+            "",
+        ]))
+        # "--cluster-id=<id>": a base64 id may begin with "-" and be read as an option.
+        formatted = subprocess.run(self.java + ["kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
+                                                "-c", str(self.properties), "--ignore-formatted"],
+                                   capture_output=True, text=True, timeout=120)
+        if formatted.returncode != 0:
+            raise ServiceError(f"kafka storage format failed:\n{formatted.stdout}{formatted.stderr}")
+
+    def start(self) -> str:
+        """Start the broker and wait until it answers; its bootstrap address."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self._log = open(self.folder / "broker.log", "ab")
+        self.process = subprocess.Popen(self.java + ["kafka.Kafka", str(self.properties)], stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for_kafka(self.bootstrap, self.process, self.folder / "broker.log")
+        return self.bootstrap
+
+    def stop(self) -> None:
+        """SIGTERM (a controlled shutdown), SIGKILL after 30 s."""
+        if self.process is not None:
+            _stop(self.process)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
 @contextlib.contextmanager
 def local_kafka(work_dir: Path | None = None) -> Iterator[str]:
     """A single-node KRaft broker on free loopback ports; yields its bootstrap address."""
-    jars = kafka_jars()
     own_dir = work_dir is None
     folder = Path(tempfile.mkdtemp(prefix="rewards-kafka-")) if work_dir is None else work_dir
-    broker_port, controller_port = free_port(), free_port()
-    properties = folder / "server.properties"
-    properties.write_text("\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        f"log.dirs={folder / 'data'}",
-        "num.partitions=1",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=4",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "num.network.threads=2",
-        "num.io.threads=2",
-        "log.cleaner.dedupe.buffer.size=33554432",
-        "auto.create.topics.enable=false",
-        "",
-    ]))
-    classpath = f"{jars}/*"
-    java = ["java", "-Xms256m", "-Xmx512m", f"-Dlog4j2.configurationFile={LOCAL_DIR / 'log4j2.properties'}",
-            "-cp", classpath]
-    cluster_id = _cluster_id()
-    # "--cluster-id=<id>": a base64 id may begin with "-" and be read as an option.
-    formatted = subprocess.run(java + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c",
-                                       str(properties), "--ignore-formatted"],
-                               capture_output=True, text=True, timeout=120)
-    if formatted.returncode != 0:
-        raise ServiceError(f"kafka storage format failed:\n{formatted.stdout}{formatted.stderr}")
-    log = open(folder / "broker.log", "wb")
-    process = subprocess.Popen(java + ["kafka.Kafka", str(properties)], stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    bootstrap = f"127.0.0.1:{broker_port}"
+    kafka = LocalKafka(folder)
     try:
-        _wait_for_kafka(bootstrap, process, folder / "broker.log")
-        yield bootstrap
+        yield kafka.start()
     finally:
-        _stop(process)
-        log.close()
+        kafka.stop()
         if own_dir:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -209,30 +230,59 @@ def redis_server_binary() -> str:
         raise ServiceError(f"{exc} (or set REDIS_URL)") from None
 
 
-@contextlib.contextmanager
-def local_redis() -> Iterator[str]:
-    binary = redis_server_binary()
-    port = free_port()
-    folder = Path(tempfile.mkdtemp(prefix="rewards-redis-"))
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(folder)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+class LocalRedis:
+    """``redis-server`` on a loopback port fixed when it is made, without persistence: stopped
+    and started again on the same address (the fault tests make a Redis outage with it)."""
+
+    def __init__(self, append_only: bool = False) -> None:
+        self.append_only = append_only  # every write on disk before it is acknowledged: a kill loses nothing
+        self.binary = redis_server_binary()
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.folder = Path(tempfile.mkdtemp(prefix="rewards-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        """Start it and wait until it answers PING; its URL."""
+        process = self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.folder),
+             *(["--appendonly", "yes", "--appendfsync", "always"] if self.append_only else ["--appendonly", "no"])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + REDIS_START_TIMEOUT_S
         while True:
             if process.poll() is not None:
                 raise ServiceError(f"redis-server exited with {process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
-                    break
+                    return self.url
             if time.monotonic() > deadline:
                 raise ServiceError("redis-server did not answer PING")
             time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+    def kill(self) -> None:
+        """SIGKILL: an outage, not a shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_redis() -> Iterator[str]:
+    redis = LocalRedis()
+    try:
+        yield redis.start()
     finally:
-        _stop(process)
-        shutil.rmtree(folder, ignore_errors=True)
+        redis.remove()
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
