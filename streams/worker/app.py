@@ -67,6 +67,11 @@ class Worker:
             web_host=settings.web_host,
             web_port=settings.web_port,
             datadir=settings.data_dir,
+            # Faust's own consumer (it reads only Faust's leader topic) joins a group of its own
+            # before the worker starts: a worker restarted after a crash waits for the crashed
+            # one's session there to expire, 60 s by default in Faust; the worker's session instead.
+            broker_session_timeout=settings.session_timeout_ms / 1000,
+            broker_heartbeat_interval=settings.session_timeout_ms / 3000,
         )
         self.topics = Topics(ledger=settings.ledger_topic, deadletter=settings.deadletter_topic,
                              identity=settings.identity_topic, commissions=settings.commission_topic,
