@@ -381,8 +381,9 @@ def refused(event: InputEvent, refusal: Refusal, raw: bytes, source: dict[str, A
 
 
 def rejection_id(cause_id: str | None, raw: bytes, repeat: int = 0) -> str:
-    """The same rejected bytes give the same id wherever they are rejected; the n-th rejected
-    redelivery of an event id (n >= 2) adds ``:n``, so that an id names one payload."""
+    """The same rejected bytes give the same id wherever they are rejected; a rejected
+    redelivery of an event id adds ``:n``, n = 2 for the first (the original is the first
+    delivery), so that an id names one payload."""
     base = f"event.rejected:{cause_id or '-'}:{rejection_digest(raw)}"
     return base if repeat == 0 else f"{base}:{repeat + 1}"
 

@@ -61,9 +61,10 @@ def admit(history: History, latest_ts_us: int, event: InputEvent, event_digest: 
         return None
     if source and (seen.source == source or source in seen.redeliveries):
         return Refusal("recopy", f"event {event.id!r} copied twice from {source}")
-    # Counted, so that each redelivery's rejection has an id of its own (the same bytes read at
-    # two places are two payloads: their `source` differs).
-    repeat = len(seen.redeliveries)
+    # Counted, so that each redelivery's rejection has an id of its own, apart from the original's
+    # (which may have been rejected too) and from each other's (the same bytes read at two places
+    # are two payloads: their `source` differs).
+    repeat = len(seen.redeliveries) + 1
     history.remember(event.id, Seen(seen.digest, seen.ts_us, seen.source, (*seen.redeliveries, source)))
     if seen.digest == event_digest:
         return Refusal("duplicate", f"event {event.id!r} was already applied; no second effect", repeat)

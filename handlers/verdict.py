@@ -15,7 +15,7 @@ class Refusal:
 
     reason: RejectionReason | Literal["recopy"]
     error: str
-    repeat: int = 0  # a redelivery's: how many of the id's redeliveries were rejected before it
+    repeat: int = 0  # a redelivery's: 1 + how many of the id's redeliveries were rejected before it
 
 
 def unknown_account(client_id: str, account_id: str) -> Refusal:

@@ -3,6 +3,8 @@
 import orjson
 import pytest
 
+from handlers.engine import rejection_digest
+
 from tests.support import Scenario, of_type, one
 
 
@@ -34,11 +36,20 @@ def test_each_rejected_redelivery_has_an_id_of_its_own(s: Scenario) -> None:
     raw = orjson.dumps(fill)
     ids = [one(s.send_raw(raw), "event.rejected")["id"] for _ in range(3)]
     other = one(s.send({**fill, "spread_cost": "20"}), "event.rejected")
-    first = ids[0]
-    assert first.startswith(f"event.rejected:{fill['id']}:") and first.count(":") == 2  # the documented form
-    assert ids[1:] == [f"{first}:2", f"{first}:3"]
-    assert other["reason"] == "conflicting_duplicate" and other["id"].endswith(":4")
+    base = f"event.rejected:{fill['id']}:{rejection_digest(raw)}"  # the documented form
+    assert ids == [f"{base}:2", f"{base}:3", f"{base}:4"]
+    assert other["reason"] == "conflicting_duplicate" and other["id"].endswith(":5")
     assert s.wallet().balance == 1
+
+
+def test_a_rejected_event_and_its_redelivery_have_two_ids(s: Scenario) -> None:
+    """The original rejected (here: its client unknown), then delivered again: the same bytes,
+    two rejections with two reasons, so two ids."""
+    fill = s.event("trade.fill", client_id="ghost", account_id="std", fill_id="f1", symbol="EURUSD",
+                   action="open", lots="1", spread_cost="10", commission="0")
+    first, again = (one(s.send(fill), "event.rejected") for _ in range(2))
+    assert (first["reason"], again["reason"]) == ("unknown_client", "duplicate")
+    assert again["id"] == f"{first['id']}:2"
 
 
 def test_same_id_other_payload_is_a_conflict(s: Scenario) -> None:
