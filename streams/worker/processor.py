@@ -251,11 +251,16 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             raise
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
-        """Recover the new partitions: each one's table read back from the changelog, its
-        processor made over it, and the consumer sought to its place (one that has applied
-        nothing: the log's first offset). A batch fetched before the seek (getmany may return
-        one while this awaits) is read across the assignment, and dropped by the loop. Handed
-        to the loop only after its seek."""
+        """Recover the new partitions: each one's table read back from the changelog and its
+        processor made over it (one that has applied nothing starts at the log's first offset).
+        Then, with nothing awaited in between, each is sought to its place and handed to the
+        loop, and the generation moves on.
+
+        Until then the loop drops what it reads of them (no processor), which moves the
+        consumer's position past those records: a seek made before an await here could be
+        undone so, and the next batch would start past records never applied (the kill loop
+        caught that: a partition skipping 350 records). A batch read before the generation
+        moved on is dropped and its partitions read again from their places."""
         consumer = self.consumer
         assert consumer is not None
         new = sorted(tp.partition for tp in assigned if tp.partition not in self.processors)
@@ -269,13 +274,18 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         tables = await self.read_tables(new)
         tps = [TopicPartition(self.topic, p) for p in new]
         starts = await consumer.beginning_offsets(tps) if tps else {}
+        made: list[tuple[TopicPartition, P]] = []
         for tp in tps:
             processor = self.make(tp.partition, tables[tp.partition])
             if processor.last < 0:
                 processor.start_at(starts[tp])
+            await self.recovered(processor)
+            made.append((tp, processor))
+        if self.consumer is None:  # stopped meanwhile
+            return
+        for tp, processor in made:  # no await from here on
             consumer.seek(tp, processor.last + 1)
             self.stamps[tp.partition] = processor.last
-            await self.recovered(processor)
             self.processors[tp.partition] = processor
         self.generation += 1
         if new:

@@ -251,11 +251,14 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                           "have the same number of partitions and every worker the same settings", index,
                           sorted(tp.topic for tp in assigned if tp.partition == index))
                 continue
-            task = await self._task(index, sources)
+            task = await self._task(index, sources)  # sought to its place last, nothing awaited since
             if not self.started:  # the loop stopped meanwhile: nothing holds the task to stop it later
                 await self._stop_task(task)
                 return
+            # Handed over with the generation moved on: a batch read before (its partitions'
+            # records dropped for want of a task, the position moved past them) is dropped too.
             self.tasks[index] = task
+            self.generation += 1
         self.generation += 1
 
     async def _task(self, index: int, sources: list[TopicPartition]) -> _Task:
