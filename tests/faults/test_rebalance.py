@@ -1,65 +1,74 @@
-"""Two workers in one group split the partitions; stopping one moves its partitions to the
-other, and the final state is the same as an uninterrupted run's."""
+"""Rebalances: two or three workers at a time in one group, joining and leaving (SIGTERM and
+SIGKILL), six membership changes while a history with poison is published at a pace. After
+each change the partitions are spread over the live workers again; at the end the outputs are
+exactly the replay's (tests.faults.harness), and a cold restart recovers the same state."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from handlers.rules import Rules
 from streams.devtools.localservices import free_port
-from streams.offline.logreplay import replay_log
 from streams.devtools.publish import publish_per_topic
 from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
-from tests.faults.test_kill_restart import assert_views_equal, by_id, count_outputs, payouts
-from tests.integration.conftest import ensure, read_all, wait_caught_up
-from tests.integration.test_client_api import get
+from tests.faults.harness import (assert_exactly_the_replay, assert_running, cold_restart, partitions_of,
+                                  wait_until, with_poison)
+from tests.integration.conftest import ensure, wait_caught_up
 
 pytestmark = pytest.mark.integration
 
+# (what, which worker): start it, stop it (SIGTERM: it leaves the group), or kill it (SIGKILL:
+# its session has to expire first)
+CHANGES = [("start", "c"), ("stop", "b"), ("start", "d"), ("kill", "a"), ("start", "e"), ("kill", "c")]
 
-async def partitions_of(worker: Any) -> list[int]:
-    status, health = await get(worker.port, "/health")
-    return health["partitions"] if status == 200 else []
 
-
-async def test_two_workers_split_and_one_takes_over(settings: Settings, start_worker: Any, tmp_path: Path) -> None:
-    lines = list(SampleDay(clients=400, fills=30_000, seed=33).lines())
+async def test_workers_joining_and_leaving_lose_nothing(settings: Settings, start_worker: Any, tmp_path: Path) -> None:
+    settings = replace(settings, session_timeout_ms=6_000)
+    history = list(SampleDay(clients=600, fills=30_000, seed=33).lines())
+    lines, poison = with_poison(history, seed=4)
     await ensure(settings)
-    a = start_worker(web_port=free_port(), name="a")
-    b = start_worker(web_port=free_port(), name="b")
-    deadline = time.monotonic() + 120
-    while True:  # both hold partitions, together all of them
-        held_a, held_b = await partitions_of(a), await partitions_of(b)
-        if held_a and held_b and sorted(held_a + held_b) == list(range(settings.partitions)):
-            break
-        assert time.monotonic() < deadline, (held_a, held_b, a.tail(), b.tail())
-        await asyncio.sleep(0.5)
-    # One producer per source topic, the day played at a pace with the topics lagging each other
-    # by up to 50 ms (within the grace): all at once, the day close would be published a day
-    # ahead of the fills and merged before most of them.
-    await publish_per_topic(lines, settings, skew_ms=50, rate=5000, seed=4)
-    while await count_outputs(settings) < 5_000:
-        assert time.monotonic() < deadline + 120, b.tail()
-        await asyncio.sleep(0.2)
-    b.stop()  # a graceful stop: B leaves the group, A takes its partitions
+    live: dict[str, Any] = {}
+
+    def start(name: str) -> None:
+        live[name] = start_worker(settings=settings, web_port=free_port(), name=name)
+
+    async def spread() -> bool:
+        """Every partition held by exactly one live worker, and every live worker holding some."""
+        held = [await partitions_of(w) for w in live.values()]
+        return all(held) and sorted(p for ps in held for p in ps) == list(range(settings.partitions))
+
+    def explain() -> str:
+        return "\n----\n".join(f"{name}:\n{w.tail()}" for name, w in live.items())
+
+    start("a")
+    start("b")
+    await wait_until(spread, 120, explain)
+    publishing = asyncio.create_task(publish_per_topic(lines, settings, skew_ms=100, rate=len(lines) / 90, seed=4))
+    rebalances = 0
+    for what, name in CHANGES:
+        await asyncio.sleep(3)  # the workers at work between changes
+        assert not publishing.done(), f"the history was all published before {what} {name}"
+        if what == "start":
+            start(name)
+        else:
+            worker = live.pop(name)
+            worker.stop() if what == "stop" else worker.kill()
+        await wait_until(spread, 120, explain)
+        assert_running(*live.values())
+        rebalances += 1
+    await publishing
     try:
         await wait_caught_up(settings, timeout_s=300)
-        assert await partitions_of(a) == list(range(settings.partitions))
     except TimeoutError:
-        pytest.fail(a.tail())
-
-    sent = by_id(await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic))
-    truth_file = tmp_path / "truth.jsonl"
-    namespace = f"truth-{settings.app_id}"  # this run's: a Redis kept from an earlier run has its own
-    await replay_log(settings, Rules.default(), truth_file, namespace, settings.redis_url)
-    truth = by_id([orjson.loads(line) for line in truth_file.read_bytes().splitlines()])
-    assert sent == truth
-    assert payouts(sent) == payouts(truth) and payouts(truth)
-    await assert_views_equal(settings, truth, namespace)
+        pytest.fail(explain())
+    assert rebalances >= 5 and 2 <= len(live) <= 3
+    assert_running(*live.values())
+    await assert_exactly_the_replay(settings, tmp_path, poison, "rebalances")
+    for worker in live.values():
+        worker.stop()
+    await cold_restart(settings, start_worker, tmp_path, history, poison)
