@@ -21,8 +21,7 @@ from streams.devtools.publish import publish_per_topic
 from streams.offline.replay import replay_in_ts_order
 from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
-from tests.faults.test_kill_restart import by_id
-from tests.faults.test_rebalance import partitions_of
+from tests.faults.harness import by_id, partitions_of
 from tests.integration.conftest import ensure, read_all, wait_caught_up
 
 pytestmark = pytest.mark.integration
