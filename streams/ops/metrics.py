@@ -69,6 +69,8 @@ class Metrics:
         self.rewinds = Counter("rewards_partition_rewinds", "Partitions a processor read again from its "
                                "own position: a batch read across a rebalance, dropped (streams.worker.processor)",
                                ["topic", "partition"], registry=registry)
+        self.transactions = Counter("rewards_transactions", "Kafka transactions committed, by processor (a turn "
+                                    "commits one per partition it changed)", ["processor"], registry=registry)
         self.rebalances = Counter("rewards_rebalances", "Partition assignments received", registry=registry)
         self.last_rebalance = Gauge("rewards_last_rebalance_timestamp_seconds", "When the last assignment came",
                                     registry=registry)

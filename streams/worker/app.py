@@ -81,7 +81,7 @@ class Worker:
         self.sender = sender = Sender(settings)
         self.fenced = False
         crash = self._crash
-        self.sequencer = SequencerLoop(settings, sender, crash)
+        self.sequencer = SequencerLoop(settings, sender, metrics, crash)
         self.ledger = LedgerLoop(settings, sender, metrics, crash, rules, self.topics, self.read_model)
         self.registry = RegistryLoop(settings, sender, metrics, crash)
         self.commissions = CommissionLoop(settings, sender, metrics, crash, rules, self.topics)

@@ -220,6 +220,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             await producer.send_offsets_to_transaction({tp: offset}, self.group)
             await producer.commit_transaction()
             self.committed[partition] = offset
+            self.metrics.transactions.labels(self.kind).inc()
         except ProducerFenced as exc:
             raise Fenced(f"{self.name} partition {partition} was fenced: another worker holds it now "
                          "(this one was paused or cut off past its session); stopping without writing") from exc

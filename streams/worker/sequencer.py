@@ -50,6 +50,7 @@ from streams.worker import wire
 from streams.ops.topics import partition_counts
 from streams.worker.kafkaio import Fenced, Sender, gather_all, group_consumer, reader, stop_producer
 from streams.worker.merge import EventTimeMerge
+from streams.ops.metrics import Metrics
 from streams.worker.processor import Crash
 from streams.bus import precedence, task_places
 from streams.settings import Settings
@@ -83,8 +84,8 @@ class _Task:
 
 
 class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, settings: Settings, sender: Sender, crash: Crash) -> None:
-        self.settings, self.sender, self.crash = settings, sender, crash
+    def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash) -> None:
+        self.settings, self.sender, self.metrics, self.crash = settings, sender, metrics, crash
         self.consumer: AIOKafkaConsumer = None  # made in the worker's event loop, by run
         self.tasks: dict[int, _Task] = {}
         self.lock = asyncio.Lock()
@@ -226,6 +227,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.sender.send_all(sends, producer)
             await producer.send_offsets_to_transaction(positions, self.settings.sequencer_group)
             await producer.commit_transaction()
+            self.metrics.transactions.labels("sequencer").inc()
         except ProducerFenced as exc:
             raise Fenced(f"sequencer task {task.index} was fenced: another worker holds it now (this one was "
                          "paused or cut off past its session); stopping without writing") from exc
