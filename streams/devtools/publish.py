@@ -44,21 +44,47 @@ async def publish(lines: Iterable[bytes], settings: Settings, linger_ms: int = 2
 
 
 async def publish_per_topic(lines: Iterable[bytes], settings: Settings, skew_ms: int = 0,
-                            rate: float | None = None, seed: int = 0) -> dict[str, int]:
+                            rate: float | None = None, seed: int = 0,
+                            transaction_size: int | None = None) -> dict[str, int]:
     """One producer per topic, concurrently; returns the count sent to each topic.
 
     Without ``rate`` each topic's producer starts after a random 0..``skew_ms`` and sends its
     events as fast as it can. With ``rate`` the i-th event of the file is due ``i / rate`` s
     after the start, and each topic sends each of its events a random 0..``skew_ms`` after that
     (never before its previous one): the topics lag one another by up to ``skew_ms``. Seeded:
-    the same arguments give the same lags."""
+    the same arguments give the same lags.
+
+    With ``transaction_size`` (no ``rate``), each producer writes as a source system that writes
+    transactionally does (Kafka Connect's exactly-once sources, say): that many events per
+    transaction, and every third transaction aborted first and then written again, so that
+    the topics hold transaction markers and aborted records."""
+    if transaction_size is not None:
+        assert rate is None, "transactions are published as fast as they go"
     by_topic: dict[str, list[tuple[int, bytes, bytes | None]]] = {}
     for index, raw in enumerate(lines):
         topic, key = route(raw, settings)
         by_topic.setdefault(topic, []).append((index, raw, key))
     started = time.monotonic()
 
+    async def in_transactions(topic: str, items: list[tuple[int, bytes, bytes | None]]) -> None:
+        assert transaction_size is not None
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
+                                    transactional_id=f"publish-{topic}-{seed}", linger_ms=5, max_batch_size=1 << 20)
+        await producer.start()
+        try:
+            for n, start in enumerate(range(0, len(items), transaction_size)):
+                chunk = items[start:start + transaction_size]
+                for abort in ((True, False) if n % 3 == 2 else (False,)):
+                    await producer.begin_transaction()
+                    sent = [await producer.send(topic, raw, key=key) for _, raw, key in chunk]
+                    await asyncio.gather(*sent)
+                    await (producer.abort_transaction() if abort else producer.commit_transaction())
+        finally:
+            await producer.stop()
+
     async def one(topic: str, items: list[tuple[int, bytes, bytes | None]]) -> None:
+        if transaction_size is not None:
+            return await in_transactions(topic, items)
         rng = random.Random(seed ^ zlib.crc32(topic.encode()))
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                     enable_idempotence=True, linger_ms=5, max_batch_size=1 << 20)

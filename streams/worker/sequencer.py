@@ -76,8 +76,10 @@ class _Task:
     producer: AIOKafkaProducer  # transactional: <app>-sequencer-<index>
     sources: list[TopicPartition]
     merge: EventTimeMerge[TopicPartition]
-    fetched: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to fetch
-    copied: dict[TopicPartition, int] = field(default_factory=dict)   # next offset to copy
+    read: dict[TopicPartition, int] = field(default_factory=dict)     # after the last record read
+    fetched: dict[TopicPartition, int] = field(default_factory=dict)  # the consumer's position: past markers too
+    copied: dict[TopicPartition, int] = field(default_factory=dict)   # after the last record copied
+    places: dict[TopicPartition, int] = field(default_factory=dict)   # as last committed
     last_ts: dict[TopicPartition, int] = field(default_factory=dict)
     clock: int = 0  # the newest ts copied
     reported: tuple[float, int, bool] | None = None  # the last Progress mark: (when, clock, caught up)
@@ -142,6 +144,11 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp, messages in (await task.broadcast.getmany(timeout_ms=0)).items():
                 self._take(task, tp, messages, task.broadcast)
         sequenced, broadcast = self.settings.sequenced_topic, set(self.settings.broadcast_topics)
+        for task in tasks:  # past the transaction markers (and aborted records) of sources written transactionally
+            for tp in task.sources:
+                consumer = task.broadcast if tp.topic in broadcast else self.consumer
+                if tp in consumer.assignment():
+                    task.fetched[tp] = max(task.fetched.get(tp, 0), await consumer.position(tp))
         turns: list[tuple[_Task, list[Send]]] = []
         for task in tasks:
             sends: list[Send] = []
@@ -159,7 +166,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 task.copied[tp] = message.offset + 1
                 task.clock = max(task.clock, ts_us)
             sends += self._progress(task, heard)
-            if sends:
+            if sends or self._places(task) != task.places:
                 turns.append((task, sends))
         await gather_all(*(self._commit(task, sends) for task, sends in turns))
 
@@ -179,7 +186,8 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             published = message.timestamp if 0 < message.timestamp < fetched_ms else fetched_ms
             task.merge.add(tp, last, rank, published, (tp, message, last))
         task.last_ts[tp] = last
-        task.fetched[tp] = messages[-1].offset + 1
+        task.read[tp] = messages[-1].offset + 1
+        task.fetched[tp] = max(task.fetched.get(tp, 0), task.read[tp])
 
     def _reread(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Drop a batch read across a rebalance; its partitions are read again from the place
@@ -213,20 +221,32 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             return float(at)
         return heard_at
 
+    @staticmethod
+    def _places(task: _Task) -> dict[TopicPartition, int]:
+        """Where the task stands in each source: after the last record it copied; or, when it
+        has copied every record it read there, where its consumer is, past the transaction
+        markers of a source written transactionally (else the lag never reached 0 there)."""
+        places = {}
+        for tp, copied in task.copied.items():
+            places[tp] = task.fetched.get(tp, copied) if copied >= task.read.get(tp, copied) else copied
+        return places
+
     async def _commit(self, task: _Task, sends: list[Send]) -> None:
-        """A task's copies and its commits, in one transaction: its client partitions' positions,
-        each with the task's broadcast positions as its commit metadata (every task has its own
+        """A task's copies and its commits, in one transaction: its client partitions' places,
+        each with the task's broadcast places as its commit metadata (every task has its own
         place in the broadcast topics)."""
         broadcast_topics = self.settings.broadcast_topics
-        metadata = orjson.dumps({f"{tp.topic}:{tp.partition}": offset for tp, offset in task.copied.items()
+        places = self._places(task)
+        metadata = orjson.dumps({f"{tp.topic}:{tp.partition}": offset for tp, offset in places.items()
                                  if tp.topic in broadcast_topics}).decode()
-        positions = {tp: (offset, metadata) for tp, offset in task.copied.items() if tp.topic not in broadcast_topics}
+        positions = {tp: (offset, metadata) for tp, offset in places.items() if tp.topic not in broadcast_topics}
         producer = task.producer
         try:
             await producer.begin_transaction()
             await self.sender.send_all(sends, producer)
             await producer.send_offsets_to_transaction(positions, self.settings.sequencer_group)
             await producer.commit_transaction()
+            task.places = places
             self.metrics.transactions.labels("sequencer").inc()
         except ProducerFenced as exc:
             raise Fenced(f"sequencer task {task.index} was fenced: another worker holds it now (this one was "
@@ -289,7 +309,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             starts[tp] = (await consumer.beginning_offsets([tp]))[tp]
         for tp, offset in starts.items():
             (broadcast if tp.topic in settings.broadcast_topics else self.consumer).seek(tp, offset)
-            task.fetched[tp] = task.copied[tp] = offset
+            task.read[tp] = task.fetched[tp] = task.copied[tp] = task.places[tp] = offset
         return task
 
     @staticmethod
@@ -298,8 +318,8 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         await stop_producer(task.producer)
 
     def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
-        """(topic, partition, next offset to copy, end offset) of each client partition held."""
+        """(topic, partition, the place last committed, end offset) of each client partition held."""
         if not self.started:
             return []
-        return [(tp.topic, tp.partition, task.copied.get(tp), self.consumer.highwater(tp))
+        return [(tp.topic, tp.partition, task.places.get(tp), self.consumer.highwater(tp))
                 for task in self.tasks.values() for tp in task.sources if tp.topic in self.settings.client_topics]

@@ -99,6 +99,17 @@ async def test_a_backlog_published_per_topic_gives_ts_order(settings: Settings, 
     await check(settings, lines, worker)
 
 
+async def test_sources_written_in_transactions_give_ts_order(settings: Settings, start_worker: Any) -> None:
+    """Source systems that write transactionally: their topics hold transaction markers and
+    aborted records. The aborted ones are never copied; the lag still reaches 0 (the sequencer
+    commits its place past the markers), and the outputs are the ts order's."""
+    lines = history()
+    await ensure(settings)
+    await publish_per_topic(lines, settings, seed=3, transaction_size=500)
+    worker = start_worker()
+    await check(settings, lines, worker)
+
+
 async def test_live_topics_lagging_each_other_give_ts_order(settings: Settings, start_worker: Any) -> None:
     lines = history()
     live = dataclasses.replace(settings, order_grace_ms=SKEW_MS + 700)  # the skew, plus fetch and batch time
