@@ -48,7 +48,7 @@ async def test_workers_joining_and_leaving_lose_nothing(settings: Settings, star
     start("a")
     start("b")
     await wait_until(spread, 120, explain)
-    publishing = asyncio.create_task(publish_per_topic(lines, settings, skew_ms=100, rate=len(lines) / 90, seed=4))
+    publishing = asyncio.create_task(publish_per_topic(lines, settings, skew_ms=100, rate=len(lines) / 120, seed=4))
     rebalances = 0
     for what, name in CHANGES:
         await asyncio.sleep(3)  # the workers at work between changes
