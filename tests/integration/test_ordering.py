@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import io
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import Any
 
@@ -74,6 +74,60 @@ def contested_claims(lines: list[bytes]) -> set[str]:
     return claims
 
 
+async def diagnosis(settings: Settings, lines: list[bytes], worker: Any) -> str:
+    """Which layer went wrong: the sequenced log (every input copied once? each client's inputs in
+    ts order?) or the ledger (the worker's outputs against the replay of that log)."""
+    import tempfile
+    from pathlib import Path
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.offline.logreplay import replay_log
+    from streams.worker import wire
+    from streams.worker.kafkaio import read_to_end
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    copies: Counter[bytes] = Counter()
+    out_of_order: list[str] = []
+    last_ts: dict[str, str] = {}
+    ids: set[Any] = set()
+    try:
+        tps = [TopicPartition(settings.sequenced_topic, p) for p in range(settings.partitions)]
+        async for _, records in read_to_end(consumer, tps):
+            for record in records:
+                if dict(record.headers or ()).get(wire.H_KIND) != wire.KIND_INPUT:
+                    continue
+                copies[record.value] += 1
+                try:
+                    doc = orjson.loads(record.value)
+                    client, ts = doc["client_id"], doc["ts"]
+                except Exception:
+                    continue
+                if doc.get("id") in ids:  # a redelivery keeps its source's place, not its ts's
+                    continue
+                ids.add(doc.get("id"))
+                if isinstance(client, str) and isinstance(ts, str):
+                    if ts < last_ts.get(client, "") and len(out_of_order) < 5:
+                        out_of_order.append(f"{client}: {ts} after {last_ts[client]} at offset {record.offset}")
+                    last_ts[client] = max(ts, last_ts.get(client, ""))
+    finally:
+        await consumer.stop()
+    published = Counter(line for line in lines if b'"partner.plan"' not in line and b'"settlement.' not in line)
+    never = sum(1 for line, n in published.items() if copies[line] < n)
+    twice = sum(1 for line, n in copies.items() if n > published[line])
+    with tempfile.TemporaryDirectory() as folder:
+        truth_file = Path(folder) / "truth.jsonl"
+        await replay_log(settings, Rules.default(), truth_file, f"diag-{settings.app_id}", None)
+        truth = comparable([orjson.loads(line) for line in truth_file.read_bytes().splitlines()])
+    got = comparable(await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic))
+    ledger_wrong = sum(1 for k in truth.keys() | got.keys() if truth.get(k) != got.get(k))
+    return (f"sequenced log: {never} inputs never copied, {twice} copied more than once, client ts order broken "
+            f"{out_of_order or 'nowhere'}; ledger: {ledger_wrong} outputs differ from the replay of that log\n"
+            + worker.tail())
+
+
 async def check(settings: Settings, lines: list[bytes], worker: Any) -> None:
     try:
         await wait_caught_up(settings, timeout_s=600)
@@ -85,8 +139,10 @@ async def check(settings: Settings, lines: list[bytes], worker: Any) -> None:
     assert contested, "the history has people who claim the bonus under two clients"
     missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
     differing = sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])
-    assert not (missing or extra or differing), (missing[:10], extra[:10],
-                                                 [(expected[k], got[k]) for k in differing[:3]])
+    if missing or extra or differing:
+        pytest.fail(f"{len(missing)} missing, {len(extra)} extra, {len(differing)} differing: "
+                    f"{(missing[:10], extra[:10], [(expected[k], got[k]) for k in differing[:3]])}\n"
+                    + await diagnosis(settings, lines, worker))
     assert sums(got) == sums(expected)
     assert sums(expected)
 
