@@ -1,7 +1,9 @@
 """Stream throughput, in one run on the same broker (the real local Kafka of the tests):
 
 1. the worker (sequencer + ledger + Redis read model), end to end, fills per second: timed on
-   its groups' commits of the input topics and of the sequenced log; then, published live at
+   its groups' commits of the input topics and of the sequenced log; the same backlog again with
+   each of a few REWARDS_BATCH_MAX values (fills and Kafka transactions per second: the batch
+   size / transaction rate trade-off); then, published live at
    half that rate, each fill's latency from its input record to its first output record, with
    the default REWARDS_ORDER_GRACE_MS and with 0 (the merge then waits for no quiet source);
 2. a raw aiokafka consume -> orjson decode -> produce passthrough, messages per second;
@@ -23,6 +25,7 @@ import os
 import platform
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +120,7 @@ async def latency(settings: Settings, trades: list[bytes], rate: float, work: Pa
     each fill's append to its input topic to its first output's append to the ledger topic. The
     fills are published again under new ids (``tag``). ``answered`` counts the fills that have an
     output: a fill on a welcome account has none (no cashback there), about one in seven."""
-    again = [line.replace(b'"id":"ev-', f'"id":"{tag}-'.encode()).replace(b'"fill_id":"f-', f'"fill_id":"{tag}-f-'.encode())
-             for line in trades]
+    again = retagged(trades, tag)
     worker = start_worker(settings, work / "worker-latency.log")
     await asyncio.sleep(5)  # joined its groups
     await wait_caught_up(settings, timeout_s=120)
@@ -134,6 +136,41 @@ async def latency(settings: Settings, trades: list[bytes], rate: float, work: Pa
             "p50_ms": delays[len(delays) // 2], "p99_ms": delays[int(len(delays) * 0.99)], "max_ms": delays[-1]}
 
 
+def retagged(trades: list[bytes], tag: str) -> list[bytes]:
+    """The same fills under new ids: published again, they are new events."""
+    return [line.replace(b'"id":"ev-', f'"id":"{tag}-'.encode()).replace(b'"fill_id":"f-', f'"fill_id":"{tag}-f-'.encode())
+            for line in trades]
+
+
+async def transactions(settings: Settings) -> int:
+    """The worker's ``rewards_transactions_total``, summed over its processors."""
+    def read() -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5) as answer:
+            return sum(int(float(line.split()[-1])) for line in answer.read().decode().splitlines()
+                       if line.startswith("rewards_transactions_total{"))
+    return await asyncio.to_thread(read)
+
+
+async def batch_sweep(settings: Settings, trades: list[bytes], work: Path, sizes: list[int]) -> list[dict[str, Any]]:
+    """The batch size / transaction rate trade-off: the same backlog of fills (under new ids
+    each time) drained with each REWARDS_BATCH_MAX. A turn commits one transaction per partition
+    it changed, per processor, so a smaller batch means more transactions for the same fills."""
+    rows = []
+    for size in sizes:
+        run = dataclasses.replace(settings, batch_max=size, web_port=free_port())
+        again = retagged(trades, f"b{size}")
+        await publish(again, run)  # a backlog, as in 1.
+        worker = start_worker(run, work / f"worker-batch{size}.log")
+        seconds, _ = await drain_time(run, "bench", list(run.input_topics) + [run.sequenced_topic])
+        committed = await transactions(run)  # since it started: the drain's, and a few at start-up
+        stop_process(worker)
+        rows.append({"batch_max": size, "fills_per_s": round(len(again) / seconds),
+                     "transactions_per_s": round(committed / seconds),
+                     "fills_per_transaction": round(len(again) / committed, 1) if committed else None})
+        print(f"batch_max {size}: {rows[-1]}", file=sys.stderr)
+    return rows
+
+
 async def create_topic(settings: Settings, name: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -144,7 +181,8 @@ async def create_topic(settings: Settings, name: str) -> None:
         await admin.close()
 
 
-async def run(found: Services, fills: int, work: Path, latency_too: bool = True, naive_too: bool = True) -> dict[str, Any]:
+async def run(found: Services, fills: int, work: Path, latency_too: bool = True, naive_too: bool = True,
+              sweep: list[int] | None = None) -> dict[str, Any]:
     settings = Settings.from_env({}, kafka_bootstrap=found.kafka_bootstrap, redis_url=found.redis_url,
                                  app_id="bench", web_port=free_port(), data_dir=str(work / "worker"))
     await ensure_topics(settings)
@@ -170,6 +208,8 @@ async def run(found: Services, fills: int, work: Path, latency_too: bool = True,
         without = await latency(dataclasses.replace(settings, order_grace_ms=0), trades[:30_000], half, work, "lat0")
         with_grace = await latency(settings, trades[30_000:60_000], half, work, "lat1")
         print(f"latency at half load: {with_grace}; without the grace: {without}", file=sys.stderr)
+    # 1c. the batch size / transaction rate trade-off
+    trade_off = await batch_sweep(settings, trades, work, sweep) if sweep else None
     # 2. raw passthrough over the same fills
     await create_topic(settings, "bench.passthrough")
     raw_s, raw_n = await passthrough(settings, settings.topic_trades, "bench.passthrough", len(trades))
@@ -187,6 +227,7 @@ async def run(found: Services, fills: int, work: Path, latency_too: bool = True,
         "naive_faust_per_s": round(naive_rate),
         "worker_vs_naive": round(worker_rate / naive_rate, 2) if naive_rate else None,
         "worker_vs_raw": round(worker_rate / raw_rate, 2),
+        "batch_trade_off": trade_off,
         "latency_at_half_load": with_grace,
         "latency_at_half_load_grace_0": without,
         "order_grace_ms": settings.order_grace_ms,
@@ -210,11 +251,14 @@ def main() -> int:
     parser.add_argument("--work", default=".cache/bench-worker")
     parser.add_argument("--throughput-only", action="store_true",
                         help="the worker and the raw passthrough only (no latency, no naive agent); results not saved")
+    parser.add_argument("--batch-sweep", default="250,2000,8000",
+                        help="REWARDS_BATCH_MAX values for the batch size / transaction rate trade-off ('' to skip)")
     args = parser.parse_args()
+    sweep = [int(n) for n in args.batch_sweep.split(",") if n.strip()]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     with services() as found:  # started outside the event loop: it waits for Kafka with its own
-        result = asyncio.run(run(found, args.fills, work, not args.throughput_only, not args.throughput_only))
+        result = asyncio.run(run(found, args.fills, work, not args.throughput_only, not args.throughput_only, sweep))
     if not args.throughput_only:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "worker_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
