@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -75,8 +76,9 @@ async def assert_views_equal(settings: Settings, truth: dict[str, dict[str, Any]
     clients = {o["client_id"] for o in truth.values() if o.get("client_id") and o["type"] != "event.rejected"}
     try:
         for client_id in clients:
-            worker_view = await store.hmget(f"{settings.redis_prefix}client:{client_id}", "wallet", "bonuses", "rebates")
-            truth_view = await store.hmget(f"rewards:{namespace}:client:{client_id}", "wallet", "bonuses", "rebates")
+            fields = ("wallet", "bonuses", "rebates")
+            worker_view = await store.hmget(f"{settings.redis_prefix}client:{client_id}", *fields)
+            truth_view = await store.hmget(f"rewards:{namespace}:client:{client_id}", *fields)
             assert worker_view == truth_view, client_id
     finally:
         await store.aclose()
@@ -195,6 +197,22 @@ async def cold_restart(settings: Settings, start_worker: Any, tmp_path: Path, hi
     probe_ids = {orjson.loads(p)["id"] for p in probes}
     assert len(probe_ids & answered) >= len(probe_ids) // 2, "the probes had no effect"
     assert_running(worker)
+
+
+async def settle_and_check(settings: Settings, start_worker: Any, tmp_path: Path, history: list[bytes],
+                           poison: list[bytes], label: str, *workers: Any) -> dict[str, dict[str, Any]]:
+    """The end of every scenario: lag 0, the ``workers`` still running, the outputs exactly the
+    replay's; then the workers stopped and a cold restart. The outputs before it, by id."""
+    try:
+        await wait_caught_up(settings, timeout_s=300)
+    except TimeoutError:
+        pytest.fail("\n----\n".join(w.tail() for w in workers))
+    assert_running(*workers)
+    sent = await assert_exactly_the_replay(settings, tmp_path, poison, label)
+    for worker in workers:
+        worker.stop()
+    await cold_restart(settings, start_worker, tmp_path, history, poison)
+    return sent
 
 
 def assert_running(*workers: Any) -> None:

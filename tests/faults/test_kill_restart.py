@@ -17,9 +17,8 @@ from streams.devtools.localservices import free_port
 from streams.devtools.publish import publish_per_topic
 from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
-from tests.faults.harness import (assert_exactly_the_replay, assert_running, cold_restart, partitions_of,
-                                  wait_until, with_poison)
-from tests.integration.conftest import ensure, wait_caught_up
+from tests.faults.harness import assert_running, partitions_of, settle_and_check, wait_until, with_poison
+from tests.integration.conftest import ensure
 
 pytestmark = pytest.mark.integration
 
@@ -60,11 +59,4 @@ async def test_twenty_sigkills_lose_nothing_and_send_nothing_twice(
         worker.kill()
     await asyncio.gather(*publishing)
     last = start_worker(settings=settings, name="last")
-    try:
-        await wait_caught_up(settings, timeout_s=300)
-    except TimeoutError:
-        pytest.fail(last.tail())
-    assert_running(last)
-    await assert_exactly_the_replay(settings, tmp_path, poison, "kills")
-    last.stop()
-    await cold_restart(settings, start_worker, tmp_path, history, poison)
+    await settle_and_check(settings, start_worker, tmp_path, history, poison, "kills", last)

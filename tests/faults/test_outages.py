@@ -19,9 +19,8 @@ from streams.devtools.localservices import LocalKafka, LocalRedis, free_port
 from streams.devtools.publish import publish_per_topic
 from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
-from tests.faults.harness import (assert_exactly_the_replay, assert_running, cold_restart, count_outputs,
-                                  partitions_of, wait_until, with_poison)
-from tests.integration.conftest import ensure, wait_caught_up
+from tests.faults.harness import count_outputs, partitions_of, settle_and_check, wait_until, with_poison
+from tests.integration.conftest import ensure
 
 pytestmark = pytest.mark.integration
 
@@ -63,14 +62,7 @@ async def test_a_broker_restart_mid_run(settings: Settings, start_worker: Any, t
     await asyncio.to_thread(own_kafka.stop)
     await asyncio.sleep(3)
     await asyncio.to_thread(own_kafka.start)
-    try:
-        await wait_caught_up(settings, timeout_s=300)
-    except TimeoutError:
-        pytest.fail(worker.tail())
-    assert_running(worker)
-    await assert_exactly_the_replay(settings, tmp_path, poison, "broker-restart")
-    worker.stop()
-    await cold_restart(settings, start_worker, tmp_path, history, poison)
+    await settle_and_check(settings, start_worker, tmp_path, history, poison, "broker-restart", worker)
 
 
 async def test_a_redis_outage_mid_run(settings: Settings, start_worker: Any, tmp_path: Path,
@@ -92,11 +84,4 @@ async def test_a_redis_outage_mid_run(settings: Settings, start_worker: Any, tmp
     assert not publishing.done(), "the history was all published during the outage"
     await asyncio.to_thread(own_redis.start)
     await publishing
-    try:
-        await wait_caught_up(settings, timeout_s=300)
-    except TimeoutError:
-        pytest.fail(worker.tail())
-    assert_running(worker)
-    await assert_exactly_the_replay(settings, tmp_path, poison, "redis-outage")
-    worker.stop()
-    await cold_restart(settings, start_worker, tmp_path, history, poison)
+    await settle_and_check(settings, start_worker, tmp_path, history, poison, "redis-outage", worker)
