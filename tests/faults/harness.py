@@ -118,7 +118,8 @@ def with_poison(history: list[bytes], seed: int, share: float = POISON_SHARE) ->
             bad = orjson.dumps({**doc, "id": f"poison-{n}", "fill_id": f"poison-{n}",
                                 "spread_cost": float(doc["spread_cost"])})
         elif kind == 3:
-            bad = orjson.dumps({"type": "trade.amend", "id": f"poison-{n}", "ts": doc["ts"], "client_id": doc["client_id"]})
+            bad = orjson.dumps({"type": "trade.amend", "id": f"poison-{n}", "ts": doc["ts"],
+                                "client_id": doc["client_id"]})
         else:
             bad = orjson.dumps({**doc, "lots": str(Decimal(doc["lots"]) + 1)})
         lines.append(bad)
