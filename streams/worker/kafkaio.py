@@ -44,17 +44,16 @@ def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
                             auto_offset_reset="earliest", isolation_level="read_committed", **options)
 
 
-async def read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
-                      from_beginning: bool = True) -> AsyncIterator[tuple[TopicPartition, list[Any]]]:
-    """Each partition's records (from the beginning, else from the consumer's position) up to
-    its end at the time of the call, in batches. With ``read_committed`` the end is the last
+async def read_to_end(consumer: AIOKafkaConsumer,
+                      partitions: list[TopicPartition]) -> AsyncIterator[tuple[TopicPartition, list[Any]]]:
+    """Each partition's records from the beginning up to its end at the time of the call, in
+    batches. With ``read_committed`` the end is the last
     stable offset, and the offsets have holes (transaction markers, aborted records): a partition
     is done when the consumer's position reaches its end, not when a record's offset does."""
     if not partitions:
         return
     consumer.assign(partitions)
-    if from_beginning:
-        await consumer.seek_to_beginning(*partitions)
+    await consumer.seek_to_beginning(*partitions)
     ends = await consumer.end_offsets(partitions)
     pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
     while pending:
@@ -164,7 +163,4 @@ class Sender:
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
             futures.append(await producer.send_batch(batch, topic, partition=partition))
-        # every future's outcome is taken (a fenced producer fails them all), the first failure raised
-        for outcome in await asyncio.gather(*futures, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
+        await gather_all(*futures)  # every outcome taken (a fenced producer fails them all), the first raised

@@ -183,7 +183,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             assert processor.last >= before, f"{self.name} {tp}: stamp went back from {before} to {processor.last}"
         # 2. Per partition, one transaction.
         await gather_all(*(self._commit(partition, processor, now_ms)
-                               for partition, processor in list(self.processors.items())))
+                           for partition, processor in list(self.processors.items())))
         # 3.
         await self.after_turn(touched)
 
