@@ -81,13 +81,12 @@ class CommissionBook(OwnPosition):
         book.dirty = bool(partners or closes)
         return book
 
-    def take(self, record: Any, now_ms: float = 0.0) -> bool:
+    def take(self, record: Any, now_ms: float = 0.0) -> None:
         """One record of the commission topic."""
         if not self.advance(record.offset):
-            return True  # applied before this restart
+            return  # applied before this restart
         self.dirty = True
         self.payouts += self.receive(wire.commission_reports.decode(record.value))
-        return True
 
     def receive(self, report: wire.CommissionReport) -> list[OutputEvent]:
         """Take one report; the payouts when it completes its close."""

@@ -293,29 +293,29 @@ class PartitionLedger:
         outbox, self.outbox = self.outbox, Outbox()
         return outbox
 
-    def handle(self, record: Record) -> bool:
-        """Apply one record (see the class). Always True: the offsets after ``last`` may have
-        holes (transaction markers, aborted records), and a batch read before the consumer was
-        sought to ``last + 1`` is dropped by the loop (streams.worker.processor)."""
+    def handle(self, record: Record) -> None:
+        """Apply one record (see the class). The offsets after ``last`` may have holes
+        (transaction markers, aborted records); a batch read before the consumer was sought to
+        ``last + 1`` is the loop's to drop (streams.worker.processor)."""
         if record.offset <= self.last:
             self.outbox.skipped += 1
-            return True
+            return
         self.last = record.offset
         kind = record.headers.get(wire.H_KIND, wire.KIND_INPUT)
         if kind == wire.KIND_VERDICT:
             self._verdict(wire.verdicts.decode(record.value))
-            return True
+            return
         if kind == wire.KIND_PROGRESS:  # for the identity registry, once what came before is applied
             mark = wire.progress_reports.decode(record.value)
             self.progress = wire.Progress(mark.partition, mark.clock_us, mark.caught_up, record.offset)
-            return True
+            return
         source = record.headers[wire.H_SOURCE]
         broadcast = kind == wire.KIND_BROADCAST
         oversize = record.headers.get(wire.H_OVERSIZE)
         if oversize is not None:  # an input too large to carry: its first bytes stand in for it
             if not broadcast or self.partition == 0:  # one dead letter for a broadcast
                 self._emit(too_large(record.value, oversize, wire.Source.parse(source).as_dict()))
-            return True
+            return
         key = record.key
 
         def placement(event: InputEvent) -> Refusal | bool:
@@ -338,7 +338,7 @@ class PartitionLedger:
         outbox = self.outbox
         if applied.refusal is not None and applied.refusal.reason == "recopy":
             outbox.skipped += 1
-            return True
+            return
         if applied.event is not None:
             outbox.applied[str(applied.event.__struct_config__.tag)] += 1
             outbox.event_ts.append(applied.ts_us)
@@ -346,7 +346,6 @@ class PartitionLedger:
             outbox.expired += applied.expired
         for output in applied.outputs:
             self._emit(output)
-        return True
 
     def _verdict(self, verdict: wire.Verdict) -> None:
         client = self.get(verdict.client_id)
@@ -369,10 +368,10 @@ class PartitionLedger:
         self.outbox.sends.append(output_send(output, self.topics))
 
     # -- on the processor loop (streams.worker.processor) ------------------------------------------------
-    def take(self, record: Any, now_ms: float = 0.0) -> bool:
+    def take(self, record: Any, now_ms: float = 0.0) -> None:
         """One record of the sequenced log (aiokafka's ConsumerRecord)."""
         self.outbox.appended.append(record.timestamp / 1000)
-        return self.handle(Record(self.partition, record.offset, record.key, record.value, dict(record.headers or ())))
+        self.handle(Record(self.partition, record.offset, record.key, record.value, dict(record.headers or ())))
 
     def effects(self, now_ms: float = 0.0) -> list[Send]:
         """The outbox's sends, then the last Progress mark applied, when new, to every identity

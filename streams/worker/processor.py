@@ -65,10 +65,10 @@ class Processor(Protocol):
     def start_at(self, offset: int) -> None:
         """Nothing applied yet: the first record is at ``offset`` (the log's first)."""
 
-    def take(self, record: Any, now_ms: float) -> bool:
-        """Take one record (aiokafka's ConsumerRecord); False to have its partition read again
-        from ``last + 1`` (none of today's processors refuses: offsets have holes at
-        transaction markers, and a batch read across a rebalance is the loop's to drop)."""
+    def take(self, record: Any, now_ms: float) -> None:
+        """Take one record (aiokafka's ConsumerRecord): one at or below ``last`` is skipped; the
+        offsets after it may have holes (transaction markers, aborted records), and a batch
+        read across a rebalance is the loop's to drop, so any record above it is the next."""
 
     def effects(self, now_ms: float) -> list[Send]:
         """What the records taken since the last turn send (a partition's in order)."""
@@ -178,14 +178,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             touched.append(processor)
             before = processor.last
             for record in records:
-                if not processor.take(record, now_ms):
-                    # A batch fetched before the partition was sought to its place (at an
-                    # assignment), or a record the consumer skipped: read again from the place.
-                    self.log.info("%s %s needs offset %s but was handed %s: re-reading from it", self.name, tp,
-                                  processor.last + 1, record.offset)
-                    self.metrics.rewinds.labels(tp.topic, str(tp.partition)).inc()
-                    consumer.seek(tp, processor.last + 1)
-                    break
+                processor.take(record, now_ms)
             assert processor.last >= before, f"{self.name} {tp}: stamp went back from {before} to {processor.last}"
         # 2. Per partition, one transaction.
         await gather_all(*(self._commit(partition, processor, now_ms)

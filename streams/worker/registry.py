@@ -68,32 +68,31 @@ class RegistryPartition(OwnPosition):
         self.progressed = False  # only progress marks came
         self.flushed_ms = 0.0
 
-    def accept(self, offset: int, kind: bytes | None, value: bytes, now_ms: float) -> bool:
+    def accept(self, offset: int, kind: bytes | None, value: bytes, now_ms: float) -> None:
         """Take one record of the identity topic."""
         state = self.state
         if not self.advance(offset):
-            return True  # applied before this restart
+            return  # applied before this restart
         if kind == wire.KIND_PROGRESS:
             self.progressed = True
             report = wire.progress_reports.decode(value)
             if report.offset <= state.marks.get(report.partition, -1):
-                return True  # an older mark, sent again by a ledger partition re-applying its log
+                return  # an older mark, sent again by a ledger partition re-applying its log
             state.marks[report.partition] = report.offset
             state.clocks[report.partition] = max(state.clocks.get(report.partition, 0), report.clock_us)
             state.caught_up[report.partition] = report.caught_up
-            return True
+            return
         request = wire.identity_requests.decode(value)
         claim = _claim.decode(request.claim)
         if any(w.claim_id == claim.id for w in state.waiting):
             self.progressed = True
-            return True  # the same request again (its ledger partition re-applied a batch)
+            return  # the same request again (its ledger partition re-applied a batch)
         waiting = wire.WaitingClaim(parse_ts_us(claim.ts), request.client_id, claim.id, request.identity_hash,
                                     request.claim, offset)
         self.dirty = True
         state.waiting.append(waiting)
         state.waiting.sort(key=lambda w: (w.ts_us, w.client_id, w.claim_id))
         self.arrived[claim.id] = now_ms
-        return True
 
     def decide(self, now_ms: float) -> list[bytes]:
         """The verdicts that can be given now, in ts order (encoded wire.Verdict)."""
@@ -134,8 +133,8 @@ class RegistryPartition(OwnPosition):
         return min(waiting, default=self.state.last + 1)
 
     # -- on the processor loop (streams.worker.processor) ------------------------------------------------
-    def take(self, record: Any, now_ms: float) -> bool:
-        return self.accept(record.offset, dict(record.headers or ()).get(wire.H_KIND), record.value, now_ms)
+    def take(self, record: Any, now_ms: float) -> None:
+        self.accept(record.offset, dict(record.headers or ()).get(wire.H_KIND), record.value, now_ms)
 
     def effects(self, now_ms: float) -> list[Send]:
         """The owners decided, and the verdicts (with those of an earlier version's last commit,

@@ -37,11 +37,10 @@ class Recorder:
     def start_at(self, offset: int) -> None:
         self.last = offset - 1
 
-    def take(self, record: Any, now_ms: float) -> bool:
+    def take(self, record: Any, now_ms: float) -> None:
         if record.offset > self.last:
             self.taken.append(record.offset)
             self.last = record.offset
-        return True
 
     def effects(self, now_ms: float) -> list[Send]:
         return []

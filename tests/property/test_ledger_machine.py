@@ -75,7 +75,9 @@ class LedgerMachine(EngineMachine):
 
     def _apply_to_end(self) -> None:
         while self.ledger.last + 1 < len(self.log):
-            assert self.ledger.handle(self.log[self.ledger.last + 1])
+            record = self.log[self.ledger.last + 1]
+            self.ledger.handle(record)
+            assert self.ledger.last == record.offset
             for send in self.ledger.take_outbox().sends:
                 self._deliver(send)
 

@@ -48,15 +48,15 @@ def paid(book: CommissionBook) -> dict[str, str]:
 
 def test_a_close_is_paid_once_every_partition_has_reported_and_a_report_sent_twice_is_ignored() -> None:
     b = book()
-    assert b.take(Message(0, report(0, p1="1.005", p2="2")))
-    assert b.take(Message(1, report(1, p1="2")))
-    assert b.take(Message(2, report(1, p1="2")))  # partition 1 again: its ledger re-applied a batch
+    b.take(Message(0, report(0, p1="1.005", p2="2")))
+    b.take(Message(1, report(1, p1="2")))
+    b.take(Message(2, report(1, p1="2")))  # partition 1 again: its ledger re-applied a batch
     assert paid(b) == {}
-    assert b.take(Message(3, report(2)))
+    b.take(Message(3, report(2)))
     assert paid(b) == {"p1": "3", "p2": "2"}  # rounded down to cents; 0.005 carried
     assert b.state.partners["p1"].carried == Decimal("0.005")
     b.take_payouts()
-    assert b.take(Message(4, report(0, p1="9")))  # after the close: a late copy
+    b.take(Message(4, report(0, p1="9")))  # after the close: a late copy
     assert paid(b) == {}
 
 
@@ -68,8 +68,8 @@ def test_a_restart_reads_the_one_state_record_and_skips_what_it_covers() -> None
     assert [key for key, _ in writes] == [STATE_KEY] and b.commit() == []  # nothing new: nothing written
     again = book(dict(writes))
     assert again.last == 1
-    assert again.take(Message(1, report(1, p1="1")))  # at or below its position: skipped
-    assert again.take(Message(3, report(2, p1="1")))  # offset 2: a transaction marker
+    again.take(Message(1, report(1, p1="1")))  # at or below its position: skipped
+    again.take(Message(3, report(2, p1="1")))  # offset 2: a transaction marker
     assert paid(again) == {"p1": "3"}
 
 
@@ -81,9 +81,9 @@ def test_the_faust_tables_of_earlier_versions_are_taken_over() -> None:
     b = CommissionBook.upgraded(0, 3, Rules.default(), TOPICS, partners, closes)
     b.start_at(0)
     old = wire.CommissionReport("settlement.day_closed:2026-11-22", "2026-11-23T00:00:00Z", "2026-11-22", 1, {"p1": "5"})
-    assert b.take(Message(0, wire.encode(old)))  # the old close was paid: nothing again
-    assert b.take(Message(1, report(0, p1="4")))  # partition 0 had reported this close
-    assert b.take(Message(2, report(1, p1="1")))
-    assert b.take(Message(3, report(2)))
+    b.take(Message(0, wire.encode(old)))  # the old close was paid: nothing again
+    b.take(Message(1, report(0, p1="4")))  # partition 0 had reported this close
+    b.take(Message(2, report(1, p1="1")))
+    b.take(Message(3, report(2)))
     assert paid(b) == {"p1": "5"}  # 4 + 1, with the 0.004 carried: 5.004
     assert b.commit()[-1][0] == STATE_KEY
