@@ -1,12 +1,13 @@
 """``rewards replay --from-kafka``: rebuild every client's state from the recorded order.
 
-Reads the sequenced log from its earliest offsets up to its end at the time of the start, with a
-reader of its own (no consumer group: it neither uses nor moves the worker's committed offsets),
-and applies it in process with the worker's own ledger (state in a
-fresh namespace: plain dicts here, and Redis keys under the namespace when ``redis_url`` is
-given). Welcome claims take the verdicts already recorded in the log; commission reports are
-summed in process. The outputs are written partition by partition, then the commission payouts:
-the same log always gives the same bytes, and the same outputs (by id) as the worker sent.
+Reads the sequenced log partition by partition, each from its earliest offset up to its end
+when its turn comes (streams.worker.kafkaio.read_to_end), with a reader of its own (no consumer
+group: it neither uses nor moves the worker's committed offsets), and applies it in process with
+the worker's own ledger (state in a fresh namespace: plain dicts here, and Redis keys under the
+namespace when ``redis_url`` is given). Welcome claims take the verdicts already recorded in the
+log; commission reports are summed in process. The outputs are written partition by partition,
+then the commission payouts: the same log always gives the same bytes, and the same outputs (by
+id) as the worker sent.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from schemas.codec import encode_output
 from schemas.outputs import OutputEvent
 from streams.worker import wire
 from streams.worker.commissions import CommissionBook
+from streams.worker.kafkaio import read_to_end, reader
 from streams.worker.ledger import PartitionLedger, Record, Topics
 from streams.ops.readmodel import ReadModel
 from streams.settings import Settings
@@ -44,24 +46,20 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
     # Nothing is sent during a replay: these names only sort the outbox.
     topics = Topics(ledger="replay:ledger", deadletter="replay:deadletter", identity="replay:identity",
                     commissions="replay:commissions", sequenced=settings.sequenced_topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed",
-                                group_id=None, auto_offset_reset="earliest")
+    consumer = reader(settings)
     await consumer.start()
     books = [CommissionBook(p, n, rules, topics, {}) for p in range(n)]
     read_model = ReadModel(redis_url, f"rewards:{namespace}:", rules) if redis_url else None
     try:
         partitions = [TopicPartition(settings.sequenced_topic, p) for p in range(n)]
-        consumer.assign(partitions)
-        consumer.pause(*partitions)
-        await consumer.seek_to_beginning(*partitions)
-        starts, ends = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
         with open(output, "wb") as sink:
-            for tp in partitions:
+            for tp in partitions:  # one at a time, in order
                 ledger = PartitionLedger(tp.partition, n, rules, topics, {}, replay=True)
                 ledger.start_at(starts[tp])
-                outputs, reports = await _replay_partition(consumer, tp, ends[tp], ledger)
-                summary.by_partition[tp.partition] = ends[tp]
-                summary.records += ends[tp]
+                outputs, reports, records = await _replay_partition(consumer, tp, ledger)
+                summary.by_partition[tp.partition] = records
+                summary.records += records
                 _write(sink, outputs)
                 summary.outputs += len(outputs)
                 for report, target in reports:
@@ -76,28 +74,24 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
     return summary
 
 
-async def _replay_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int,
-                            ledger: PartitionLedger) -> tuple[list[OutputEvent], list[tuple[wire.CommissionReport, int]]]:
-    consumer.resume(tp)  # one partition at a time, in order
+Reports = list[tuple[wire.CommissionReport, int]]  # commission reports, with their aggregator partitions
+
+
+async def _replay_partition(consumer: AIOKafkaConsumer, tp: TopicPartition,
+                            ledger: PartitionLedger) -> tuple[list[OutputEvent], Reports, int]:
+    """The partition's outputs, its commission reports and the number of records it held."""
     outputs: list[OutputEvent] = []
-    reports: list[tuple[wire.CommissionReport, int]] = []
-    position = 0
-    while position < end:
-        batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
-        for message in batch.get(tp, []):
-            if message.offset >= end:
-                break
-            headers = dict(message.headers or ())
-            ledger.handle(Record(tp.partition, message.offset, message.key, message.value, headers))
-            position = message.offset + 1
+    reports: Reports = []
+    records = 0
+    async for _, messages in read_to_end(consumer, [tp]):
+        records += len(messages)
+        for message in messages:
+            ledger.handle(Record(tp.partition, message.offset, message.key, message.value, dict(message.headers or ())))
         outbox = ledger.take_outbox()
         outputs += outbox.outputs
         reports += [(wire.commission_reports.decode(s.value), s.partition or 0) for s in outbox.sends
                     if s.topic == ledger.topics.commissions]
-        if not batch and position < end:
-            position = await consumer.position(tp)
-    consumer.pause(tp)
-    return outputs, reports
+    return outputs, reports, records
 
 
 def _write(sink: Any, outputs: list[OutputEvent]) -> None:
