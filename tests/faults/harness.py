@@ -1,6 +1,6 @@
 """What every fault scenario checks, written once.
 
-A scenario publishes a generated history with ~0.5 % poison in it (``with_poison``), as a bus
+A scenario publishes a generated history with ~0.5 % poison in it (``a_poisoned_day``), as a bus
 does (one producer per source topic, skewed, at a pace), does its fault while the workers have
 work, waits until the group has caught up, and then:
 
@@ -32,9 +32,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from handlers.rules import Rules
 from schemas.timefmt import parse_ts_us
 from streams.devtools.publish import publish_per_topic
+from streams.devtools.sample_day import SampleDay
 from streams.offline.logreplay import replay_log
 from streams.settings import Settings
-from tests.integration.conftest import read_all, wait_caught_up
+from tests.integration.conftest import ensure, read_all, wait_caught_up
 from tests.integration.test_client_api import get
 
 POISON_SHARE = 0.005
@@ -90,6 +91,16 @@ def payouts(outputs: dict[str, dict[str, Any]]) -> dict[str, Decimal]:
         if o["type"] in ("rebate.payout", "commission.payout"):
             totals[f'{o["type"]}:{o.get("client_id")}:{o["partner_id"]}'] += Decimal(o["amount"])
     return dict(totals)
+
+
+async def a_poisoned_day(settings: Settings, seed: int, poison_seed: int,
+                         clients: int = 600) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """A generated day of 30,000 fills (the history), the same with poison (what is published)
+    and the poison alone; the deployment's topics are made. (history, lines, poison)"""
+    history = list(SampleDay(clients=clients, fills=30_000, seed=seed).lines())
+    lines, poison = with_poison(history, seed=poison_seed)
+    await ensure(settings)
+    return history, lines, poison
 
 
 def with_poison(history: list[bytes], seed: int, share: float = POISON_SHARE) -> tuple[list[bytes], list[bytes]]:

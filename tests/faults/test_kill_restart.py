@@ -15,10 +15,8 @@ import pytest
 
 from streams.devtools.localservices import free_port
 from streams.devtools.publish import publish_per_topic
-from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
-from tests.faults.harness import assert_running, partitions_of, settle_and_check, wait_until, with_poison
-from tests.integration.conftest import ensure
+from tests.faults.harness import a_poisoned_day, assert_running, partitions_of, settle_and_check, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +26,7 @@ KILLS = 20
 async def test_twenty_sigkills_lose_nothing_and_send_nothing_twice(
         settings: Settings, start_worker: Any, tmp_path: Path) -> None:
     settings = replace(settings, session_timeout_ms=6_000)  # a killed worker's partitions move on sooner
-    history = list(SampleDay(clients=600, fills=30_000, seed=21).lines())
-    lines, poison = with_poison(history, seed=3)
-    await ensure(settings)
+    history, lines, poison = await a_poisoned_day(settings, seed=21, poison_seed=3)
     # Each life gets a share of the history published while it lives, at a pace that lasts
     # longer than a life (~8 s: the killed one's session timeout, the start, a moment of work),
     # so that it always has work when it is killed. Shares may overlap in time: the truth is the

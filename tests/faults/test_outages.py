@@ -17,10 +17,8 @@ import pytest
 
 from streams.devtools.localservices import LocalKafka, LocalRedis, free_port
 from streams.devtools.publish import publish_per_topic
-from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
-from tests.faults.harness import count_outputs, partitions_of, settle_and_check, wait_until, with_poison
-from tests.integration.conftest import ensure
+from tests.faults.harness import a_poisoned_day, count_outputs, partitions_of, settle_and_check, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +47,7 @@ def own_redis() -> Iterator[LocalRedis]:
 async def test_a_broker_restart_mid_run(settings: Settings, start_worker: Any, tmp_path: Path,
                                         own_kafka: LocalKafka) -> None:
     settings = replace(settings, kafka_bootstrap=own_kafka.bootstrap)
-    history = list(SampleDay(clients=600, fills=30_000, seed=51).lines())
-    lines, poison = with_poison(history, seed=6)
-    await ensure(settings)
+    history, lines, poison = await a_poisoned_day(settings, seed=51, poison_seed=6)
     await publish_per_topic(lines, settings, skew_ms=200, seed=6)
     worker = start_worker(settings=settings, web_port=free_port(), name="worker")
 
@@ -68,9 +64,7 @@ async def test_a_broker_restart_mid_run(settings: Settings, start_worker: Any, t
 async def test_a_redis_outage_mid_run(settings: Settings, start_worker: Any, tmp_path: Path,
                                       own_redis: LocalRedis) -> None:
     settings = replace(settings, redis_url=own_redis.url)
-    history = list(SampleDay(clients=600, fills=30_000, seed=52).lines())
-    lines, poison = with_poison(history, seed=7)
-    await ensure(settings)
+    history, lines, poison = await a_poisoned_day(settings, seed=52, poison_seed=7)
     worker = start_worker(settings=settings, web_port=free_port(), name="worker")
 
     async def working() -> bool:

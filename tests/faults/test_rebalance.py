@@ -14,10 +14,8 @@ import pytest
 
 from streams.devtools.localservices import free_port
 from streams.devtools.publish import publish_per_topic
-from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
-from tests.faults.harness import assert_running, partitions_of, settle_and_check, wait_until, with_poison
-from tests.integration.conftest import ensure
+from tests.faults.harness import a_poisoned_day, assert_running, partitions_of, settle_and_check, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +26,7 @@ CHANGES = [("start", "c"), ("stop", "b"), ("start", "d"), ("kill", "a"), ("start
 
 async def test_workers_joining_and_leaving_lose_nothing(settings: Settings, start_worker: Any, tmp_path: Path) -> None:
     settings = replace(settings, session_timeout_ms=6_000)
-    history = list(SampleDay(clients=600, fills=30_000, seed=33).lines())
-    lines, poison = with_poison(history, seed=4)
-    await ensure(settings)
+    history, lines, poison = await a_poisoned_day(settings, seed=33, poison_seed=4)
     live: dict[str, Any] = {}
 
     def start(name: str) -> None:

@@ -20,11 +20,10 @@ import pytest
 
 from streams.devtools.localservices import free_port
 from streams.devtools.publish import publish_per_topic
-from streams.devtools.sample_day import SampleDay
 from streams.settings import Settings
 from streams.worker.kafkaio import Sender
-from tests.faults.harness import (assert_exactly_the_replay, assert_running, cold_restart, count_outputs,
-                                  partitions_of, wait_until, with_poison)
+from tests.faults.harness import (a_poisoned_day, assert_exactly_the_replay, assert_running, cold_restart,
+                                  count_outputs, partitions_of, wait_until)
 from tests.integration.conftest import ensure, read_all, wait_caught_up
 
 pytestmark = pytest.mark.integration
@@ -36,11 +35,9 @@ async def test_a_paused_worker_resumed_after_a_takeover_writes_nothing(
     applies: no assertion, no restart loop (a stale state written by the zombie once made it crash
     every few seconds)."""
     settings = replace(settings, session_timeout_ms=6_000)
-    history = list(SampleDay(clients=400, fills=30_000, seed=44).lines())
-    lines, poison = with_poison(history, seed=5)
+    history, lines, poison = await a_poisoned_day(settings, seed=44, poison_seed=5, clients=400)
     closes = [line for line in lines if b'"settlement.day_closed"' in line]
     assert closes
-    await ensure(settings)
     a = start_worker(settings=settings, web_port=free_port(), name="a")
 
     async def holds_all(worker: Any) -> bool:
