@@ -5,10 +5,12 @@ another payload, a `conflicting_duplicate`. Ids are remembered for the dedupe wi
 client's newest event; an event older than that is `stale_event`, because it could no longer be
 told apart from a redelivery.
 
-Where the entries live is the caller's business (``History``: dicts offline, tables in the
-worker), and so is when old entries are dropped. Answers never depend on that: every lookup
-ignores an entry that has left its window, so a store pruned early, late or never gives the
-same outputs.
+One store serves both the offline engine and the worker: ``ClientHistory``, a client's entries
+in dicts, swept by ``maybe_prune`` with the rules below, driven by the client's event time
+(never the wall clock). The worker journals its changes to its changelog, a dropped entry as a
+tombstone (streams.worker.ledger). Answers never depend on when entries are dropped: every
+lookup ignores an entry that has left its window, so a store pruned early, late or never gives
+the same outputs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from schemas.codec import canonical_bytes
 from schemas.inputs import InputEvent
 
 V = TypeVar("V")
-PRUNE_EVERY_US: Final = 3_600_000_000  # offline: prune at most once an hour of event time
+PRUNE_EVERY_US: Final = 3_600_000_000  # prune a client at most once an hour of its event time
+# The kinds of entry, as the worker's changelog keys name them (streams.worker.ledger)
+SEEN: Final = b"s"
+FILL: Final = b"f"
+DEPOSIT: Final = b"d"
+PARKED: Final = b"p"
 
 
 class History(Protocol):
@@ -136,14 +143,16 @@ class ClientHistory(msgspec.Struct, kw_only=True):
     def put_parked(self, queue: list[Parked]) -> None:
         self.queue = queue
 
-    def maybe_prune(self, latest_ts_us: int, rules: Rules) -> None:
+    def maybe_prune(self, latest_ts_us: int, rules: Rules) -> list[tuple[bytes, str]]:
         """Entries are inserted in (nearly) event-time order, so pruning pops from the front
-        and stops at the first entry still inside its window: the cost is what is removed."""
+        and stops at the first entry still inside its window: the cost is what is removed.
+        Returns what was dropped, as (kind, id): ``s`` an event id, ``f`` a fill, ``d`` a deposit."""
         if latest_ts_us < self.next_prune_us:
-            return
-        _drop_front(self.seen_ids, lambda e: seen_expired(e.ts_us, latest_ts_us, rules))
-        _drop_front(self.fills, lambda r: fill_expired(r.ts_us, latest_ts_us, rules))
-        _drop_front(self.deposits, lambda ts: seen_expired(ts, latest_ts_us, rules))
+            return []
+        seen = _drop_front(self.seen_ids, lambda e: seen_expired(e.ts_us, latest_ts_us, rules))
+        fills = _drop_front(self.fills, lambda r: fill_expired(r.ts_us, latest_ts_us, rules))
+        deposits = _drop_front(self.deposits, lambda ts: seen_expired(ts, latest_ts_us, rules))
+        dropped = [(SEEN, k) for k in seen] + [(FILL, k) for k in fills] + [(DEPOSIT, k) for k in deposits]
         # Next time anything can expire. Most clients trade less than hourly, so pruning "every
         # hour" would mean pruning on every event.
         due = [latest_ts_us + rules.dedupe_window_us]
@@ -154,9 +163,10 @@ class ClientHistory(msgspec.Struct, kw_only=True):
         if self.deposits:
             due.append(next(iter(self.deposits.values())) + rules.dedupe_window_us)
         self.next_prune_us = max(min(due), latest_ts_us + PRUNE_EVERY_US)
+        return dropped
 
 
-def _drop_front(entries: dict[str, V], expired: Callable[[V], bool]) -> None:
+def _drop_front(entries: dict[str, V], expired: Callable[[V], bool]) -> list[str]:
     doomed = []
     for key, value in entries.items():
         if not expired(value):
@@ -164,3 +174,4 @@ def _drop_front(entries: dict[str, V], expired: Callable[[V], bool]) -> None:
         doomed.append(key)
     for key in doomed:
         del entries[key]
+    return doomed

@@ -1,5 +1,6 @@
 """Builds input events the way a broker's systems would send them, and runs them through the
-engine. Ids and timestamps advance by themselves so tests state only what matters."""
+engine (or, with ``store="worker"``, through the worker's ledger). Ids and timestamps advance by
+themselves so tests state only what matters."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any
 import orjson
 
 from handlers.engine import Engine
+from handlers.history import ClientHistory
 from handlers.rules import Rules
+from handlers.state import ClientState
+from schemas.outputs import OutputEvent
+from streams.worker import wire
+from streams.worker.ledger import PartitionLedger, Record, Topics
+
+TOPICS = Topics(ledger="ledger", deadletter="dead", identity="identity", commissions="commissions", sequenced="seq")
 
 
 def without_parking(rules: Rules) -> Rules:
@@ -19,11 +27,75 @@ def without_parking(rules: Rules) -> Rules:
     return dataclasses.replace(rules, park_window_us=0)
 
 
+def apply_writes(changelog: dict[bytes, bytes], writes: list[tuple[bytes, bytes | None]]) -> None:
+    """State writes reaching a compacted changelog, read back as a table: a tombstone removes its key."""
+    for key, value in writes:
+        if value is None:
+            changelog.pop(key, None)
+        else:
+            changelog[key] = value
+
+
+def sequenced(raw: bytes, offset: int) -> Record:
+    """An input as the sequencer copies it into the one partition of a log of one: keyed by its
+    client, or a broadcast when it names none."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    client = doc.get("client_id") if isinstance(doc, dict) else None
+    kind = wire.KIND_BROADCAST if isinstance(doc, dict) and not isinstance(client, str) else wire.KIND_INPUT
+    return Record(0, offset, client.encode() if isinstance(client, str) else None, raw,
+                  {wire.H_SOURCE: wire.Source("in", 0, offset).header(), wire.H_KIND: kind})
+
+
+def history_entries(history: ClientHistory) -> tuple[Any, ...]:
+    return history.seen_ids, history.fills, history.deposits, history.queue
+
+
+def assert_journal_is_the_store(running: PartitionLedger, recovered: PartitionLedger) -> None:
+    """What a worker recovers from the changelog, every history entry a tombstone has not
+    removed, is what the running one holds."""
+    held = {c: history_entries(h) for c, h in running.histories.items() if any(history_entries(h))}
+    assert {c: history_entries(h) for c, h in recovered.histories.items()} == held
+
+
+class WorkerEngine:
+    """The worker's ledger behind the offline engine's ``process``: each input is a record of a
+    sequenced log of one partition and a batch of its own, whose state writes reach
+    ``changelog``. Welcome claims wait for a registry that is not here."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.changelog: dict[bytes, bytes] = {}
+        self.ledger = PartitionLedger(0, 1, rules, TOPICS, {}, log_writes=True)
+        self.ledger.start_at(0)
+
+    def process(self, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
+        self.ledger.handle(sequenced(raw, self.ledger.last + 1))
+        outputs = self.ledger.take_outbox().outputs
+        apply_writes(self.changelog, self.ledger.flush_state()[1])
+        return outputs
+
+    def recovered(self) -> PartitionLedger:
+        """The partition as a worker starting now would recover it from the changelog."""
+        return PartitionLedger(0, 1, self.rules, TOPICS, dict(self.changelog))
+
+    @property
+    def histories(self) -> Any:
+        return self.ledger.histories
+
+    @property
+    def clients(self) -> dict[str, ClientState]:
+        return {c: state for c in self.ledger.histories if (state := self.ledger.get(c)) is not None}
+
+
 class Scenario:
     def __init__(self, rules: Rules | None = None, start: str = "2026-11-24T09:00:00Z",
-                 parking: bool = False) -> None:
+                 parking: bool = False, store: str = "offline") -> None:
         rules = rules or Rules.default()
-        self.engine = Engine(rules if parking else without_parking(rules))
+        rules = rules if parking else without_parking(rules)
+        self.engine: Any = Engine(rules) if store == "offline" else WorkerEngine(rules)
         self.now = datetime.fromisoformat(start)
         self.count = 0
         self.outputs: list[dict[str, Any]] = []
@@ -50,6 +122,12 @@ class Scenario:
 
     def emit(self, event_type: str, **fields: Any) -> list[dict[str, Any]]:
         return self.send(self.event(event_type, **fields))
+
+    def last_source(self) -> dict[str, Any]:
+        """Where the last input was read, as a rejection's ``source`` tells it."""
+        if isinstance(self.engine, WorkerEngine):
+            return {"topic": "in", "partition": 0, "offset": self.engine.ledger.last}
+        return {"line": self.count}
 
     # -- the usual steps of a client's life ----------------------------------------------
     def client(self, client_id: str = "c1", country: str = "DE", verified: bool = True,

@@ -90,7 +90,7 @@ async def _replay_partition(consumer: AIOKafkaConsumer, tp: TopicPartition,
         outbox = ledger.take_outbox()
         outputs += outbox.outputs
         reports += [(wire.commission_reports.decode(s.value), s.partition or 0) for s in outbox.sends
-                    if s.topic == ledger.topics.commissions]
+                    if s.topic == ledger.topics.commissions and s.value is not None]
     return outputs, reports, records
 
 

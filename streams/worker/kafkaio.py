@@ -148,7 +148,7 @@ class Sender:
                 count = self._partition_counts.get(send.topic)
                 if count is None:
                     count = self._partition_counts[send.topic] = len(await producer.partitions_for(send.topic))
-                partition = partition_for(send.key if send.key is not None else send.value, count)
+                partition = partition_for(send.key if send.key is not None else send.value or b"", count)
             group = groups.get((send.topic, partition))
             if group is None:
                 group = groups[(send.topic, partition)] = []

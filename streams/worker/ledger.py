@@ -28,7 +28,7 @@ import msgspec
 
 from handlers import cashback, welcome
 from handlers.engine import Shared, process
-from handlers.history import History
+from handlers.history import DEPOSIT, FILL, PARKED, SEEN, ClientHistory
 from handlers.rules import Rules
 from handlers.state import ClientState, FillRecord, Parked, Seen
 from handlers.step import Step
@@ -43,6 +43,7 @@ from streams.worker.wire import Send
 
 SEP: Final = b"\x1f"
 _SLOTS: Final = (b"c0" + SEP, b"c1" + SEP)
+_NO_PREVIOUS: Final = bytes(4)  # a history entry's prev_len (see load_histories)
 _client_codec_enc = msgspec.msgpack.Encoder()
 _client_dec = msgspec.msgpack.Decoder(ClientState)
 _shared_dec = msgspec.msgpack.Decoder(Shared)
@@ -103,69 +104,105 @@ def _stamp(offset: int) -> bytes:
     return offset.to_bytes(8, "big", signed=True)
 
 
-class TableHistory:
-    """A client's History as keys of the state table: ``h client SEP kind id``.
+class JournaledHistory:
+    """A client's history in the worker: the offline engine's store (handlers.history
+    ClientHistory), with every entry it changes noted for the changelog, where each is a key
+    ``h client SEP kind id`` (``kind id``: handlers.history's kinds; the parked queue is ``p``)."""
 
-    A value is ``offset(8) prev_len(4) prev new``: the sequenced offset of the record that
-    wrote it, the value it replaced (empty if none), and its own. An entry written after the
-    partition's last complete batch (see PartitionLedger) does not count: its previous value
-    does, as if the batch had never been written."""
+    __slots__ = ("entries", "noted", "prefix")
 
-    __slots__ = ("ledger", "prefix")
+    def __init__(self, entries: ClientHistory, noted: dict[bytes, tuple[ClientHistory, bytes, str]],
+                 client_id: str) -> None:
+        self.entries, self.noted, self.prefix = entries, noted, b"h" + client_id.encode() + SEP
 
-    def __init__(self, ledger: PartitionLedger, client_id: str) -> None:
-        self.ledger = ledger
-        self.prefix = b"h" + client_id.encode() + SEP
-
-    def _get(self, key: bytes) -> bytes | None:
-        ledger = self.ledger
-        raw = ledger.history_writes.get(key)
-        if raw is None:
-            raw = ledger.table.get(key)
-            if raw is None:
-                return None
-            if _offset(raw) > ledger.durable:  # written by a batch that never completed
-                previous = raw[12:12 + int.from_bytes(raw[8:12], "big")]
-                return previous or None
-        return raw[12 + int.from_bytes(raw[8:12], "big"):]
-
-    def _put(self, key: bytes, value: bytes) -> None:
-        ledger = self.ledger
-        pending = ledger.history_writes.get(key)
-        if pending is not None:  # written before in this batch: keep what it replaced
-            previous = pending[12:12 + int.from_bytes(pending[8:12], "big")]
-        else:
-            previous = self._get(key) or b""
-        ledger.history_writes[key] = (_stamp(ledger.last) + len(previous).to_bytes(4, "big")
-                                      + previous + value)
+    def _note(self, kind: bytes, key: str) -> None:
+        self.noted[self.prefix + kind + key.encode()] = (self.entries, kind, key)
 
     def seen(self, event_id: str) -> Seen | None:
-        raw = self._get(self.prefix + b"s" + event_id.encode())
-        return None if raw is None else _seen_dec.decode(raw)
+        return self.entries.seen(event_id)
 
     def remember(self, event_id: str, entry: Seen) -> None:
-        self._put(self.prefix + b"s" + event_id.encode(), _client_codec_enc.encode(entry))
+        self.entries.remember(event_id, entry)
+        self._note(SEEN, event_id)
 
     def fill(self, fill_id: str) -> FillRecord | None:
-        raw = self._get(self.prefix + b"f" + fill_id.encode())
-        return None if raw is None else _fill_dec.decode(raw)
+        return self.entries.fill(fill_id)
 
     def put_fill(self, fill_id: str, record: FillRecord) -> None:
-        self._put(self.prefix + b"f" + fill_id.encode(), _client_codec_enc.encode(record))
+        self.entries.put_fill(fill_id, record)
+        self._note(FILL, fill_id)
 
     def deposit(self, deposit_id: str) -> int | None:
-        raw = self._get(self.prefix + b"d" + deposit_id.encode())
-        return None if raw is None else int(raw)
+        return self.entries.deposit(deposit_id)
 
     def put_deposit(self, deposit_id: str, ts_us: int) -> None:
-        self._put(self.prefix + b"d" + deposit_id.encode(), str(ts_us).encode())
+        self.entries.put_deposit(deposit_id, ts_us)
+        self._note(DEPOSIT, deposit_id)
 
     def parked(self) -> list[Parked]:
-        raw = self._get(self.prefix + b"p")
-        return [] if raw is None else _parked_dec.decode(raw)
+        return self.entries.parked()
 
     def put_parked(self, queue: list[Parked]) -> None:
-        self._put(self.prefix + b"p", _client_codec_enc.encode(queue))
+        self.entries.put_parked(queue)
+        self._note(PARKED, "")
+
+    def prune(self, latest_ts_us: int, rules: Rules) -> None:
+        """handlers.history's sweep; what it drops goes to the changelog as tombstones."""
+        for kind, key in self.entries.maybe_prune(latest_ts_us, rules):
+            self._note(kind, key)
+
+
+def entry_value(entries: ClientHistory, kind: bytes, key: str) -> bytes | None:
+    """An entry as the changelog holds it (None: it is gone, a tombstone)."""
+    value: Any
+    if kind == SEEN:
+        value = entries.seen_ids.get(key)
+    elif kind == FILL:
+        value = entries.fills.get(key)
+    elif kind == DEPOSIT:
+        ts_us = entries.deposits.get(key)
+        return None if ts_us is None else str(ts_us).encode()
+    else:
+        value = entries.queue or None
+    return None if value is None else _client_codec_enc.encode(value)
+
+
+def load_histories(table: MutableMapping[bytes, bytes], durable: int) -> dict[str, ClientHistory]:
+    """Every client's history, read out of a recovered table (the ``h`` keys, which leave it).
+
+    A value is ``offset(8) prev_len(4) prev new``. Versions before transactions could leave a
+    batch half-written at the end of the changelog: an entry stamped after the last commit
+    (``durable``) counts as the value it replaced. Today ``prev`` is always empty. Entries go
+    into each client's store oldest first, the order its sweep expects."""
+    found: dict[str, dict[bytes, list[tuple[int, str, Any]]]] = {}
+    for key in [key for key in table if key[:1] == b"h"]:
+        raw = table.pop(key)
+        cut = key.index(SEP)
+        client_id, kind, ident = key[1:cut].decode(), key[cut + 1:cut + 2], key[cut + 2:].decode()
+        previous = int.from_bytes(raw[8:12], "big")
+        value = raw[12:12 + previous] if _offset(raw) > durable else raw[12 + previous:]
+        if not value:
+            continue
+        kinds = found.setdefault(client_id, {})
+        if kind == SEEN:
+            seen = _seen_dec.decode(value)
+            kinds.setdefault(kind, []).append((seen.ts_us, ident, seen))
+        elif kind == FILL:
+            fill = _fill_dec.decode(value)
+            kinds.setdefault(kind, []).append((fill.ts_us, ident, fill))
+        elif kind == DEPOSIT:
+            kinds.setdefault(kind, []).append((int(value), ident, int(value)))
+        elif kind == PARKED:
+            kinds[kind] = [(0, "", _parked_dec.decode(value))]
+    histories = {}
+    for client_id, kinds in found.items():
+        entries = histories[client_id] = ClientHistory()
+        for kind, target in ((SEEN, entries.seen_ids), (FILL, entries.fills), (DEPOSIT, entries.deposits)):
+            for _, ident, value in sorted(kinds.get(kind, []), key=lambda item: item[0]):
+                target[ident] = value
+        if PARKED in kinds:
+            entries.queue = kinds[PARKED][0][2]
+    return histories
 
 
 def too_large(head: bytes, oversize: bytes, origin: dict[str, Any]) -> OutputEvent:
@@ -218,11 +255,13 @@ class PartitionLedger:
     The table holds, for this partition: ``s<partition>``, its shared state, stamped with the
     last sequenced offset applied (8 bytes first); every client's state in two slots,
     ``c0 SEP client`` and ``c1 SEP client``, each stamped with the last offset of the batch that
-    wrote it; and the clients' history entries (TableHistory). A batch's writes go to the
-    table's changelog in one partition, in order, with the shared state last: that record is
-    the batch's commit. After a crash, a client slot or history entry stamped beyond the shared
-    state's offset belongs to a batch that never completed and does not count; a batch never
-    writes the slot that holds a client's counted state, so that state is still there.
+    wrote it; and the clients' history entries (JournaledHistory), which are read out of the
+    table into the clients' stores when the partition is recovered, swept by event time, and
+    written back as they change, a swept one as a tombstone. A batch's writes go to the table's
+    changelog in one partition, in order, with the shared state last: that record is the batch's
+    commit. (A changelog written before transactions may end with a batch half-written: a client
+    slot or history entry stamped beyond the shared state's offset does not count; a batch never
+    writes the slot that holds a client's counted state, so that state is still there.)
 
     Records are applied in offset order: one already applied (offset at or below ``last``) is
     skipped. The offsets of this log have holes where a transaction's marker or an aborted
@@ -253,7 +292,8 @@ class PartitionLedger:
         self.cache: dict[str, ClientState] = {}
         self.slots: dict[str, int] = {}  # client id -> the slot its counted state is in
         self.dirty: dict[str, int] = {}  # client id -> offset of the last record that changed it
-        self.history_writes: dict[bytes, bytes] = {}
+        self.histories = load_histories(table, self.durable)
+        self.noted: dict[bytes, tuple[ClientHistory, bytes, str]] = {}  # history entries changed since the flush
         self.progress: wire.Progress | None = None  # the last Progress mark applied
         self.progress_sent = -1  # the offset of the last mark sent on to the identity registry
         self.changed: dict[str, int] = {}  # clients written since the last turn, with their versions
@@ -284,9 +324,13 @@ class PartitionLedger:
     def put(self, client: ClientState) -> None:
         self.cache[client.client_id] = client
         self.dirty[client.client_id] = self.last
+        self.history(client.client_id).prune(client.latest_ts_us, self.rules)  # as the offline engine's store does
 
-    def history(self, client_id: str) -> History:
-        return TableHistory(self, client_id)
+    def history(self, client_id: str) -> JournaledHistory:
+        entries = self.histories.get(client_id)
+        if entries is None:
+            entries = self.histories[client_id] = ClientHistory()
+        return JournaledHistory(entries, self.noted, client_id)
 
     # -- applying records ----------------------------------------------------------------------
     def take_outbox(self) -> Outbox:
@@ -386,7 +430,7 @@ class PartitionLedger:
                              for registry in range(self.partitions)]
         return sends
 
-    def commit(self, now_ms: float = 0.0) -> list[tuple[bytes, bytes]]:
+    def commit(self, now_ms: float = 0.0) -> list[tuple[bytes, bytes | None]]:
         changed, writes = self.flush_state()
         self.changed.update(changed)
         return writes
@@ -395,19 +439,19 @@ class PartitionLedger:
         return self.last + 1
 
     # -- after the outbox is safely sent -----------------------------------------------------------
-    def flush_state(self) -> tuple[dict[str, int], list[tuple[bytes, bytes]]]:
+    def flush_state(self) -> tuple[dict[str, int], list[tuple[bytes, bytes | None]]]:
         """Write what changed to the table, in the order the changelog must receive it, the
         shared state last. Returns the changed clients with their versions, and (with
         ``log_writes``) the writes as (key, value)."""
         if self.last == self.durable:
             return {}, []
-        writes: list[tuple[bytes, bytes]] = []
+        writes: list[tuple[bytes, bytes | None]] = []
         log = writes.append if self.log_writes else None
         table, stamp = self.table, _stamp(self.last)
-        for key, value in self.history_writes.items():
-            table[key] = value
-            if log:
-                log((key, value))
+        if log:  # the entries live in the clients' stores, not in the table
+            for key, (entries, kind, ident) in self.noted.items():
+                value = entry_value(entries, kind, ident)
+                log((key, None if value is None else stamp + _NO_PREVIOUS + value))
         for client_id in self.dirty:
             slot = 1 - self.slots.get(client_id, 1)  # never the slot holding the counted state
             key, value = _SLOTS[slot] + client_id.encode(), stamp + _client_codec_enc.encode(self.cache[client_id])
@@ -426,7 +470,7 @@ class PartitionLedger:
         if log:
             log((self.shared_key, value))
         self.durable = self.last
-        changed, self.dirty, self.history_writes = self.dirty, {}, {}
+        changed, self.dirty, self.noted = self.dirty, {}, {}
         return changed, writes
 
     def views_published(self) -> None:
@@ -449,6 +493,6 @@ class PartitionLedger:
 
     def forget_cache(self) -> None:
         """Keep the object cache bounded: state is always in the table."""
-        assert not self.dirty and not self.history_writes
+        assert not self.dirty and not self.noted
         self.cache.clear()
         self.slots.clear()

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -73,7 +73,7 @@ class Processor(Protocol):
     def effects(self, now_ms: float) -> list[Send]:
         """What the records taken since the last turn send (a partition's in order)."""
 
-    def commit(self, now_ms: float) -> list[tuple[bytes, bytes]]:
+    def commit(self, now_ms: float) -> Sequence[tuple[bytes, bytes | None]]:
         """The state writes for the changelog, the commit last ([]: nothing to write)."""
 
     def lag_offset(self) -> int:

@@ -24,7 +24,7 @@ class Send:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
     partition: int | None = None
     headers: list[tuple[str, bytes]] | None = None
 

@@ -1,7 +1,8 @@
 """One contract for both places a client's History lives (handlers.history.History): the
-offline engine's dicts (ClientHistory) and the worker's state table (TableHistory, inside a
-partition ledger whose batches are committed and recovered between the operations). The same
-operations must give the same answers from both."""
+offline engine's store (ClientHistory), and the worker's, the same store journaled to the state
+changelog (JournaledHistory, inside a partition ledger whose batches are committed to a changelog
+and recovered from it between the operations). The same operations must give the same answers
+from both."""
 
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from hypothesis import strategies as st
 from handlers.history import ClientHistory, History
 from handlers.rules import Rules
 from handlers.state import FillRecord, Parked, Seen
-from streams.worker.ledger import PartitionLedger, Topics
-
-TOPICS = Topics(ledger="ledger", deadletter="dead", identity="identity", commissions="commissions", sequenced="seq")
+from streams.worker.ledger import PartitionLedger
+from tests.support import TOPICS, apply_writes
 KEYS = st.sampled_from(["a", "b", "c"])
 OPERATIONS = st.lists(st.one_of(
     st.tuples(st.just("remember"), KEYS, st.integers(0, 9)),
@@ -44,15 +44,15 @@ class MemoryStore:
         pass
 
 
-class TableStore:
+class JournaledStore:
     """A worker's partition: every operation is a record of the batch under way."""
 
     def __init__(self) -> None:
-        self.table: dict[bytes, bytes] = {}
+        self.changelog: dict[bytes, bytes] = {}
         self.ledger = self._ledger()
 
     def _ledger(self) -> PartitionLedger:
-        ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, self.table)
+        ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(self.changelog), log_writes=True)
         if ledger.last < 0:
             ledger.start_at(0)
         return ledger
@@ -62,10 +62,10 @@ class TableStore:
         return self.ledger.history("c1")
 
     def commit(self) -> None:
-        self.ledger.flush_state()
+        apply_writes(self.changelog, self.ledger.flush_state()[1])
 
     def recover(self) -> None:
-        self.ledger.flush_state()
+        self.commit()
         self.ledger = self._ledger()
 
 
@@ -98,10 +98,10 @@ def run(store: Any, operations: list[tuple[str, Any, int]]) -> list[object]:
 @settings(max_examples=200)
 @given(OPERATIONS)
 def test_both_history_stores_give_the_same_answers(operations: list[tuple[str, Any, int]]) -> None:
-    assert run(TableStore(), operations) == run(MemoryStore(), operations)
+    assert run(JournaledStore(), operations) == run(MemoryStore(), operations)
 
 
-@pytest.mark.parametrize("make", [MemoryStore, TableStore], ids=["memory", "table"])
+@pytest.mark.parametrize("make", [MemoryStore, JournaledStore], ids=["memory", "journaled"])
 def test_a_store_gives_back_what_was_put(make: Callable[[], Any]) -> None:
     answers = run(make(), [("remember", "a", 1), ("put_fill", "a", 2), ("commit", "", 0), ("put_deposit", "b", 3),
                            ("recover", "", 0), ("put_parked", [5, 6], 0)])

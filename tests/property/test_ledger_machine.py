@@ -1,10 +1,11 @@
 """The engine machine's random event sequences (test_engine_machine) also go through a worker's
 partition ledger, as the sequenced log it would read, with what the worker lives through: random
-batch cuts, state writes that reach the changelog only in part before a crash (torn writes),
-restarts that apply the log again from the state's own position, records the sequencer copied
-twice, and a cache that forgets. At the end the worker must have sent exactly the offline
-engine's outputs (every id, byte for byte, the ledger's in the same order; a second copy only
-ever repeats the first) and hold the same client states.
+batch cuts, crashes at a batch's commit (its transaction committed or aborted), restarts that
+apply the log again from the state's own position, records the sequencer copied twice, a cache
+that forgets, and days passing, so that histories are swept and their entries tombstoned. At
+the end the worker must have sent exactly the offline engine's outputs (every id, byte for
+byte, the ledger's in the same order; a second copy only ever repeats the first), hold the same
+client states, and its changelog must hold exactly the history its stores hold.
 
 The identity registry and the commission book are played in process: a verdict record follows
 each identity request in the log (the first claimant owns the identity, as the offline engine
@@ -27,6 +28,7 @@ from streams.worker.commissions import CommissionBook
 from streams.worker.ledger import PartitionLedger, Record, Topics
 from streams.worker.wire import Send
 from tests.property.test_engine_machine import RULES, EngineMachine
+from tests.support import apply_writes, assert_journal_is_the_store
 
 def normal(value: bytes) -> tuple[str, bytes]:
     """(id, content): a rejection's ``source`` says where the input was read (a file line
@@ -101,14 +103,14 @@ class LedgerMachine(EngineMachine):
         self.worker_sent.setdefault(normal(value), len(self.worker_sent))
 
     # -- what the worker lives through -----------------------------------------------------
-    @rule(crash=st.booleans(), landed=st.floats(0, 1))
-    def commit(self, crash: bool, landed: float) -> None:
-        """The batch's state writes go to the changelog; with ``crash``, only their first
-        ``landed`` share does, and the worker restarts and applies the log again from the
-        position its recovered state gives."""
+    @rule(crash=st.booleans(), committed=st.booleans())
+    def commit(self, crash: bool, committed: bool) -> None:
+        """The batch's state writes go to the changelog in its transaction; with ``crash``, the
+        worker is killed at the commit, which went through or not (``committed``), and the next
+        one applies the log again from the position its recovered state gives."""
         _, writes = self.ledger.flush_state()
-        landing = int(len(writes) * landed) if crash else len(writes)
-        self.changelog.update(writes[:landing])
+        if committed or not crash:
+            apply_writes(self.changelog, writes)
         self.commits += 1
         if crash:
             self.restart()
@@ -139,7 +141,7 @@ class LedgerMachine(EngineMachine):
 
     @rule()
     def forget_cache(self) -> None:
-        self.commit(False, 1.0)
+        self.commit(False, True)
         self.ledger.forget_cache()
 
     # -- the comparison ----------------------------------------------------------------------
@@ -155,11 +157,12 @@ class LedgerMachine(EngineMachine):
 
     def teardown(self) -> None:
         super().teardown()
-        self.commit(False, 1.0)
+        self.commit(False, True)
         recovered = self._recovered()
         for client_id, client in self.engine.clients.items():
             assert msgspec.msgpack.encode(recovered.get(client_id)) == msgspec.msgpack.encode(client), client_id
         assert recovered.last == len(self.log) - 1
+        assert_journal_is_the_store(self.ledger, recovered)
 
 
 LedgerMachine.TestCase.settings = settings(

@@ -1,19 +1,30 @@
-"""Exactly one effect per event; bad input is rejected and the stream goes on."""
+"""Exactly one effect per event; bad input is rejected and the stream goes on; the history that
+makes it so keeps each entry as long as its window needs it, no longer.
+
+Every test runs against both stores of the one history (handlers.history ClientHistory): the
+offline engine's, and the worker's ledger journaling it to its changelog (tests.support
+WorkerEngine), where each test ends by checking that the changelog, read back, holds exactly
+the entries the store holds."""
+
+from collections.abc import Iterator
 
 import orjson
 import pytest
 
 from handlers.engine import rejection_digest
+from tests.support import Scenario, assert_journal_is_the_store, of_type, one
 
-from tests.support import Scenario, of_type, one
 
-
-@pytest.fixture
-def s() -> Scenario:
-    s = Scenario()
+@pytest.fixture(params=["offline", "worker"])
+def s(request: pytest.FixtureRequest) -> Iterator[Scenario]:
+    s = Scenario(store=request.param)
     s.client("c1")
     s.account("std")
-    return s
+    yield s
+    if request.param == "worker":
+        assert_journal_is_the_store(s.engine.ledger, s.engine.recovered())
+
+
 
 
 def test_exact_redelivery_has_no_second_effect(s: Scenario) -> None:
@@ -117,7 +128,7 @@ def test_bad_input_is_rejected_with_its_raw_bytes_and_processing_goes_on(
         import base64
 
         assert base64.b64decode(refused["raw"]) == raw
-    assert refused["source"] == {"line": s.count}
+    assert refused["source"] == s.last_source()
     # and the stream goes on
     assert of_type(s.fill("std", "after", spread_cost="10"), "cashback.accrued")
 

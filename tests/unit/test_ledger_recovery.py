@@ -1,5 +1,5 @@
-"""The worker's ledger recovering from a batch whose state writes reached the changelog only in
-part (a worker killed in the middle of them), and from a consumer that skipped a record."""
+"""The worker's ledger recovering from its changelog: after a batch whose transaction committed or
+was aborted, from a changelog an older version left half-written, across holes in the offsets."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 
 from handlers.rules import Rules
 from streams.worker import wire
-from streams.worker.ledger import PartitionLedger, Record, Topics
+from handlers.state import Seen
+from streams.worker.ledger import SEP, PartitionLedger, Record
 from streams.devtools.sample_day import SampleDay
-
-TOPICS = Topics(ledger="ledger", deadletter="dead", identity="identity", commissions="commissions", sequenced="seq")
+from tests.support import TOPICS, apply_writes
 
 def records(lines: list[bytes]) -> list[Record]:
     """One partition's log (one partition in all), as the sequencer would have copied it.
@@ -31,10 +31,10 @@ def run(ledger: PartitionLedger, batch: list[Record]) -> list[tuple[str, bytes]]
         ledger.handle(record)
     return [(send.topic, send.value) for send in ledger.take_outbox().sends]
 
-def state_of(ledger: PartitionLedger) -> tuple[bytes, dict[str, bytes]]:
-    """What a ledger over the same table counts: the shared state and every client's state."""
-    fresh = PartitionLedger(0, 1, Rules.default(), TOPICS, ledger.table)
-    clients = {key[3:].decode() for key in ledger.table if key[:1] == b"c"}
+def state_of(changelog: dict[bytes, bytes]) -> tuple[bytes, dict[str, bytes]]:
+    """What a ledger recovered from ``changelog`` counts: the shared state and every client's state."""
+    fresh = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(changelog))
+    clients = {key[3:].decode() for key in changelog if key[:1] == b"c"}
     states = {c: msgspec.json.encode(fresh.get(c)) for c in sorted(clients)}
     return msgspec.json.encode(fresh.shared) + str(fresh.durable).encode(), states
 
@@ -55,41 +55,64 @@ def batches(log: list[Record]) -> tuple[list[Record], list[Record], list[Record]
     a, b = len(log) // 3, len(log) * 2 // 3
     return log[:a], log[a:b], log[b:]
 
-def reference(log: list[Record]) -> tuple[list[tuple[str, bytes]], PartitionLedger]:
+def reference(log: list[Record]) -> tuple[list[tuple[str, bytes]], dict[bytes, bytes]]:
+    """The outputs of the log applied in three batches, and the changelog they leave."""
     ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
-    sent = []
+    sent, changelog = [], {}
     for batch in batches(log):
         sent += run(ledger, batch)
-        ledger.flush_state()
-    return sent, ledger
+        apply_writes(changelog, ledger.flush_state()[1])
+    return sent, changelog
 
-@pytest.mark.parametrize("landed", [0.0, 0.01, 0.3, 0.6, 0.99, 1.0])
-def test_a_batch_whose_state_writes_landed_in_part_gives_the_same_outputs_and_state(
-        log: list[Record], landed: float) -> None:
+@pytest.mark.parametrize("committed", [False, True])
+def test_a_batch_committed_or_aborted_gives_the_same_outputs_and_state(log: list[Record], committed: bool) -> None:
+    """A batch's state writes go to the changelog in the transaction of its outputs: a worker
+    killed at the commit leaves them all (committed) or none (aborted, never read)."""
     expected, done = reference(log)
     first, second, third = batches(log)
-    table: dict[bytes, bytes] = {}
-    worker = PartitionLedger(0, 1, Rules.default(), TOPICS, table, log_writes=True)
+    changelog: dict[bytes, bytes] = {}
+    worker = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
     sent_first = run(worker, first)
-    worker.flush_state()
+    apply_writes(changelog, worker.flush_state()[1])
     sent_second = run(worker, second)
-    recovered = dict(table)
     _, writes = worker.flush_state()
-    # the changelog received the writes up to a point, in the order flush_state gives them;
-    # the table a restarted worker recovers is what came before and those
-    assert len(writes) > 100 and writes[-1][0] == b"s0"
-    recovered.update(writes[:round(len(writes) * landed)])
+    assert len(writes) > 100 and writes[-1][0] == b"s0"  # the partition's own state, the commit, last
+    if committed:
+        apply_writes(changelog, writes)
 
-    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, recovered, log_writes=True)
-    again = run(restarted, second)  # redelivered from the committed offset, before the batch
-    restarted.flush_state()
+    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(changelog), log_writes=True)
+    again = run(restarted, second)  # read again from the state's own position
+    apply_writes(changelog, restarted.flush_state()[1])
     after = run(restarted, third)
-    restarted.flush_state()
+    apply_writes(changelog, restarted.flush_state()[1])
 
-    # a batch that landed whole is skipped; any part of it less than whole, applied again whole
-    assert again == ([] if landed == 1.0 else sent_second)
+    assert again == ([] if committed else sent_second)
     assert sent_first + sent_second + after == expected
-    assert state_of(restarted) == state_of(done)
+    assert state_of(changelog) == state_of(done)
+
+
+def test_a_batch_an_older_version_left_half_written_does_not_count() -> None:
+    """Before transactions a worker killed between its state writes left part of a batch in the
+    changelog, each history entry with the value it replaced: an entry stamped after the
+    partition's commit counts as that value, or as nothing, and neither does a client slot."""
+    def stamped(offset: int, previous: bytes, value: bytes) -> bytes:
+        return offset.to_bytes(8, "big", signed=True) + len(previous).to_bytes(4, "big") + previous + value
+
+    old, new = (msgspec.msgpack.encode(Seen(bytes([n]), n, f"in:0:{n}")) for n in (1, 2))
+    empty = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    empty.start_at(0)
+    empty.handle(records([b'{"type": "settlement.day_closed", "id": "x", "ts": "2026-11-24T00:00:00Z", '
+                          b'"date": "2026-11-23"}'])[0])
+    _, writes = empty.flush_state()
+    changelog = dict((key, value) for key, value in writes if value is not None)  # committed through offset 0
+    changelog[b"hc1" + SEP + b"se1"] = stamped(0, b"", old)      # written by the committed batch
+    changelog[b"hc1" + SEP + b"se2"] = stamped(5, b"", new)      # by the half-written one: new then
+    changelog[b"hc2" + SEP + b"se1"] = stamped(5, old, new)      # by the half-written one: replaced
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, changelog)
+    assert ledger.durable == 0
+    assert ledger.history("c1").seen("e1") == Seen(b"\x01", 1, "in:0:1")
+    assert ledger.history("c1").seen("e2") is None
+    assert ledger.history("c2").seen("e1") == Seen(b"\x01", 1, "in:0:1")
 
 def test_holes_in_the_offsets_are_transaction_markers_and_change_nothing(log: list[Record]) -> None:
     """The identity registry writes its verdicts into the sequenced log in transactions: each
@@ -101,12 +124,12 @@ def test_holes_in_the_offsets_are_transaction_markers_and_change_nothing(log: li
     ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
     ledger.start_at(0)
     first, second, third = batches(spaced)
-    sent = []
+    sent, changelog = [], {}
     for batch in (first, second, first[-3:] + third):  # with a redelivery of what it had already
         sent += run(ledger, batch)
-        ledger.flush_state()
+        apply_writes(changelog, ledger.flush_state()[1])
     assert sent == expected
-    assert state_of(ledger)[1] == state_of(done)[1]  # the same clients (the stamps differ)
+    assert state_of(changelog)[1] == state_of(done)[1]  # the same clients (the stamps differ)
 
 
 def test_a_log_whose_start_was_deleted_starts_at_its_first_offset(log: list[Record]) -> None:

@@ -10,7 +10,7 @@ import orjson
 
 from handlers.rules import Rules
 from streams.worker.ledger import PartitionLedger
-from tests.support import Scenario, of_type, one
+from tests.support import Scenario, apply_writes, of_type, one
 from tests.unit.test_ledger_recovery import TOPICS, records, run
 
 START = "2026-11-24T09:00:00Z"
@@ -173,8 +173,8 @@ def test_a_fill_of_a_closed_day_is_marked_late_and_paid_at_the_next_close() -> N
 
 
 def test_parked_inputs_survive_the_worker_between_batches() -> None:
-    """The worker keeps the queue in its state table: a ledger rebuilt from that table (a
-    restart) releases the parked input when its prerequisite comes in the next batch."""
+    """The worker keeps the queue in its state changelog: a ledger rebuilt from it (a restart)
+    releases the parked input when its prerequisite comes in the next batch."""
     s = Scenario()
     register, verify, opened, validated = onboarding(s)
     deposit = s.event("deposit", client_id="c1", account_id="c1-a", deposit_id="d1", amount="500",
@@ -182,9 +182,10 @@ def test_parked_inputs_survive_the_worker_between_batches() -> None:
     log = records([orjson.dumps(e) for e in (register, verify, deposit, opened, validated)])
     first = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
     assert not any(orjson.loads(value)["type"] == "bonus.granted" for _, value in run(first, log[:3]))
-    first.flush_state()
+    changelog: dict[bytes, bytes] = {}
+    apply_writes(changelog, first.flush_state()[1])
     assert first.shared.parked_events == 1
-    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, first.table, log_writes=True)
+    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, changelog, log_writes=True)
     sent = [orjson.loads(value) for _, value in run(restarted, log[3:])]
     assert one(sent, "bonus.granted")["cause_id"] == deposit["id"]
     assert restarted.shared.parked_events == 0
