@@ -56,7 +56,7 @@ def _worker(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from streams.ops.topics import check_copartitioned, ensure_topics
+    from streams.ops.topics import check_copartitioned, check_topics, ensure_topics
     from streams.worker.app import Worker, run
     from streams.settings import Settings
 
@@ -69,6 +69,13 @@ def _worker(args: argparse.Namespace) -> int:
     problem = asyncio.run(check_copartitioned(settings))
     if problem:
         print(f"rewards: {problem}", file=sys.stderr)
+        return 2
+    differences = asyncio.run(check_topics(settings))
+    for difference in differences:
+        print(f"rewards: {difference}", file=sys.stderr)
+    if differences and settings.topic_check == "strict":
+        print("rewards: not starting on topics that differ from the worker's contract (README, \"Topics\"); "
+              "REWARDS_TOPIC_CHECK=warn starts anyway", file=sys.stderr)
         return 2
     run(Worker(settings, rules))
     return 0
@@ -94,14 +101,20 @@ def _close_day(args: argparse.Namespace) -> int:
 def _topics(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.ops.topics import ensure_topics, topic_plan
+    from streams.ops.topics import check_topics, definitions, ensure_topics, topic_plan
     from streams.settings import Settings
 
     settings = Settings.from_env()
+    if args.print:
+        print(definitions(settings), end="")
+        return 0
     created = asyncio.run(ensure_topics(settings))
     for name, partitions in topic_plan(settings).items():
         print(f"{name:40} {partitions:>4} partitions{'  (created)' if name in created else ''}")
-    return 0
+    differences = asyncio.run(check_topics(settings))
+    for difference in differences:
+        print(f"rewards: {difference}", file=sys.stderr)
+    return 1 if differences else 0
 
 
 def _lag(args: argparse.Namespace) -> int:
@@ -218,7 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only this topic (repeatable; default: every topic the worker consumes)")
     lag.set_defaults(run=_lag)
 
-    topics = commands.add_parser("topics", help="create the worker's topics where missing, and list them")
+    topics = commands.add_parser("topics", help="create the worker's topics where missing, list them, and say "
+                                 "where existing ones differ from the worker's contract (exit 1)")
+    topics.add_argument("--print", action="store_true",
+                        help="print the topics' definitions as kafka-topics.sh commands instead (no connection), "
+                             "for a cluster whose topics a platform team creates")
     topics.set_defaults(run=_topics)
     return parser
 

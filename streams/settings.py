@@ -43,6 +43,17 @@ class Settings:
     partitions: int = field(default=8, metadata={
         "doc": "partitions of the internal topics and changelogs (fixed once data exists)"})
     replication: int = field(default=1, metadata={"doc": "replication factor of topics the worker creates"})
+    min_insync_replicas: int = field(default=0, metadata={
+        "doc": "min.insync.replicas of topics the worker creates; 0: the replication factor minus one, at least 1"})
+    retention_ms: int = field(default=-1, metadata={
+        "doc": "retention.ms of the topics that keep the history: the sequenced log (what `rewards replay "
+               "--from-kafka` replays), the ledger and the dead-letter topic; -1 keeps it all"})
+    changelog_segment_ms: int = field(default=3_600_000, metadata={
+        "doc": "segment.ms and max.compaction.lag.ms of the state changelogs: how long a superseded state "
+               "record or tombstone may wait for compaction, so that a recovery reads little more than live state"})
+    topic_check: str = field(default="strict", metadata={
+        "doc": "strict: the worker stops when a topic it uses exists with other partitions or settings than "
+               "its contract (the message names the topic and the difference); warn: it logs them and starts"})
     rules_file: str = field(default="", metadata={"doc": "rules file (TOML) overriding the defaults"})
     web_host: str = field(default="0.0.0.0", metadata={"doc": "bind address of the web server (API, /metrics)"})
     web_port: int = field(default=6066, metadata={"doc": "port of the web server"})
@@ -88,6 +99,15 @@ class Settings:
             raise SettingsError("REWARDS_PARTITIONS must be between 1 and 1024")
         if self.replication < 1:
             raise SettingsError("REWARDS_REPLICATION must be at least 1")
+        if not 0 <= self.min_insync_replicas <= self.replication:
+            raise SettingsError(f"REWARDS_MIN_INSYNC_REPLICAS must be between 0 (derived) and REWARDS_REPLICATION "
+                                f"({self.replication}), got {self.min_insync_replicas}")
+        if self.retention_ms != -1 and self.retention_ms < 3_600_000:
+            raise SettingsError("REWARDS_RETENTION_MS must be -1 (keep everything) or at least 3600000 (an hour)")
+        if self.changelog_segment_ms < 1_000:
+            raise SettingsError("REWARDS_CHANGELOG_SEGMENT_MS must be at least 1000")
+        if self.topic_check not in ("strict", "warn"):
+            raise SettingsError(f"REWARDS_TOPIC_CHECK must be strict or warn, got {self.topic_check!r}")
         if self.order_grace_ms < 0 or self.order_grace_ms > 600_000:
             raise SettingsError("REWARDS_ORDER_GRACE_MS must be between 0 and 600000")
         if not 1024 <= self.max_input_bytes <= 900_000:
@@ -105,6 +125,11 @@ class Settings:
         inputs = self.input_topics
         if len(set(inputs)) != len(inputs):
             raise SettingsError("the input topics must be six different topics")
+
+    @property
+    def min_isr(self) -> int:
+        """min.insync.replicas of the topics the worker creates."""
+        return self.min_insync_replicas or max(1, self.replication - 1)
 
     # -- derived names ------------------------------------------------------------------------
     @property

@@ -1,14 +1,18 @@
-"""Kafka housekeeping: creating the topics and checking their partition counts, publishing a day close."""
+"""Kafka housekeeping: the topic contract (creating the topics, checking existing ones, printing their
+definitions), the co-partitioning check, publishing a day close."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Final
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.settings import Settings
@@ -17,33 +21,64 @@ log = logging.getLogger("rewards.admin")
 
 
 TABLES = ("state", "identities", "commissions")  # the processors' changelogs (streams.worker.processor)
+DAY_MS: Final = 86_400_000
+TRANSIT_RETENTION_MS: Final = 7 * DAY_MS  # the topics between processors: each reads its own in seconds
 
 
 def changelog_topics(settings: Settings) -> list[str]:
     return [f"{settings.group}-{table}-changelog" for table in TABLES]
 
 
-def topic_plan(settings: Settings) -> dict[str, int]:
-    """Every topic the worker reads or writes, with its partition count. The internal topics and
-    the tables' changelogs must all have ``settings.partitions``."""
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the worker uses: its partitions and settings when the worker creates it, and which
+    of them an existing one must have (``checked``; the partition count too, but for inputs)."""
+
+    name: str
+    role: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+    checked: tuple[str, ...] = ()
+    input: bool = False
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topic contract (README, "Topics")."""
     n = settings.partitions
-    names = list(settings.input_topics) + [settings.sequenced_topic, settings.identity_topic,
-                                           settings.commission_topic, settings.ledger_topic,
-                                           settings.deadletter_topic] + changelog_topics(settings)
-    return {name: n for name in names}
+    isr = {"min.insync.replicas": str(settings.min_isr)}
+    history = {"cleanup.policy": "delete", "retention.ms": str(settings.retention_ms), **isr}
+    transit = {"cleanup.policy": "delete", "retention.ms": str(TRANSIT_RETENTION_MS), **isr}
+    lag = str(settings.changelog_segment_ms)
+    state = {"cleanup.policy": "compact", "segment.ms": lag, "max.compaction.lag.ms": lag,
+             "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": str(DAY_MS), **isr}
+    kept = ("cleanup.policy", "retention.ms")
+    return ([TopicSpec(topic, "input (its source system's; created here only where missing)", n, input=True)
+             for topic in settings.input_topics]
+            + [TopicSpec(settings.sequenced_topic, "the recorded order, replayed by `rewards replay --from-kafka`",
+                         n, history, kept),
+               TopicSpec(settings.ledger_topic, "output: the ledger events", n, history, kept),
+               TopicSpec(settings.deadletter_topic, "output: the rejected inputs", n, history, kept),
+               TopicSpec(settings.identity_topic, "between processors: identity requests", n, transit,
+                         ("cleanup.policy",)),
+               TopicSpec(settings.commission_topic, "between processors: commission reports", n, transit,
+                         ("cleanup.policy",))]
+            + [TopicSpec(name, "a processor's state (compacted changelog)", n, state, ("cleanup.policy",))
+               for name in changelog_topics(settings)])
+
+
+def topic_plan(settings: Settings) -> dict[str, int]:
+    """Every topic the worker reads or writes, with its partition count."""
+    return {spec.name: spec.partitions for spec in topic_specs(settings)}
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the topics that do not exist yet; returns the ones created."""
+    """Create the topics that do not exist yet, with the contract's settings; returns the ones created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        # The changelogs are compacted: each keeps the latest value of every key.
-        compacted = set(changelog_topics(settings))
-        wanted = [NewTopic(name, partitions, settings.replication,
-                           topic_configs={"cleanup.policy": "compact"} if name in compacted else {})
-                  for name, partitions in topic_plan(settings).items() if name not in existing]
+        wanted = [NewTopic(spec.name, spec.partitions, settings.replication, topic_configs=spec.configs)
+                  for spec in topic_specs(settings) if spec.name not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)
@@ -52,6 +87,59 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def check_topics(settings: Settings) -> list[str]:
+    """How the existing topics differ from the contract, a sentence each that names the topic,
+    the difference and what to do ([]: none). The input topics' partitions are checked by
+    check_copartitioned."""
+    specs = {spec.name: spec for spec in topic_specs(settings) if not spec.input}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics()) & set(specs)
+        described = await admin.describe_topics(sorted(existing)) if existing else []
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)
+                                                  for name in sorted(existing)]) if existing else []
+    finally:
+        await admin.close()
+    problems = []
+    for topic in described:
+        spec = specs[topic["topic"]]
+        if len(topic["partitions"]) != spec.partitions:
+            problems.append(f"topic {spec.name} has {len(topic['partitions'])} partitions, the worker needs "
+                            f"REWARDS_PARTITIONS={spec.partitions} ({spec.role}); use a fresh REWARDS_APP_ID or "
+                            "set REWARDS_PARTITIONS to match")
+    for response in responses:
+        for _error, _message, _kind, name, entries, *_ in response.resources:
+            spec = specs[name]
+            actual = {entry[0]: entry[1] for entry in entries}
+            for key in spec.checked:
+                if actual.get(key) != spec.configs[key]:
+                    problems.append(f"topic {name} has {key}={actual.get(key)}, the worker needs "
+                                    f"{key}={spec.configs[key]} ({spec.role}){_advice(settings, name, key, spec)}")
+    return problems
+
+
+def _advice(settings: Settings, name: str, key: str, spec: TopicSpec) -> str:
+    fix = (f": alter it (kafka-configs.sh --bootstrap-server ... --alter --entity-type topics --entity-name {name} "
+           f"--add-config {key}={spec.configs[key]})")
+    if key == "retention.ms":
+        return fix + ", or set REWARDS_RETENTION_MS to its value; a finite retention loses history past it"
+    return fix
+
+
+def definitions(settings: Settings) -> str:
+    """The topics as kafka-topics.sh commands, for a cluster whose topics a platform team creates."""
+    lines = ["# The rewards worker's topics (README, \"Topics\"): create them before its first start.",
+             "# Input topics belong to their source systems; the client topics must have "
+             f"{settings.partitions} partitions each, keyed by client_id."]
+    for spec in topic_specs(settings):
+        configs = "".join(f" \\\n    --config {key}={value}" for key, value in spec.configs.items())
+        lines.append(f"\n# {spec.role}\nkafka-topics.sh --bootstrap-server \"$KAFKA_BOOTSTRAP_SERVERS\" --create "
+                     f"--if-not-exists --topic {spec.name} \\\n    --partitions {spec.partitions} "
+                     f"--replication-factor {settings.replication}{configs}")
+    return "\n".join(lines) + "\n"
 
 
 async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
