@@ -253,15 +253,18 @@ class PartitionLedger:
     """The ledger of one partition of the sequenced log, over the worker's one state table.
 
     The table holds, for this partition: ``s<partition>``, its shared state, stamped with the
-    last sequenced offset applied (8 bytes first); every client's state in two slots,
-    ``c0 SEP client`` and ``c1 SEP client``, each stamped with the last offset of the batch that
-    wrote it; and the clients' history entries (JournaledHistory), which are read out of the
-    table into the clients' stores when the partition is recovered, swept by event time, and
-    written back as they change, a swept one as a tombstone. A batch's writes go to the table's
-    changelog in one partition, in order, with the shared state last: that record is the batch's
-    commit. (A changelog written before transactions may end with a batch half-written: a client
-    slot or history entry stamped beyond the shared state's offset does not count; a batch never
-    writes the slot that holds a client's counted state, so that state is still there.)
+    last sequenced offset applied (8 bytes first); every client's state, ``c0 SEP client``,
+    stamped with the last offset of the batch that wrote it; and the clients' history entries
+    (JournaledHistory), which are read out of the table into the clients' stores when the
+    partition is recovered, swept by event time, and written back as they change, a swept one as
+    a tombstone. A batch's writes go to the table's changelog in one partition, in order, with the
+    shared state last: that record is the batch's commit.
+
+    Versions before transactions could leave a batch half-written at the end of the changelog,
+    so they kept each client's state in two slots, ``c0`` and ``c1``, and never wrote the one
+    holding its counted state. Such a changelog is still read: a slot or history entry stamped
+    beyond the shared state's offset does not count, the newer slot counts, and a client's first
+    write moves it to ``c0`` with a tombstone for ``c1``.
 
     Records are applied in offset order: one already applied (offset at or below ``last``) is
     skipped. The offsets of this log have holes where a transaction's marker or an aborted
@@ -290,7 +293,6 @@ class PartitionLedger:
         # the last offset whose effects are in the table, and the last one applied in memory
         self.durable = self.last = -1 if raw_shared is None else _offset(raw_shared)
         self.cache: dict[str, ClientState] = {}
-        self.slots: dict[str, int] = {}  # client id -> the slot its counted state is in
         self.dirty: dict[str, int] = {}  # client id -> offset of the last record that changed it
         self.histories = load_histories(table, self.durable)
         self.noted: dict[bytes, tuple[ClientHistory, bytes, str]] = {}  # history entries changed since the flush
@@ -316,7 +318,6 @@ class PartitionLedger:
                 raw = self.table.get(_SLOTS[slot] + client_id.encode())
                 if raw is not None and stamp < _offset(raw) <= self.durable:
                     found, stamp = raw, _offset(raw)
-                    self.slots[client_id] = slot
             if found is not None:
                 client = self.cache[client_id] = _client_dec.decode(found[8:])
         return client
@@ -453,12 +454,13 @@ class PartitionLedger:
                 value = entry_value(entries, kind, ident)
                 log((key, None if value is None else stamp + _NO_PREVIOUS + value))
         for client_id in self.dirty:
-            slot = 1 - self.slots.get(client_id, 1)  # never the slot holding the counted state
-            key, value = _SLOTS[slot] + client_id.encode(), stamp + _client_codec_enc.encode(self.cache[client_id])
+            key, value = _SLOTS[0] + client_id.encode(), stamp + _client_codec_enc.encode(self.cache[client_id])
             table[key] = value
-            self.slots[client_id] = slot
             if log:
                 log((key, value))
+            second = _SLOTS[1] + client_id.encode()
+            if table.pop(second, None) is not None and log:  # an older version's second slot: gone
+                log((second, None))
         if self.views_through != self.views_written:
             key, value = self.views_key, _stamp(self.views_through)
             table[key] = value
@@ -495,4 +497,3 @@ class PartitionLedger:
         """Keep the object cache bounded: state is always in the table."""
         assert not self.dirty and not self.noted
         self.cache.clear()
-        self.slots.clear()

@@ -214,3 +214,21 @@ def test_an_input_too_large_to_carry_is_rejected_from_its_stand_in() -> None:
     other = PartitionLedger(1, 2, Rules.default(), TOPICS, {})
     other.start_at(0)
     assert run(other, [stand_in(wire.KIND_BROADCAST, 1)]) == []
+
+
+def test_a_client_in_an_older_versions_second_slot_moves_to_the_first(log: list[Record]) -> None:
+    """Versions before transactions alternated each client's state between two slots: the newer
+    slot counts, and the client's next write goes to the first with a tombstone for the second."""
+    _, changelog = reference(log)
+    first = next(key for key in changelog if key[:3] == b"c0" + SEP)
+    second, client, counted = b"c1" + SEP + first[3:], first[3:].decode(), changelog[first]
+    older = (int.from_bytes(counted[:8], "big") - 1).to_bytes(8, "big") + b"\x90"  # an older write, in slot 0
+    changelog[first], changelog[second] = older, counted
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(changelog), log_writes=True)
+    state = ledger.get(client)
+    assert state is not None and msgspec.msgpack.encode(state) == counted[8:]
+    ledger.last += 1  # a record that changed it
+    ledger.put(state)
+    _, writes = ledger.flush_state()
+    assert (first, ledger.table[first]) in writes and (second, None) in writes
+    assert second not in ledger.table
