@@ -50,7 +50,8 @@ class Settings:
                "--from-kafka` replays), the ledger and the dead-letter topic; -1 keeps it all"})
     changelog_segment_ms: int = field(default=3_600_000, metadata={
         "doc": "segment.ms and max.compaction.lag.ms of the state changelogs: how long a superseded state "
-               "record or tombstone may wait for compaction, so that a recovery reads little more than live state"})
+               "record or tombstone may wait for compaction, so that a recovery reads little more than live state; "
+               "tombstones are kept 24 times as long (delete.retention.ms)"})
     topic_check: str = field(default="strict", metadata={
         "doc": "strict: the worker stops when a topic it uses exists with other partitions or settings than "
                "its contract (the message names the topic and the difference); warn: it logs them and starts"})

@@ -49,8 +49,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     history = {"cleanup.policy": "delete", "retention.ms": str(settings.retention_ms), **isr}
     transit = {"cleanup.policy": "delete", "retention.ms": str(TRANSIT_RETENTION_MS), **isr}
     lag = str(settings.changelog_segment_ms)
+    # a tombstone outlives the record it deletes by 24 segments (a day by default): far longer than a recovery
     state = {"cleanup.policy": "compact", "segment.ms": lag, "max.compaction.lag.ms": lag,
-             "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": str(DAY_MS), **isr}
+             "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": str(24 * settings.changelog_segment_ms), **isr}
     kept = ("cleanup.policy", "retention.ms")
     return ([TopicSpec(topic, "input (its source system's; created here only where missing)", n, input=True)
              for topic in settings.input_topics]
