@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast test-faults demo demo-offline bench bench-replay bench-worker schemas clean
+.PHONY: setup test test-fast test-faults demo demo-offline bench bench-replay bench-worker bench-soak schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: bench-replay bench-worker
 ## The worker end to end against a raw aiokafka passthrough and a naive Faust agent, one broker.
 bench-worker: $(STAMP)
 	$(BIN)/python -m benchmarks.worker_throughput --fills 100000
+
+## Bounded state: 2,000 clients trading 30, then 60 simulated days through the worker (RSS, live
+## changelog, cold restart), and the same histories offline.
+bench-soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --clients 2000 --days 60 --fills-per-day 5000
 
 ## Replay throughput on one core over 1,000,000 generated events.
 bench-replay: $(STAMP)
