@@ -28,7 +28,7 @@ import msgspec
 
 from handlers import cashback, welcome
 from handlers.engine import Shared, process
-from handlers.history import DEPOSIT, FILL, PARKED, SEEN, ClientHistory
+from handlers.history import DEPOSIT, FILL, PARKED, SEEN, ClientHistory, fill_ts
 from handlers.rules import Rules
 from handlers.state import ClientState, FillRecord, Parked, Seen
 from handlers.step import Step
@@ -48,7 +48,6 @@ _client_codec_enc = msgspec.msgpack.Encoder()
 _client_dec = msgspec.msgpack.Decoder(ClientState)
 _shared_dec = msgspec.msgpack.Decoder(Shared)
 _seen_dec = msgspec.msgpack.Decoder(Seen)
-_fill_dec = msgspec.msgpack.Decoder(FillRecord)
 _parked_dec = msgspec.msgpack.Decoder(list[Parked])
 
 
@@ -158,7 +157,7 @@ def entry_value(entries: ClientHistory, kind: bytes, key: str) -> bytes | None:
     if kind == SEEN:
         value = entries.seen_ids.get(key)
     elif kind == FILL:
-        value = entries.fills.get(key)
+        return entries.fills.get(key)  # kept encoded
     elif kind == DEPOSIT:
         ts_us = entries.deposits.get(key)
         return None if ts_us is None else str(ts_us).encode()
@@ -187,9 +186,8 @@ def load_histories(table: MutableMapping[bytes, bytes], durable: int) -> dict[st
         if kind == SEEN:
             seen = _seen_dec.decode(value)
             kinds.setdefault(kind, []).append((seen.ts_us, ident, seen))
-        elif kind == FILL:
-            fill = _fill_dec.decode(value)
-            kinds.setdefault(kind, []).append((fill.ts_us, ident, fill))
+        elif kind == FILL:  # kept encoded (handlers.history)
+            kinds.setdefault(kind, []).append((fill_ts(value), ident, value))
         elif kind == DEPOSIT:
             kinds.setdefault(kind, []).append((int(value), ident, int(value)))
         elif kind == PARKED:
