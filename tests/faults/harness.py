@@ -93,11 +93,12 @@ def payouts(outputs: dict[str, dict[str, Any]]) -> dict[str, Decimal]:
     return dict(totals)
 
 
-async def a_poisoned_day(settings: Settings, seed: int, poison_seed: int,
-                         clients: int = 600) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    """A generated day of 30,000 fills (the history), the same with poison (what is published)
-    and the poison alone; the deployment's topics are made. (history, lines, poison)"""
-    history = list(SampleDay(clients=clients, fills=30_000, seed=seed).lines())
+async def a_poisoned_day(settings: Settings, seed: int, poison_seed: int, clients: int = 600,
+                         days: int = 1) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """A generated history of 30,000 fills over ``days`` (the history), the same with poison
+    (what is published) and the poison alone; the deployment's topics are made. (history, lines,
+    poison)"""
+    history = list(SampleDay(clients=clients, fills=30_000, days=days, seed=seed).lines())
     lines, poison = with_poison(history, seed=poison_seed)
     await ensure(settings)
     return history, lines, poison
