@@ -15,7 +15,10 @@ At day 30 and at day 60, once the worker has caught up:
 Then the same histories offline (``rewards replay``): peak memory at 30 and at 60 days, each in
 a process of its own. The goal: each figure at 60 days within 10 % of its value at 30 days. The
 simulated quarter passes in minutes of wall time, so the changelogs' segment and compaction lag
-(REWARDS_CHANGELOG_SEGMENT_MS) are 10 s here, where a deployment has an hour.
+(REWARDS_CHANGELOG_SEGMENT_MS) are scaled with it: the inputs are published at DAY_S wall seconds
+per simulated day and a segment is a simulated hour (a deployment's is an hour), so the broker's
+cleaner (every 15 s) and its tombstone retention (24 segments: a day) keep their proportions to
+event time. The running worker's RSS is sampled once a simulated day.
 
     python -m benchmarks.soak --clients 2000 --days 60 --fills-per-day 5000
 """
@@ -50,7 +53,8 @@ from streams.worker.kafkaio import read_changelog, read_to_end, reader
 
 RESULTS = Path(__file__).parent / "results"
 START = date(2026, 11, 23)
-CLEANER_WAIT_S = 40  # the broker's cleaner looks every 15 s; a segment is closed 10 s after its first write
+DAY_S = 12.0  # wall seconds per simulated day: the inputs are published at that pace
+SEGMENT_MS = int(DAY_S * 1000 / 24)  # REWARDS_CHANGELOG_SEGMENT_MS: a simulated hour, as a deployment's is an hour
 LEDGER_KINDS = {b"c0": "client state (slot 0)", b"c1": "client state (slot 1)", b"s": "partition's shared state",
                 b"v": "views marker"}
 HISTORY_KINDS = {b"s": "event id", b"f": "fill", b"d": "deposit", b"p": "parked queue"}
@@ -61,6 +65,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def sample_rss(pid: int, into: list[float]) -> None:
+    while True:
+        await asyncio.sleep(DAY_S)
+        into.append(rss_mb(pid))
 
 
 def kind_of(key: bytes) -> str:
@@ -134,7 +144,6 @@ async def checkpoint(settings: Settings, worker: Any, work: Path, day: int) -> t
     figures: dict[str, Any] = {"day": day, "worker_rss_mb": rss_mb(worker.pid)}
     figures["live"] = await live_state(settings)
     stop_process(worker)
-    await asyncio.sleep(CLEANER_WAIT_S)
     figures["changelog_records_on_broker"] = await changelog_records(settings)
     fresh = replace(settings, data_dir=str(work / f"worker-{day}"))
     started_ms = int(time.time() * 1000)
@@ -148,12 +157,14 @@ async def checkpoint(settings: Settings, worker: Any, work: Path, day: int) -> t
 
 
 def offline_peak_mb(lines: list[bytes], work: Path, day: int) -> float:
-    """``rewards replay`` of ``lines`` in a process of its own: its peak RSS."""
+    """``rewards replay`` of ``lines`` in a process of its own: its peak RSS (VmHWM: getrusage's
+    ru_maxrss would count this process's own pages, which the child had before its exec)."""
     events = work / f"history-{day}.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
-    code = ("import resource, sys; from streams.cli import main; "
-            f"rc = main(['replay', '--input', {str(events)!r}, '--output', {str(work / f'out-{day}.jsonl')!r}]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    code = ("import re, sys; from pathlib import Path; from streams.cli import main; "
+            f"rc = main(['replay', '--quiet', '--input', {str(events)!r}, "
+            f"'--output', {str(work / f'out-{day}.jsonl')!r}]); "
+            "print(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1)); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return round(int(done.stdout.split()[-1]) / 1024, 1)
 
@@ -172,7 +183,7 @@ def within(later: float, earlier: float) -> dict[str, Any]:
 async def run(found: Services, clients: int, days: int, fills_per_day: int, work: Path) -> dict[str, Any]:
     app = f"soak{int(time.time())}"  # topics of its own, named after it
     settings = Settings.from_env({}, kafka_bootstrap=found.kafka_bootstrap, redis_url=found.redis_url, app_id=app,
-                                 partitions=4, web_port=free_port(), changelog_segment_ms=10_000,
+                                 partitions=4, web_port=free_port(), changelog_segment_ms=SEGMENT_MS,
                                  data_dir=str(work / "worker"),
                                  **{f"topic_{t}": f"{app}.{t}" for t in ("clients", "trades", "payments", "commands",
                                                                          "partners", "settlement", "ledger",
@@ -185,10 +196,14 @@ async def run(found: Services, clients: int, days: int, fills_per_day: int, work
     checkpoints = []
     for day, part in ((days // 2, lines[:half]), (days, lines[half:])):
         started = time.perf_counter()
-        await publish_per_topic(part, settings, skew_ms=200)
+        rss: list[float] = []
+        sampling = asyncio.create_task(sample_rss(worker.pid, rss))
+        await publish_per_topic(part, settings, skew_ms=200, rate=len(part) / (days // 2 * DAY_S))
         await wait_caught_up(settings, timeout_s=1800)
+        sampling.cancel()
         print(f"days to {day}: {len(part):,} events in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         figures, worker = await checkpoint(settings, worker, work, day)
+        figures["worker_rss_mb_each_day"] = rss
         checkpoints.append(figures)
     stop_process(worker)
     offline = {days // 2: offline_peak_mb(lines[:half], work, days // 2), days: offline_peak_mb(lines, work, days)}
@@ -202,6 +217,7 @@ async def run(found: Services, clients: int, days: int, fills_per_day: int, work
         "offline_replay_peak_mb": offline,
         "goal_60_vs_30": {
             "worker_rss": within(last["worker_rss_mb"], first["worker_rss_mb"]),
+            "restarted_worker_rss": within(last["restarted_worker_rss_mb"], first["restarted_worker_rss_mb"]),
             "live_changelog_bytes": within(last["live"]["bytes"], first["live"]["bytes"]),
             "live_changelog_keys": within(last["live"]["keys"], first["live"]["keys"]),
             "cold_restart_to_first_output": within(last["cold_restart_to_first_output_s"],

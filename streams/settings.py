@@ -105,8 +105,8 @@ class Settings:
                                 f"({self.replication}), got {self.min_insync_replicas}")
         if self.retention_ms != -1 and self.retention_ms < 3_600_000:
             raise SettingsError("REWARDS_RETENTION_MS must be -1 (keep everything) or at least 3600000 (an hour)")
-        if self.changelog_segment_ms < 1_000:
-            raise SettingsError("REWARDS_CHANGELOG_SEGMENT_MS must be at least 1000")
+        if self.changelog_segment_ms < 100:
+            raise SettingsError("REWARDS_CHANGELOG_SEGMENT_MS must be at least 100")
         if self.topic_check not in ("strict", "warn"):
             raise SettingsError(f"REWARDS_TOPIC_CHECK must be strict or warn, got {self.topic_check!r}")
         if self.order_grace_ms < 0 or self.order_grace_ms > 600_000:
