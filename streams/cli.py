@@ -62,7 +62,11 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     rules = load_rules(args.rules or settings.rules_file or None, settings.park_window_s)
-    logging.basicConfig(level=settings.log_level)
+    logging.basicConfig(level=settings.log_level.upper())
+    problem = writable(settings.data_dir)
+    if problem:
+        print(f"rewards: REWARDS_DATA_DIR {settings.data_dir!r} {problem}", file=sys.stderr)
+        return 2
     created = asyncio.run(ensure_topics(settings))
     if created:
         print(f"rewards: created topics {', '.join(created)}", file=sys.stderr)
@@ -79,6 +83,18 @@ def _worker(args: argparse.Namespace) -> int:
         return 2
     run(Worker(settings, rules))
     return 0
+
+
+def writable(folder: str) -> str | None:
+    """What is wrong with ``folder`` as a place to write (it is made if missing), or None."""
+    import os
+    from pathlib import Path
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot be made: {exc.strerror}"
+    return None if os.access(folder, os.W_OK | os.X_OK) else "is not writable by this user"
 
 
 def _close_day(args: argparse.Namespace) -> int:

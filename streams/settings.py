@@ -4,11 +4,15 @@ documented default, validated at start-up (README, "Configuration")."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 
 ENV_PREFIX = "REWARDS_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")  # room for the suffixes of the topics it names
 
 
 def _env_name(f: Field[Any]) -> str:
@@ -123,6 +127,19 @@ class Settings:
             raise SettingsError("REWARDS_BATCH_MAX and REWARDS_BATCH_WITHIN_MS must be positive")
         if not self.kafka_bootstrap:
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is empty")
+        if not 1 <= self.web_port <= 65535:
+            raise SettingsError(f"REWARDS_WEB_PORT must be a port number, 1 to 65535, got {self.web_port}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise SettingsError(f"REWARDS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        if not _NAME.fullmatch(self.app_id):
+            raise SettingsError(f"REWARDS_APP_ID must be 1 to 200 of the characters a Kafka topic name allows "
+                                f"(letters, digits, '.', '_', '-'), got {self.app_id!r}: it names topics and groups")
+        for f in fields(self):
+            if f.name.startswith("topic_") and f.name != "topic_check" and not _TOPIC.fullmatch(getattr(self, f.name)):
+                raise SettingsError(f"{_env_name(f)} must be a Kafka topic name (1 to 249 letters, digits, '.', "
+                                    f"'_' or '-'), got {getattr(self, f.name)!r}")
         inputs = self.input_topics
         if len(set(inputs)) != len(inputs):
             raise SettingsError("the input topics must be six different topics")

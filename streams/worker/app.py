@@ -134,4 +134,4 @@ class Worker:
 
 def run(worker: Worker) -> None:
     """Run the worker until it is told to stop (Faust's worker: signals, logging, the event loop)."""
-    faust.Worker(worker.app, loglevel=worker.settings.log_level, quiet=True).execute_from_commandline()
+    faust.Worker(worker.app, loglevel=worker.settings.log_level.upper(), quiet=True).execute_from_commandline()
