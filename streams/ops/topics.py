@@ -118,11 +118,11 @@ async def check_topics(settings: Settings) -> list[str]:
             for key in spec.checked:
                 if actual.get(key) != spec.configs[key]:
                     problems.append(f"topic {name} has {key}={actual.get(key)}, the worker needs "
-                                    f"{key}={spec.configs[key]} ({spec.role}){_advice(settings, name, key, spec)}")
+                                    f"{key}={spec.configs[key]} ({spec.role}){_advice(name, key, spec)}")
     return problems
 
 
-def _advice(settings: Settings, name: str, key: str, spec: TopicSpec) -> str:
+def _advice(name: str, key: str, spec: TopicSpec) -> str:
     fix = (f": alter it (kafka-configs.sh --bootstrap-server ... --alter --entity-type topics --entity-name {name} "
            f"--add-config {key}={spec.configs[key]})")
     if key == "retention.ms":
