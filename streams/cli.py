@@ -62,7 +62,6 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     rules = load_rules(args.rules or settings.rules_file or None, settings.park_window_s)
-    logging.basicConfig(level=settings.log_level.upper())
     problem = writable(settings.data_dir)
     if problem:
         print(f"rewards: REWARDS_DATA_DIR {settings.data_dir!r} {problem}", file=sys.stderr)
@@ -81,6 +80,7 @@ def _worker(args: argparse.Namespace) -> int:
         print("rewards: not starting on topics that differ from the worker's contract (README, \"Topics\"); "
               "REWARDS_TOPIC_CHECK=warn starts anyway", file=sys.stderr)
         return 2
+    logging.basicConfig(level=settings.log_level.upper())  # after the checks: their errors are one line each
     run(Worker(settings, rules))
     return 0
 
@@ -257,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streams.connect import ConnectionReasons
+
     args = build_parser().parse_args(argv)
+    reasons = ConnectionReasons.attach()
     try:
         code: int = args.run(args)
     except RulesError as exc:
@@ -269,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rewards: bad configuration: {exc}", file=sys.stderr)
         return 2
     except KafkaError as exc:
-        print(f"rewards: Kafka: {exc}", file=sys.stderr)
+        from streams.connect import explain
+        from streams.settings import Settings
+
+        print(f"rewards: {explain(exc, Settings.from_env(), reasons.reasons)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"rewards: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

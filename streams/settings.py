@@ -11,6 +11,9 @@ from typing import Any
 
 ENV_PREFIX = "REWARDS_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")  # room for the suffixes of the topics it names
 
@@ -23,10 +26,45 @@ class SettingsError(ValueError):
     pass
 
 
+def _read_secret(variable: str, path: str) -> str:
+    """A secret from the file ``variable`` names (a mounted Kubernetes Secret), without the
+    line end an editor leaves."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().rstrip("\r\n")
+    except OSError as exc:
+        raise SettingsError(f"{variable}: cannot read {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{variable}: {path!r} is not UTF-8 text") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = field(default="localhost:9092", metadata={
         "env": "KAFKA_BOOTSTRAP_SERVERS", "doc": "Kafka bootstrap servers, host:port[,host:port]"})
+    kafka_security_protocol: str = field(default="PLAINTEXT", metadata={
+        "env": "KAFKA_SECURITY_PROTOCOL", "doc": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL: how every Kafka client "
+        "of the worker and the commands connects"})
+    kafka_sasl_mechanism: str = field(default="PLAIN", metadata={
+        "env": "KAFKA_SASL_MECHANISM", "doc": "with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"})
+    kafka_sasl_username: str = field(default="", repr=False, metadata={
+        "env": "KAFKA_SASL_USERNAME", "secret": True, "doc": "with SASL_*: the user (or KAFKA_SASL_USERNAME_FILE: "
+        "a file holding it, such as a mounted Kubernetes Secret)"})
+    kafka_sasl_password: str = field(default="", repr=False, metadata={
+        "env": "KAFKA_SASL_PASSWORD", "secret": True, "doc": "with SASL_*: the password (or KAFKA_SASL_PASSWORD_FILE)"})
+    kafka_ssl_ca_file: str = field(default="", metadata={
+        "env": "KAFKA_SSL_CA_FILE", "doc": "with SSL or SASL_SSL: PEM file of the authorities that signed the brokers' "
+        "certificates; empty: the system's"})
+    kafka_ssl_cert_file: str = field(default="", metadata={
+        "env": "KAFKA_SSL_CERT_FILE", "doc": "with SSL: PEM client certificate, when the cluster authenticates "
+        "clients by certificate (mutual TLS)"})
+    kafka_ssl_key_file: str = field(default="", metadata={
+        "env": "KAFKA_SSL_KEY_FILE", "doc": "with KAFKA_SSL_CERT_FILE: its PEM private key"})
+    kafka_ssl_key_password: str = field(default="", repr=False, metadata={
+        "env": "KAFKA_SSL_KEY_PASSWORD", "secret": True, "doc": "the private key's password, if it has one "
+        "(or KAFKA_SSL_KEY_PASSWORD_FILE)"})
+    compression: str = field(default="lz4", metadata={
+        "doc": "compression of everything the worker produces: none, gzip, snappy, lz4 or zstd"})
     redis_url: str = field(default="redis://localhost:6379/0", metadata={
         "env": "REDIS_URL", "doc": "Redis for the read model and the client-area API"})
     app_id: str = field(default="rewards", metadata={
@@ -86,7 +124,9 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             name = _env_name(f)
-            if name in env:
+            if f.metadata.get("secret") and env.get(name + "_FILE"):
+                values[f.name] = _read_secret(name + "_FILE", env[name + "_FILE"])
+            elif name in env:
                 raw = env[name]
                 if f.type in ("int", int):
                     try:
@@ -140,9 +180,38 @@ class Settings:
             if f.name.startswith("topic_") and f.name != "topic_check" and not _TOPIC.fullmatch(getattr(self, f.name)):
                 raise SettingsError(f"{_env_name(f)} must be a Kafka topic name (1 to 249 letters, digits, '.', "
                                     f"'_' or '-'), got {getattr(self, f.name)!r}")
+        self._validate_security()
         inputs = self.input_topics
         if len(set(inputs)) != len(inputs):
             raise SettingsError("the input topics must be six different topics")
+
+    def _validate_security(self) -> None:
+        protocol = self.kafka_security_protocol
+        if protocol not in SECURITY_PROTOCOLS:
+            raise SettingsError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, got {protocol!r}")
+        if self.compression not in COMPRESSIONS:
+            raise SettingsError(f"REWARDS_COMPRESSION must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}")
+        if protocol.startswith("SASL_"):
+            if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+                raise SettingsError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, "
+                                    f"got {self.kafka_sasl_mechanism!r}")
+            if not (self.kafka_sasl_username and self.kafka_sasl_password):
+                raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
+                                    "KAFKA_SASL_PASSWORD (or their _FILE variants)")
+        elif self.kafka_sasl_username or self.kafka_sasl_password:
+            raise SettingsError(f"KAFKA_SASL_USERNAME/PASSWORD are set but KAFKA_SECURITY_PROTOCOL is {protocol}: "
+                                "set it to SASL_SSL (or SASL_PLAINTEXT) to use them")
+        files = {"KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file, "KAFKA_SSL_CERT_FILE": self.kafka_ssl_cert_file,
+                 "KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file}
+        given = [variable for variable, path in files.items() if path]
+        if given and protocol not in ("SSL", "SASL_SSL"):
+            raise SettingsError(f"{', '.join(given)} set but KAFKA_SECURITY_PROTOCOL is {protocol}: set it to SSL "
+                                "or SASL_SSL to use them")
+        if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
+            raise SettingsError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together: set both or neither")
+        for variable in given:
+            if not os.access(files[variable], os.R_OK):
+                raise SettingsError(f"{variable}: cannot read {files[variable]!r}")
 
     @property
     def min_isr(self) -> int:

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from streams import connect
 from streams.ops.topics import ensure_topics
 from streams.ops.topics import partition_counts
 from streams.ops.lag import PartitionLag, group_lag, wait_caught_up
@@ -147,10 +148,10 @@ async def caught_up(settings: Settings, bar: Bar, label: str, until: asyncio.Fut
 
 async def read_outputs(settings: Settings) -> DaySummary:
     summary = DaySummary()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed",
+    consumer = connect.consumer(settings, enable_auto_commit=False, isolation_level="read_committed",
                                 group_id=None, auto_offset_reset="earliest", max_poll_records=5000)
     try:
-        await consumer.start()
+        await connect.start(consumer)
         counts = await partition_counts(settings, (settings.ledger_topic, settings.deadletter_topic))
         partitions = [TopicPartition(topic, p) for topic, n in sorted(counts.items()) for p in range(n)]
         async for _, messages in read_to_end(consumer, partitions):

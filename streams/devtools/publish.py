@@ -16,15 +16,14 @@ import time
 import zlib
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaProducer
 
+from streams import connect
 from streams.bus import route
 from streams.settings import Settings
 
 async def publish(lines: Iterable[bytes], settings: Settings, linger_ms: int = 20) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True, linger_ms=linger_ms, max_batch_size=1 << 20)
-    await producer.start()
+    producer = connect.producer(settings, linger_ms=linger_ms, max_batch_size=1 << 20)
+    await connect.start(producer)
     count = 0
     try:
         pending = []
@@ -68,9 +67,9 @@ async def publish_per_topic(lines: Iterable[bytes], settings: Settings, skew_ms:
 
     async def in_transactions(topic: str, items: list[tuple[int, bytes, bytes | None]]) -> None:
         assert transaction_size is not None
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-                                    transactional_id=f"publish-{topic}-{seed}", linger_ms=5, max_batch_size=1 << 20)
-        await producer.start()
+        producer = connect.producer(settings, transactional_id=f"publish-{topic}-{seed}",
+                                    max_batch_size=1 << 20)
+        await connect.start(producer)
         try:
             for n, start in enumerate(range(0, len(items), transaction_size)):
                 chunk = items[start:start + transaction_size]
@@ -86,9 +85,8 @@ async def publish_per_topic(lines: Iterable[bytes], settings: Settings, skew_ms:
         if transaction_size is not None:
             return await in_transactions(topic, items)
         rng = random.Random(seed ^ zlib.crc32(topic.encode()))
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                    enable_idempotence=True, linger_ms=5, max_batch_size=1 << 20)
-        await producer.start()
+        producer = connect.producer(settings, max_batch_size=1 << 20)
+        await connect.start(producer)
         try:
             pending = []
             due = started + rng.uniform(0, skew_ms) / 1000 if rate is None else started

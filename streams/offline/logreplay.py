@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from handlers.rules import Rules
 from schemas.codec import encode_output
 from schemas.outputs import OutputEvent
+from streams import connect
 from streams.worker import wire
 from streams.worker.commissions import CommissionBook
 from streams.worker.kafkaio import read_to_end, reader
@@ -47,7 +48,7 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
     topics = Topics(ledger="replay:ledger", deadletter="replay:deadletter", identity="replay:identity",
                     commissions="replay:commissions", sequenced=settings.sequenced_topic)
     consumer = reader(settings)
-    await consumer.start()
+    await connect.start(consumer)
     books = [CommissionBook(p, n, rules, topics, {}) for p in range(n)]
     read_model = ReadModel(redis_url, f"rewards:{namespace}:", rules) if redis_url else None
     try:

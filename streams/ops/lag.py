@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CoordinatorNotAvailableError, GroupCoordinatorNotAvailableError
 
+from streams import connect
 from streams.bus import task_places
 from streams.settings import Settings
 
@@ -36,11 +37,11 @@ async def group_lag(settings: Settings, topics: list[str] | None = None, group: 
     ``group``, that one group's on ``topics``."""
     topics = topics or list(settings.input_topics) + [settings.sequenced_topic, settings.identity_topic,
                                                       settings.commission_topic]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    admin = connect.admin(settings)
+    await connect.start(admin)
+    consumer = connect.consumer(settings, enable_auto_commit=False)
     try:
-        await consumer.start()
+        await connect.start(consumer)
         # the inputs are read by the sequencer's own group, the sequenced log by the ledger's
         # (streams.worker.sequencer, streams.worker.ledgerloop), the others by the registry's and the commission book's
         readers = ([(group, set(topics))] if group else

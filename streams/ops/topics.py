@@ -10,11 +10,11 @@ from datetime import date, timedelta
 from typing import Final
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams import connect
 from streams.settings import Settings
 
 log = logging.getLogger("rewards.admin")
@@ -74,8 +74,8 @@ def topic_plan(settings: Settings) -> dict[str, int]:
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create the topics that do not exist yet, with the contract's settings; returns the ones created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
+    admin = connect.admin(settings)
+    await connect.start(admin)
     try:
         existing = set(await admin.list_topics())
         wanted = [NewTopic(spec.name, spec.partitions, settings.replication, topic_configs=spec.configs)
@@ -95,8 +95,8 @@ async def check_topics(settings: Settings) -> list[str]:
     the difference and what to do ([]: none). The input topics' partitions are checked by
     check_copartitioned."""
     specs = {spec.name: spec for spec in topic_specs(settings) if not spec.input}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
+    admin = connect.admin(settings)
+    await connect.start(admin)
     try:
         existing = set(await admin.list_topics()) & set(specs)
         described = await admin.describe_topics(sorted(existing)) if existing else []
@@ -145,8 +145,8 @@ def definitions(settings: Settings) -> str:
 
 async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
     """How many partitions each of ``topics`` has (0: it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
+    admin = connect.admin(settings)
+    await connect.start(admin)
     try:
         described = await admin.describe_topics(list(topics))
     finally:
@@ -177,8 +177,8 @@ def day_close_event(day: date, event_id: str | None = None) -> dict[str, str]:
 
 async def publish_day_close(settings: Settings, day: date, event_id: str | None = None) -> dict[str, str]:
     event = day_close_event(day, event_id)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
+    producer = connect.producer(settings)
+    await connect.start(producer)
     try:
         await producer.send_and_wait(settings.topic_settlement, orjson.dumps(event), key=day.isoformat().encode())
     finally:

@@ -38,6 +38,7 @@ from streams.ops.metrics import Metrics
 from streams.ops.readmodel import ReadModel
 from streams.worker.registryloop import RegistryLoop
 from streams.worker.sequencer import SequencerLoop
+from streams import connect
 from streams.settings import Settings
 from streams.ops.status import View
 
@@ -56,12 +57,27 @@ def versions() -> dict[str, str]:
     return found
 
 
+def faust_credentials(settings: Settings) -> Any:
+    """The cluster's security (streams.connect) for the Faust shell's own client, which reads only
+    Faust's own topics: no state the worker depends on."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "SSL":
+        return faust.SSLCredentials(connect.security(settings)["ssl_context"])
+    if protocol.startswith("SASL_"):
+        return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+                                     mechanism=settings.kafka_sasl_mechanism,
+                                     ssl_context=connect.security(settings).get("ssl_context"))
+    return None
+
+
 class Worker:
     def __init__(self, settings: Settings, rules: Rules) -> None:
         self.settings, self.rules = settings, rules
         self.app = app = faust.App(
             settings.group,
             broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+            broker_credentials=faust_credentials(settings),
+            producer_compression_type=None if settings.compression == "none" else settings.compression,
             store="memory://",
             web_enabled=True,
             web_host=settings.web_host,

@@ -12,6 +12,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams import connect
 from streams.worker.partitioning import partition_for
 from streams.settings import Settings
 from streams.worker.wire import Send
@@ -32,7 +33,7 @@ def group_consumer(settings: Settings, group: str, *topics: str, **options: Any)
     """A consumer in ``group`` that commits only when told to. A worker killed outright holds
     its partitions until its session expires (REWARDS_SESSION_TIMEOUT_MS): kept short, so that
     another takes over in seconds."""
-    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+    return connect.consumer(settings, *topics, group_id=group,
                             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
                             session_timeout_ms=settings.session_timeout_ms,
                             heartbeat_interval_ms=settings.session_timeout_ms // 3, **options)
@@ -40,7 +41,7 @@ def group_consumer(settings: Settings, group: str, *topics: str, **options: Any)
 
 def reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:
     """A consumer outside any group: it neither uses nor moves committed offsets."""
-    return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+    return connect.consumer(settings, group_id=None, enable_auto_commit=False,
                             auto_offset_reset="earliest", isolation_level="read_committed", **options)
 
 
@@ -74,7 +75,7 @@ async def read_changelog(settings: Settings, topic: str, partitions: list[int],
     if not partitions:
         return tables
     consumer = reader(settings, max_partition_fetch_bytes=8 * 1024 * 1024)
-    await consumer.start()
+    await connect.start(consumer)
     try:
         async for tp, records in read_to_end(consumer, [TopicPartition(topic, p) for p in partitions]):
             table = tables[tp.partition]
@@ -111,9 +112,6 @@ async def stop_producer(producer: AIOKafkaProducer) -> None:
         log.debug("producer stopped after %r", exc)
 
 
-PRODUCER_OPTIONS: Final = {"acks": "all", "max_request_size": 4 * 1024 * 1024, "max_batch_size": 512 * 1024}
-
-
 class Sender:
     """The worker's producers, the project's own (not Faust's): a transactional one per
     sequencer task and per processor partition, and the one way records are sent with them."""
@@ -125,9 +123,8 @@ class Sender:
     async def transactional(self, transactional_id: str) -> AIOKafkaProducer:
         """A started producer with ``transactional_id``: starting it fences every older producer
         of that id (its next send or commit fails) and aborts the transaction it left open."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, transactional_id=transactional_id,
-                                    enable_idempotence=True, **PRODUCER_OPTIONS)
-        await producer.start()
+        producer = connect.producer(self.settings, transactional_id=transactional_id)
+        await connect.start(producer)
         return producer
 
     async def send_all(self, sends: list[Send], producer: AIOKafkaProducer) -> None:

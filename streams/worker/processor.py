@@ -42,6 +42,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ProducerFenced
 
+from streams import connect
 from streams.worker.kafkaio import (FINISH_S, Batch, Fenced, Sender, gather_all, group_consumer, read_changelog,
                                     stop_producer)
 from streams.ops.metrics import Metrics
@@ -117,7 +118,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
     # -- the loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
         self.consumer = consumer = group_consumer(self.settings, self.group, **self.consumer_options)
-        await consumer.start()
+        await connect.start(consumer)
         consumer.subscribe([self.topic], listener=self)
         try:
             while True:

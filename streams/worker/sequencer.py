@@ -40,12 +40,12 @@ from typing import Any, Final
 import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ProducerFenced
 
 from handlers.engine import rejection_digest
 from schemas.timefmt import parse_ts_us
+from streams import connect
 from streams.worker import wire
 from streams.ops.topics import partition_counts
 from streams.worker.kafkaio import Fenced, Sender, gather_all, group_consumer, reader, stop_producer
@@ -101,7 +101,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.consumer = consumer = group_consumer(
             settings, settings.sequencer_group, partition_assignment_strategy=(RangePartitionAssignor,),
             fetch_max_wait_ms=FETCH_WAIT_MS)
-        await consumer.start()
+        await connect.start(consumer)
         counts = await partition_counts(settings, settings.broadcast_topics)
         self.broadcast_partitions = [TopicPartition(topic, p) for topic in settings.broadcast_topics
                                      for p in range(counts.get(topic, 0))]
@@ -288,14 +288,14 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         # Fence the task's older holders, and abort what they left open, before reading its place.
         producer = await self.sender.transactional(f"{settings.app_id}-sequencer-{index}")
         broadcast = reader(settings, fetch_max_wait_ms=FETCH_WAIT_MS)
-        await broadcast.start()
+        await connect.start(broadcast)
         broadcast.assign(self.broadcast_partitions)
         task = _Task(index, broadcast, producer, sources + self.broadcast_partitions,
                      EventTimeMerge(settings.order_grace_ms))
         # Where the task left off: its commits on its client partitions, and their metadata for
         # the broadcast partitions; where there is none, the beginning.
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        await admin.start()
+        admin = connect.admin(settings)
+        await connect.start(admin)
         try:
             committed = await admin.list_consumer_group_offsets(settings.sequencer_group, partitions=sources)
         finally:

@@ -1,0 +1,129 @@
+"""How every Kafka client of the project connects: the bootstrap address and the cluster's
+security (TLS, SASL) from the settings, and the project's one producer configuration. Every
+consumer, producer and admin client is made here, so that a secured cluster needs its settings
+once (README, "Run it on your cluster")."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from functools import lru_cache
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.helpers import create_ssl_context
+
+from streams.settings import Settings
+
+# Every producer of the project: acknowledged by all in-sync replicas, idempotent (a retried
+# batch is written once), compressed (ledger output shrinks several times), in batches of up to
+# 512 KiB gathered for up to 5 ms; a record of up to 4 MiB.
+PRODUCER_OPTIONS: Final = {"acks": "all", "enable_idempotence": True, "linger_ms": 5,
+                           "max_batch_size": 512 * 1024, "max_request_size": 4 * 1024 * 1024}
+
+
+def security(settings: Settings) -> dict[str, Any]:
+    """aiokafka's security options for the settings' KAFKA_SECURITY_PROTOCOL."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl_context(settings.kafka_ssl_ca_file, settings.kafka_ssl_cert_file,
+                                             settings.kafka_ssl_key_file, settings.kafka_ssl_key_password)
+    if protocol.startswith("SASL_"):
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password)
+    return options
+
+
+@lru_cache(maxsize=4)
+def ssl_context(ca_file: str, cert_file: str, key_file: str, key_password: str) -> ssl.SSLContext:
+    """The TLS context: the CA file's authorities (else the system's), and the client's
+    certificate when the cluster authenticates clients by certificate (mutual TLS)."""
+    if not (ca_file or cert_file):
+        return ssl.create_default_context()
+    context: ssl.SSLContext = create_ssl_context(cafile=ca_file or None, certfile=cert_file or None,
+                                                 keyfile=key_file or None, password=key_password or None)
+    return context
+
+
+def connection(settings: Settings) -> dict[str, Any]:
+    """The options every client takes: where the cluster is and how to authenticate to it."""
+    return {"bootstrap_servers": settings.kafka_bootstrap, "client_id": settings.app_id, **security(settings)}
+
+
+def producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
+    """A producer with the project's settings (PRODUCER_OPTIONS, REWARDS_COMPRESSION); ``options``
+    add to them (a ``transactional_id``) or override them."""
+    compression = None if settings.compression == "none" else settings.compression
+    return AIOKafkaProducer(**connection(settings), **{**PRODUCER_OPTIONS, "compression_type": compression,
+                                                       **options})
+
+
+def consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, **connection(settings), **options)
+
+
+def admin(settings: Settings, **options: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection(settings), **options)
+
+
+
+async def start(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient) -> None:
+    """Start ``client``; one that cannot (the cluster unreachable, credentials refused) is
+    closed before the error goes on, not left for the garbage collector to warn about."""
+    try:
+        await client.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+        raise
+
+
+class ConnectionReasons(logging.Handler):
+    """aiokafka says why a connection failed only in its log ("Unable connect to ...: [Error 58]
+    SaslAuthenticationFailed"); its exception says "Unable to bootstrap". This keeps the last
+    reasons for ``explain``. Attached to aiokafka's logger, it also keeps those lines off a
+    command's terminal (the worker's log still has them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reasons = [*self.reasons[-4:], record.getMessage()]
+
+    @classmethod
+    def attach(cls) -> ConnectionReasons:
+        handler = cls()
+        logging.getLogger("aiokafka").addHandler(handler)
+        return handler
+
+
+def explain(exc: BaseException, settings: Settings, reasons: list[str]) -> str:
+    """A Kafka failure as one sentence naming the settings to check."""
+    text = " ".join([*reasons, type(exc).__name__, str(exc)])
+    where = f"Kafka at {settings.kafka_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"
+    protocol = settings.kafka_security_protocol
+    if "AuthorizationFailed" in text:
+        return (f"{where} refused an operation to user {settings.kafka_sasl_username or '(none)'}: {exc}; "
+                "grant the ACLs the README lists under \"Run it on your cluster\"")
+    if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
+        return (f"{where} refused the credentials: check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD "
+                f"(KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism})")
+    if "UnsupportedSaslMechanism" in text:
+        return f"{where} does not take KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism}: {reasons[-1] if reasons else exc}"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (f"could not verify the TLS certificate of {where}: set KAFKA_SSL_CA_FILE to the authority that "
+                "signed the brokers' certificates")
+    if "SSL" in text and protocol in ("SSL", "SASL_SSL"):
+        return (f"TLS with {where} failed (KAFKA_SECURITY_PROTOCOL={protocol}: is that listener TLS?): "
+                f"{reasons[-1] if reasons else exc}")
+    if any(sign in text for sign in ("Connect call failed", "Errno", "Name or service not known", "nodename")):
+        return f"cannot reach {where}: check the address and that the brokers are up"
+    reason = next((r for r in reversed(reasons) if not r.rstrip().endswith(":")), str(exc))
+    if "bootstrap" in str(exc):  # connected, then dropped: the listener speaks another protocol
+        return (f"cannot connect to {where} with KAFKA_SECURITY_PROTOCOL={protocol}: check that this listener "
+                f"speaks {protocol} (a SASL or TLS listener drops other clients; {reason})")
+    return f"{where}: {type(exc).__name__}: {exc}"
