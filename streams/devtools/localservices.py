@@ -91,15 +91,37 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
+# The user a secured LocalKafka knows, by every SASL mechanism the worker offers.
+SASL_USER: Final = ("rewards", "rewards-secret")
+SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 class LocalKafka:
     """A single-node KRaft broker on loopback ports fixed when it is made, with its data in
     ``folder``: it can be stopped and started again on the same data and address (the fault
-    tests restart it mid-run)."""
+    tests restart it mid-run).
 
-    def __init__(self, folder: Path) -> None:
+    ``secured``: two more listeners, as a broker's cluster has them: SASL_PLAINTEXT
+    (``sasl_bootstrap``) and SASL_SSL (``sasl_ssl_bootstrap``, with a certificate from a CA made
+    here, ``ca_file``), both taking SASL_USER by PLAIN and SCRAM."""
+
+    def __init__(self, folder: Path, secured: bool = False) -> None:
         self.folder = folder
         self.broker_port, self.controller_port = free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{self.broker_port}"
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.broker_port}"]
+        protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        security: list[str] = []
+        scram: list[str] = []
+        if secured:
+            self.sasl_bootstrap, self.sasl_ssl_bootstrap = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+            self.ca_file = folder / "ca.pem"
+            listeners += [f"SASL_PLAINTEXT://{self.sasl_bootstrap}", f"SASL_SSL://{self.sasl_ssl_bootstrap}"]
+            protocols += ["SASL_PLAINTEXT:SASL_PLAINTEXT", "SASL_SSL:SASL_SSL"]
+            security = _sasl_properties(folder)
+            user, password = SASL_USER
+            for mechanism in SASL_MECHANISMS[1:]:
+                scram += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
         self.properties = folder / "server.properties"
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -109,11 +131,12 @@ class LocalKafka:
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.broker_port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.broker_port}",
+            f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners={','.join(listeners)}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"listener.security.protocol.map={','.join(protocols)}",
+            *security,
             f"log.dirs={folder / 'data'}",
             "num.partitions=1",
             "offsets.topic.replication.factor=1",
@@ -131,7 +154,7 @@ class LocalKafka:
         ]))
         # "--cluster-id=<id>": a base64 id may begin with "-" and be read as an option.
         formatted = subprocess.run(self.java + ["kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
-                                                "-c", str(self.properties), "--ignore-formatted"],
+                                                "-c", str(self.properties), "--ignore-formatted", *scram],
                                    capture_output=True, text=True, timeout=120)
         if formatted.returncode != 0:
             raise ServiceError(f"kafka storage format failed:\n{formatted.stdout}{formatted.stderr}")
@@ -152,6 +175,34 @@ class LocalKafka:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _sasl_properties(folder: Path) -> list[str]:
+    """The broker's SASL and TLS settings; makes a CA (``folder/ca.pem``) and the broker's
+    certificate for 127.0.0.1 with openssl."""
+    if shutil.which("openssl") is None:
+        raise ServiceError("a secured local broker needs openssl to make its certificates")
+    steps = [["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "7",
+              "-subj", "/CN=rewards-local-ca"],
+             ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
+              "-subj", "/CN=127.0.0.1"],
+             ["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+              "-out", "broker.crt", "-days", "7", "-extfile", "san.ext"]]
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for step in steps:
+        made = subprocess.run(["openssl", *step], cwd=folder, capture_output=True, text=True, timeout=60)
+        if made.returncode != 0:
+            raise ServiceError(f"openssl {step[0]} failed: {made.stderr[-2000:]}")
+    (folder / "broker-keystore.pem").write_text((folder / "broker.key").read_text() + (folder / "broker.crt").read_text())
+    user, password = SASL_USER
+    plain = f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}="{password}";'
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    lines = [f"sasl.enabled.mechanisms={','.join(SASL_MECHANISMS)}",
+             "ssl.keystore.type=PEM", f"ssl.keystore.location={folder / 'broker-keystore.pem'}"]
+    for listener in ("sasl_plaintext", "sasl_ssl"):
+        lines.append(f"listener.name.{listener}.plain.sasl.jaas.config={plain}")
+        lines += [f"listener.name.{listener}.{m.lower()}.sasl.jaas.config={scram}" for m in SASL_MECHANISMS[1:]]
+    return lines
 
 
 @contextlib.contextmanager
