@@ -8,7 +8,6 @@ composition: ``rewards replay`` is it behind a file reader.
 
 from __future__ import annotations
 
-import hashlib
 from bisect import insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from handlers.state import ClientState, Parked, PayoutLedger, Plan
 from handlers.step import Step
 from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities
-from schemas.codec import BadInput, decode, rejection
+from schemas.codec import BadInput, decode, rejection, rejection_digest
 from schemas.inputs import ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerPlan
 from schemas.outputs import CommissionPayout, OutputEvent, RebatePayout
 from schemas.timefmt import day_of
@@ -388,5 +387,4 @@ def rejection_id(cause_id: str | None, raw: bytes, repeat: int = 0) -> str:
     return base if repeat == 0 else f"{base}:{repeat + 1}"
 
 
-def rejection_digest(raw: bytes) -> str:
-    return hashlib.blake2b(raw, digest_size=8).hexdigest()
+

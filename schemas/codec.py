@@ -8,6 +8,7 @@ model); only when that fails is the input parsed again with orjson, to tell *why
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -18,7 +19,8 @@ from schemas.inputs import INPUT_MODELS, AnyInput, InputEvent
 from schemas.timefmt import parse_ts_us
 from schemas.outputs import EventRejected, OutputEvent, RejectionReason
 
-RAW_BYTES_MAX: Final = 64 * 1024
+RAW_BYTES_MAX: Final = 64 * 1024  # the largest input the offline engine reads (the worker's: REWARDS_MAX_INPUT_BYTES)
+RAW_KEPT_BYTES: Final = 4096       # the most of an input a rejection copies into `raw`
 
 _decoder: Final = msgspec.json.Decoder(AnyInput)
 _encoder: Final = msgspec.json.Encoder()
@@ -43,10 +45,11 @@ class Decoded:
 
 def decode(raw: bytes) -> Decoded | BadInput:
     if len(raw) > RAW_BYTES_MAX:
-        return BadInput("malformed", f"input of {len(raw)} bytes is over the {RAW_BYTES_MAX}-byte limit")
+        return BadInput("too_large", f"the input is {len(raw):,} bytes, over the largest the engine reads "
+                        f"({RAW_BYTES_MAX:,} bytes)")
     try:
         event: InputEvent = _decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec: bad UTF-8 in a string
         return _classify(raw, exc)
     try:
         return Decoded(event, parse_ts_us(event.ts))
@@ -56,6 +59,11 @@ def decode(raw: bytes) -> Decoded | BadInput:
 
 
 def _classify(raw: bytes, exc: Exception) -> BadInput:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad_text:
+        return BadInput("malformed", f"not UTF-8 text: byte 0x{raw[bad_text.start]:02x} at offset {bad_text.start:,} "
+                        "is not part of a UTF-8 character (inputs are JSON objects in UTF-8)")
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as bad_json:
@@ -84,11 +92,18 @@ def encode_output(output: OutputEvent) -> bytes:
     return orjson.dumps(output)
 
 
-def rejection(bad: BadInput, raw: bytes, source: dict[str, Any], output_id: str) -> EventRejected:
+def rejection(bad: BadInput, raw: bytes, source: dict[str, Any], output_id: str,
+              size: int | None = None, digest: str | None = None) -> EventRejected:
+    """The rejection of ``raw``: at most its first RAW_KEPT_BYTES (cut where a character ends),
+    with the size and digest of the whole. ``size``/``digest``: of the whole input when ``raw`` is
+    already only its first bytes (the worker's stand-in for an input too large to carry)."""
+    whole_size = len(raw) if size is None else size
+    whole_digest = rejection_digest(raw) if digest is None else digest
+    kept = raw[:RAW_KEPT_BYTES]
     try:
-        text, encoding = raw.decode("utf-8"), "utf-8"
+        text, encoding = _utf8_prefix(kept, whole=len(kept) == whole_size), "utf-8"
     except UnicodeDecodeError:
-        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
     return EventRejected(
         id=output_id,
         cause_id=bad.cause_id,
@@ -98,5 +113,24 @@ def rejection(bad: BadInput, raw: bytes, source: dict[str, Any], output_id: str)
         error=bad.error,
         raw=text,
         raw_encoding=encoding,  # type: ignore[arg-type]
+        raw_size=whole_size,
+        raw_blake2b=whole_digest,
         source=source,
     )
+
+
+def rejection_digest(raw: bytes) -> str:
+    """The 64-bit BLAKE2b of an input's bytes, in hex (``b2sum -l 64`` gives the same): in a
+    rejection's id and its ``raw_blake2b``."""
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
+
+
+def _utf8_prefix(kept: bytes, whole: bool) -> str:
+    """``kept`` as text; when it is only the first bytes of an input, without the last
+    character if the cut fell inside it."""
+    try:
+        return kept.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if whole or exc.reason != "unexpected end of data":
+            raise
+        return kept[:exc.start].decode("utf-8")

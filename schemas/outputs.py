@@ -192,8 +192,10 @@ RejectionReason = Literal[
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class EventRejected(OutputEvent):
-    """Bad input, kept whole: `raw` is the input exactly as received (decoded as UTF-8;
-    bytes that are not UTF-8 are given in base64 and `raw_encoding` says so)."""
+    """Bad input, as received: `raw` is the input's bytes (decoded as UTF-8; bytes that are not
+    UTF-8 are given in base64 and `raw_encoding` says so), its first 4,096 bytes when it is
+    longer; `raw_size` is the whole input's size in bytes and `raw_blake2b` its 64-bit BLAKE2b
+    (hex, as `b2sum -l 64` prints it)."""
 
     type: Literal["event.rejected"] = "event.rejected"
     client_id: str | None
@@ -201,6 +203,8 @@ class EventRejected(OutputEvent):
     error: str
     raw: str
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+    raw_size: int
+    raw_blake2b: str
     source: dict[str, Any]
 
 

@@ -209,7 +209,7 @@ def too_large(head: bytes, oversize: bytes, origin: dict[str, Any]) -> OutputEve
     size, digest = oversize.decode().split(":")
     bad = BadInput("too_large", f"the input is {int(size):,} bytes, over the largest the worker carries "
                    f"(REWARDS_MAX_INPUT_BYTES); raw holds its first {len(head):,} bytes", None, None, None)
-    return rejection(bad, head, origin, f"event.rejected:-:{digest}")
+    return rejection(bad, head, origin, f"event.rejected:-:{digest}", int(size), digest)
 
 
 class DeferredIdentities:

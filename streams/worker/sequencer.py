@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ProducerFenced
 
-from handlers.engine import rejection_digest
+from schemas.codec import rejection_digest
 from schemas.timefmt import parse_ts_us
 from streams import connect
 from streams.worker import wire

@@ -3,6 +3,8 @@ and where it came from; and the stream goes on."""
 
 from __future__ import annotations
 
+import hashlib
+
 from typing import Any
 
 import orjson
@@ -117,5 +119,8 @@ async def test_an_input_too_large_to_carry_is_dead_lettered_and_the_stream_goes_
     text, encoded = by_size[4096], next(o for o in rejected if o["raw_encoding"] == "base64")
     assert text["raw"].encode() == big[:4096] and text["raw_encoding"] == "utf-8"
     assert f"{len(big):,} bytes" in text["error"] and f"{len(huge):,} bytes" in encoded["error"]
+    for rejection, whole in ((text, big), (encoded, huge)):
+        assert rejection["raw_size"] == len(whole)
+        assert rejection["raw_blake2b"] == hashlib.blake2b(whole, digest_size=8).hexdigest()
     assert {o["source"]["topic"] for o in rejected} == {settings.topic_trades}
     assert any(o["type"] != "event.rejected" and o["cause_id"] == "after" for o in outputs)

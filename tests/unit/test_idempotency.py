@@ -6,6 +6,8 @@ offline engine's, and the worker's ledger journaling it to its changelog (tests.
 WorkerEngine), where each test ends by checking that the changelog, read back, holds exactly
 the entries the store holds."""
 
+import base64
+import hashlib
 from collections.abc import Iterator
 
 import orjson
@@ -128,6 +130,7 @@ def test_bad_input_is_rejected_with_its_raw_bytes_and_processing_goes_on(
         import base64
 
         assert base64.b64decode(refused["raw"]) == raw
+    assert refused["raw_size"] == len(raw) and refused["raw_blake2b"] == hashlib.blake2b(raw, digest_size=8).hexdigest()
     assert refused["source"] == s.last_source()
     # and the stream goes on
     assert of_type(s.fill("std", "after", spread_cost="10"), "cashback.accrued")
@@ -174,3 +177,27 @@ def test_a_forgotten_fill_is_unknown_and_a_late_one_expired(s: Scenario) -> None
     assert one(s.emit("trade.bust", client_id="c1", fill_id="f1"), "event.rejected")["reason"] == "bust_window_expired"
     s.advance(days=7)
     assert one(s.emit("trade.bust", client_id="c1", fill_id="f2"), "event.rejected")["reason"] == "unknown_fill"
+
+
+@pytest.mark.parametrize(("raw", "kept"), [
+    (b'{"type": "trade.fill", "note": "' + b"x" * 50_000_000 + b'"}', 4096),
+    # a cut inside a 3-byte character keeps the characters before it
+    (b'{"note": "' + "\u20ac".encode() * 30_000 + b'"}', 4096 - (4096 - 10) % 3),
+    (b"\xff" + b"y" * 100_000, 4096),
+])
+def test_a_long_input_is_rejected_with_its_first_bytes_its_size_and_its_hash(
+        s: Scenario, raw: bytes, kept: int) -> None:
+    refused = one(s.send_raw(raw), "event.rejected")
+    copy = refused["raw"].encode() if refused["raw_encoding"] == "utf-8" else base64.b64decode(refused["raw"])
+    assert copy == raw[:kept]
+    assert refused["raw_size"] == len(raw)
+    assert refused["raw_blake2b"] == hashlib.blake2b(raw, digest_size=8).hexdigest()
+    assert len(orjson.dumps(refused)) < 8 * 1024
+
+
+def test_text_that_is_not_utf8_is_refused_in_plain_words(s: Scenario) -> None:
+    raw = b'{"type": "deposit", "id": "caf\xe9"}'  # Latin-1, as a misconfigured source writes it
+    refused = one(s.send_raw(raw), "event.rejected")
+    assert refused["reason"] == "malformed"
+    assert refused["error"] == (f"not UTF-8 text: byte 0xe9 at offset {raw.index(0xe9)} is not part of a UTF-8 "
+                                "character (inputs are JSON objects in UTF-8)")

@@ -17,7 +17,7 @@ def cashback(n: int, amount: str) -> CashbackAccrued:
 
 def rejected(reason: str) -> EventRejected:
     return EventRejected(id="event.rejected:-:x", cause_id=None, ts=None, client_id=None, reason=reason,  # type: ignore[arg-type]
-                         error="e", raw="x", source={})
+                         error="e", raw="x", raw_size=1, raw_blake2b="0", source={})
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
