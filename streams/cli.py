@@ -27,10 +27,18 @@ def _replay(args: argparse.Namespace) -> int:
     if not args.input:
         print("rewards: replay needs --input (or --from-kafka)", file=sys.stderr)
         return 2
-    from streams.offline.replay import replay_files
+    from streams.offline.replay import ReplayRefused, replay_files
 
-    summary = replay_files(Path(args.input), Path(args.output), load_rules(args.rules),
-                           show_progress=not args.quiet, order=args.order)
+    try:
+        summary = replay_files(Path(args.input), Path(args.output), load_rules(args.rules),
+                               show_progress=not args.quiet, order=args.order)
+    except ReplayRefused as exc:
+        print(f"rewards: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{chr(10) if sys.stderr.isatty() else ''}rewards: replay interrupted; {args.output} was not written",
+              file=sys.stderr)
+        return 130
     print(summary.render(), file=sys.stderr)
     return 0
 
@@ -271,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"rewards: bad configuration: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("rewards: interrupted", file=sys.stderr)
+        return 130
     except KafkaError as exc:
         from streams.connect import explain
         from streams.settings import Settings

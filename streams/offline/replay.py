@@ -142,11 +142,29 @@ class Progress:
             self.stream.write("\n")
 
 
+class ReplayRefused(Exception):
+    """The replay would destroy something (its input) or cannot write where it was told."""
+
+
 def replay_files(input_path: Path, output_path: Path, rules: Rules, show_progress: bool = True,
                  order: str = "file") -> Summary:
+    """Replay a file into another. The output is written beside its final name and renamed
+    into place when the replay is done: an interrupted or failed run leaves no half file, and
+    an existing output stays as it was until a whole new one replaces it."""
+    if output_path.is_dir():
+        raise ReplayRefused(f"--output {output_path} is a folder; give a file name")
+    if output_path.exists() and input_path.exists() and os.path.samefile(input_path, output_path):
+        raise ReplayRefused(f"--output {output_path} is the input file; replaying would overwrite the events it reads")
     size = os.path.getsize(input_path)
     progress = Progress(size) if show_progress and size >= PROGRESS_MIN_BYTES else None
-    with open(input_path, "rb", buffering=1 << 20) as source, open(output_path, "wb", buffering=1 << 20) as sink:
-        if order == "ts":
-            return replay_in_ts_order(source, sink, rules)
-        return replay(source, sink, rules, progress)
+    partial = output_path.with_name(f".{output_path.name}.partial-{os.getpid()}")
+    try:
+        with open(input_path, "rb", buffering=1 << 20) as source, open(partial, "wb", buffering=1 << 20) as sink:
+            if order == "ts":
+                summary = replay_in_ts_order(source, sink, rules)
+            else:
+                summary = replay(source, sink, rules, progress)
+        os.replace(partial, output_path)
+        return summary
+    finally:
+        partial.unlink(missing_ok=True)

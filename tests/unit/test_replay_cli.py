@@ -71,3 +71,41 @@ def test_unreadable_input_and_bad_rules_exit_2(tmp_path: Path, capsys: pytest.Ca
     assert main(["replay", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "o"),
                  "--rules", str(tmp_path / "bad.toml")]) == 2
     assert "cashback.rate" in capsys.readouterr().err
+
+
+def test_replay_refuses_to_write_over_its_input(sample: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(sample.read_bytes())
+    link = tmp_path / "same.jsonl"
+    link.symlink_to(events)
+    for output in (events, link, tmp_path / "." / "events.jsonl"):
+        assert main(["replay", "--input", str(events), "--output", str(output), "--quiet"]) == 2
+        assert capsys.readouterr().err.strip() == (f"rewards: --output {output} is the input file; "
+                                                   "replaying would overwrite the events it reads")
+    assert events.read_bytes() == sample.read_bytes()
+
+
+def test_ctrl_c_during_a_replay_leaves_no_file_and_prints_one_line(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "big.jsonl"
+    write(str(big), clients=500, fills=300_000, seed=5)
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(b"an earlier replay's output\n")
+    replay = subprocess.Popen([sys.executable, "-m", "streams.cli", "replay", "--input", str(big), "--output",
+                               str(output), "--quiet"], stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / f".out.jsonl.partial-{replay.pid}"
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size > 0):  # under way: it has written some outputs
+        assert replay.poll() is None and time.monotonic() < deadline, "the replay ended before it could be stopped"
+        time.sleep(0.05)
+    replay.send_signal(signal.SIGINT)
+    _, err = replay.communicate(timeout=60)
+    assert replay.returncode == 130
+    assert err.strip().splitlines() == [f"rewards: replay interrupted; {output} was not written"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl", "out.jsonl"]
+    assert output.read_bytes() == b"an earlier replay's output\n"
