@@ -1,9 +1,18 @@
-"""The ``rewards`` command."""
+"""rewards: the client-incentive programs of a Forex broker, run on its Kafka bus.
+
+The worker reads the source systems' topics (clients, trades, payments, client-area commands,
+partner plans, day closes), keeps every client's Reward Wallet, coverage, bonus turnover and
+partner rebates, and writes ledger events and rejections. The other commands replay history
+without Kafka, operate a deployment (topics, lag, reset, day closes) and try it out (demo,
+publish). Settings come from the environment (README, "Configuration"); each command's --help
+lists the variables it reads.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Final
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
@@ -192,12 +201,42 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(fills=args.fills, clients=args.clients, seed=args.seed, work=args.work)
 
 
+_KAFKA = "KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*"
+_TOPICS = "REWARDS_APP_ID, REWARDS_TOPIC_*, REWARDS_PARTITIONS"
+READS: Final = {
+    "replay": "nothing from the environment without --from-kafka; with it, " + _KAFKA + ", " + _TOPICS
+              + ", REWARDS_RULES_FILE, REWARDS_PARK_WINDOW_S, and REDIS_URL with --to-redis",
+    "publish": _KAFKA + ", REWARDS_TOPIC_*, REWARDS_COMPRESSION",
+    "worker": "every variable of the README's configuration table (" + _KAFKA + ", REDIS_URL, REWARDS_*)",
+    "close-day": _KAFKA + ", REWARDS_TOPIC_SETTLEMENT",
+    "demo": "nothing: it starts its own Kafka and Redis (or uses KAFKA_BOOTSTRAP_SERVERS and REDIS_URL when set)",
+    "lag": _KAFKA + ", " + _TOPICS,
+    "topics": _KAFKA + ", " + _TOPICS + ", REWARDS_REPLICATION, REWARDS_MIN_INSYNC_REPLICAS, REWARDS_RETENTION_MS, "
+              "REWARDS_CHANGELOG_SEGMENT_MS",
+    "reset": _KAFKA + ", " + _TOPICS + ", REDIS_URL",
+}
+
+
+def version_line() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return (f"rewards {of('rewards')} (Python {sys.version.split()[0]}, aiokafka {of('aiokafka')}, "
+            f"faust-streaming {of('faust-streaming')})")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rewards", description=__doc__)
+    parser = argparse.ArgumentParser(prog="rewards", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=version_line())
     commands = parser.add_subparsers(dest="command", required=True)
 
-    replay = commands.add_parser(
-        "replay", help="run the rule engine over a .jsonl file of input events, without Kafka")
+    replay = command(commands, "replay", help="run the rule engine over a .jsonl file of input events, without Kafka")
     replay.add_argument("--input", help="input events, one JSON object per line")
     replay.add_argument("--output", required=True, help="where to write the output events")
     replay.add_argument("--rules", help="rules file (TOML) overriding the defaults key by key")
@@ -213,9 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(by ts, then topic precedence, then file order)")
     replay.set_defaults(run=_replay)
 
-    publish = commands.add_parser(
-        "publish", help="publish a .jsonl file of input events to their source topics, keyed by client_id "
-                        "(reads KAFKA_BOOTSTRAP_SERVERS and the REWARDS_TOPIC_* names)")
+    publish = command(commands, "publish", help="publish a .jsonl file of input events to their source topics, "
+                      "keyed by client_id, as the source systems would (for trials and tests)")
     publish.add_argument("events", help="input events, one JSON object per line")
     publish.add_argument("--per-topic", action="store_true",
                          help="one producer per topic, concurrently, as independent source systems publish")
@@ -228,25 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--seed", type=int, default=0, help="seed of the random lags")
     publish.set_defaults(run=_publish)
 
-    worker = commands.add_parser("worker", help="run the stream worker (configuration: environment, see README)")
+    worker = command(commands, "worker", help="run the stream worker: it reads the source topics, writes the "
+                     "ledger and dead-letter topics and the Redis read model, and serves the API, the status page "
+                     "and /metrics")
     worker.add_argument("--rules", help="rules file (TOML); default: REWARDS_RULES_FILE, else the defaults")
     worker.set_defaults(run=_worker)
 
-    close = commands.add_parser("close-day", help="publish settlement.day_closed for DATE to the settlement topic")
+    close = command(commands, "close-day", help="publish settlement.day_closed for DATE to the settlement topic")
     close.add_argument("date", help="the day to close, YYYY-MM-DD")
     close.add_argument("--id", help="event id (default: derived from the date, so a repeat is harmless)")
     close.set_defaults(run=_close_day)
 
-    demo = commands.add_parser(
-        "demo", help="a generated broker day through the worker on a local Kafka and Redis, with a summary")
+    demo = command(commands, "demo", help="a generated broker day through the worker on a local Kafka and Redis, "
+                   "with a summary")
     demo.add_argument("--fills", type=int, default=200_000, help="trade fills in the day (default 200,000)")
     demo.add_argument("--clients", type=int, default=3000, help="clients (default 3,000)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated day")
     demo.add_argument("--work", default=".cache/demo", help="folder for the worker's log and data")
     demo.set_defaults(run=_demo)
 
-    lag = commands.add_parser(
-        "lag", help="the worker group's lag per partition (end offset - committed offset), from the broker")
+    lag = command(commands, "lag", help="the worker group's lag per partition (end offset - committed offset), "
+                  "from the broker")
     lag.add_argument("--json", action="store_true", help="JSON instead of a table")
     lag.add_argument("--max-lag", type=int, metavar="N",
                      help="exit 1 when any partition's lag is over N (for a probe or a script)")
@@ -255,13 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only this topic (repeatable; default: every topic the worker consumes)")
     lag.set_defaults(run=_lag)
 
-    topics = commands.add_parser("topics", help="create the worker's topics where missing, list them, and say "
+    topics = command(commands, "topics", help="create the worker's topics where missing, list them, and say "
                                  "where existing ones differ from the worker's contract (exit 1)")
     topics.add_argument("--print", action="store_true",
                         help="print the topics' definitions as kafka-topics.sh commands instead (no connection), "
                              "for a cluster whose topics a platform team creates")
     topics.set_defaults(run=_topics)
     return parser
+
+
+def command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it is for and which environment variables it reads."""
+    made: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                                                        epilog=f"Reads: {READS[name]}.")
+    return made
 
 
 def main(argv: list[str] | None = None) -> int:
