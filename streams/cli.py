@@ -73,7 +73,7 @@ def _worker(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from streams.ops.topics import check_copartitioned, check_topics, ensure_topics
+    from streams.ops.topics import TopicsRefused, check_copartitioned, check_topics, ensure_topics
     from streams.worker.app import Worker, run
     from streams.settings import Settings
 
@@ -83,7 +83,14 @@ def _worker(args: argparse.Namespace) -> int:
     if problem:
         print(f"rewards: REWARDS_DATA_DIR {settings.data_dir!r} {problem}", file=sys.stderr)
         return 2
-    created = asyncio.run(ensure_topics(settings))
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except TopicsRefused as exc:
+        for line in exc.lines(exc.refused):
+            print(f"rewards: {line}", file=sys.stderr)
+        print("rewards: not starting without its topics (README, \"Topics\": `rewards topics --print` gives their "
+              "definitions, for a platform team to create)", file=sys.stderr)
+        return 2
     if created:
         print(f"rewards: created topics {', '.join(created)}", file=sys.stderr)
     problem = asyncio.run(check_copartitioned(settings))
@@ -134,20 +141,27 @@ def _close_day(args: argparse.Namespace) -> int:
 def _topics(args: argparse.Namespace) -> int:
     import asyncio
 
-    from streams.ops.topics import check_topics, definitions, ensure_topics, topic_plan
+    from streams.ops.topics import TopicsRefused, check_topics, definitions, ensure_topics, topic_plan
     from streams.settings import Settings
 
     settings = Settings.from_env()
     if args.print:
         print(definitions(settings), end="")
         return 0
-    created = asyncio.run(ensure_topics(settings))
+    refused: dict[str, str] = {}
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except TopicsRefused as exc:
+        created, refused = exc.created, exc.refused
     for name, partitions in topic_plan(settings).items():
-        print(f"{name:40} {partitions:>4} partitions{'  (created)' if name in created else ''}")
+        status = "  (created)" if name in created else "  (REFUSED by Kafka)" if name in refused else ""
+        print(f"{name:40} {partitions:>4} partitions{status}")
+    for line in TopicsRefused.lines(refused):
+        print(f"rewards: {line}", file=sys.stderr)
     differences = asyncio.run(check_topics(settings))
     for difference in differences:
         print(f"rewards: {difference}", file=sys.stderr)
-    return 1 if differences else 0
+    return 1 if differences or refused else 0
 
 
 def _lag(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ definitions), the co-partitioning check, publishing a day close."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -10,9 +11,9 @@ from datetime import date, timedelta
 from typing import Final
 
 import orjson
-from aiokafka.admin import NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from streams import connect
 from streams.settings import Settings
@@ -72,22 +73,58 @@ def topic_plan(settings: Settings) -> dict[str, int]:
     return {spec.name: spec.partitions for spec in topic_specs(settings)}
 
 
+class TopicsRefused(Exception):
+    """Kafka refused to create some of the topics; ``refused``: topic -> Kafka's reason."""
+
+    def __init__(self, refused: dict[str, str], created: list[str]) -> None:
+        super().__init__("; ".join(self.lines(refused)))
+        self.refused, self.created = refused, created
+
+    @staticmethod
+    def lines(refused: dict[str, str]) -> list[str]:
+        """One sentence per reason, naming the topics it refused for it."""
+        by_reason: dict[str, list[str]] = {}
+        for name, why in refused.items():
+            by_reason.setdefault(why, []).append(name)
+        return [f"Kafka refused to create {'topic' if len(names) == 1 else f'{len(names)} topics'} "
+                f"{', '.join(names)}: {why}" for why, names in by_reason.items()]
+
+
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the topics that do not exist yet, with the contract's settings; returns the ones created."""
+    """Create the topics that do not exist yet, with the contract's settings; returns the ones
+    Kafka created. Raises TopicsRefused, after creating the others, when it refused any (a
+    replication factor over the brokers' count, a setting it does not take, no ACL to create);
+    one that another worker created meanwhile is no refusal."""
     admin = connect.admin(settings)
     await connect.start(admin)
     try:
         existing = set(await admin.list_topics())
         wanted = [NewTopic(spec.name, spec.partitions, settings.replication, topic_configs=spec.configs)
                   for spec in topic_specs(settings) if spec.name not in existing]
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race
-        return [t.name for t in wanted]
+        response = await admin.create_topics(wanted) if wanted else None
+        created, refused = [], {}
+        for name, code, message, *_ in response.topic_errors if response is not None else ():
+            if code == 0:
+                created.append(name)
+            elif code != TopicAlreadyExistsError.errno:
+                refused[name] = message or for_code(code).__name__
+        await _until_visible(admin, created)
     finally:
         await admin.close()
+    if refused:
+        raise TopicsRefused(refused, created)
+    return created
+
+
+async def _until_visible(admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float = 30.0) -> None:
+    """The controller answers a creation before every broker's metadata has the topic: wait
+    until it has its partitions, so that what follows (the partition checks) sees it."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while topics and asyncio.get_running_loop().time() < deadline:
+        described = await admin.describe_topics(topics)
+        if all(topic.get("error_code", 0) == 0 and topic["partitions"] for topic in described):
+            return
+        await asyncio.sleep(0.1)
 
 
 async def check_topics(settings: Settings) -> list[str]:

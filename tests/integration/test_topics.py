@@ -66,3 +66,21 @@ async def test_a_topic_made_otherwise_stops_the_worker_with_a_message_naming_it(
             f"REWARDS_PARTITIONS={settings.partitions}") in stopped.stderr
     assert f"topic {settings.sequenced_topic} has retention.ms=604800000" in stopped.stderr  # the broker's default
     assert "REWARDS_TOPIC_CHECK=warn" in stopped.stderr and "Traceback" not in stopped.stderr
+
+
+def test_topics_reports_what_kafka_refused_and_fails(settings: Settings) -> None:
+    """A replication factor no cluster here has: Kafka refuses every topic, and `rewards topics`
+    says so (it printed "(created)" for them once), exits 1, and so does a worker, with exit 2."""
+    impossible = replace(settings, replication=1000)
+    env = {**settings_env(impossible), "REWARDS_MIN_INSYNC_REPLICAS": "1"}
+    topics = subprocess.run([sys.executable, "-m", "streams.cli", "topics"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert topics.returncode == 1, topics.stderr
+    assert "(created)" not in topics.stdout
+    assert topics.stdout.count("(REFUSED by Kafka)") == len(topics.stdout.strip().splitlines()) == 14
+    assert topics.stderr.startswith("rewards: Kafka refused to create 14 topics ")
+    assert "Unable to replicate the partition 1000 time(s)" in topics.stderr
+    worker = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert worker.returncode == 2 and "Traceback" not in worker.stderr
+    assert worker.stderr.strip().splitlines()[-1].startswith("rewards: not starting without its topics")
