@@ -385,13 +385,30 @@ def _container_redis() -> Iterator[str]:
         yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
 
 
+class _Stop(Exception):
+    """SIGTERM or SIGINT: leave the services' context, which stops them."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
 def main() -> int:
-    with services() as found:
-        print(f"KAFKA_BOOTSTRAP_SERVERS={found.kafka_bootstrap}")
-        print(f"REDIS_URL={found.redis_url}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    return 0
+    """Start both, print their addresses, and run until SIGTERM or Ctrl-C, which stop them
+    (at any point, the start included: a service started is a service stopped)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _raise_stop)
+    try:
+        with services() as found:
+            print(f"KAFKA_BOOTSTRAP_SERVERS={found.kafka_bootstrap}")
+            print(f"REDIS_URL={found.redis_url}", flush=True)
+            while True:
+                signal.pause()
+    except _Stop:
+        return 0
+    except ServiceError as exc:
+        print(f"localservices: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
