@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from streams.devtools.localservices import debian_binary
@@ -86,6 +87,13 @@ async def test_lag_probe_is_nonzero_while_a_paused_worker_has_a_backlog(settings
     assert table.returncode == 0 and f"group {settings.group}: total lag 0" in table.stdout
 
 
+def parsed(line: bytes) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None  # the scenario's malformed inputs
+
+
 async def test_metrics_count_what_reached_kafka(settings: Settings, start_worker: Any) -> None:
     await ensure(settings)
     worker = start_worker()
@@ -105,6 +113,15 @@ async def test_metrics_count_what_reached_kafka(settings: Settings, start_worker
     assert {re.search(r'reason="([^"]+)"', k).group(1): int(v) for k, v in rejected.items()} == dict(by_reason)
     accrued = sum(float(o["amount"]) for o in outputs if o["type"] == "cashback.accrued")
     assert samples(text, "rewards_jm_usd_accrued_usd_total")[""] == pytest.approx(accrued)
+    paid = sum(float(o["amount"]) for o in outputs if o["type"] == "commission.payout")
+    assert paid > 0 and samples(text, "rewards_commission_paid_usd_total")[""] == pytest.approx(paid)
+    # a broadcast input is applied by every partition and counted once
+    inputs = Counter(event.get("type") for event in map(parsed, (SCENARIOS / "programs.jsonl").read_bytes().splitlines())
+                     if isinstance(event, dict))
+    applied = {re.search(r'type="([^"]+)"', k).group(1): int(v)
+               for k, v in samples(text, "rewards_events_applied_total").items()}
+    for broadcast in ("partner.plan", "settlement.day_closed"):
+        assert inputs[broadcast] > 0 and applied[broadcast] == inputs[broadcast], (broadcast, applied, inputs)
     lags = samples(text, "rewards_consumer_lag")
     assert lags and all(value == 0 for value in lags.values())
     assert any(settings.sequenced_topic in labels for labels in lags)
