@@ -71,7 +71,6 @@ def _replay_from_kafka(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from streams.ops.topics import TopicsRefused, check_copartitioned, check_topics, ensure_topics
     from streams.worker.app import Worker, run
@@ -104,7 +103,6 @@ def _worker(args: argparse.Namespace) -> int:
         print("rewards: not starting on topics that differ from the worker's contract (README, \"Topics\"); "
               "REWARDS_TOPIC_CHECK=warn starts anyway", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper())  # after the checks: their errors are one line each
     run(Worker(settings, rules))
     return 0
 

@@ -116,7 +116,12 @@ class Settings:
         "doc": "how long a worker that stopped answering (killed, paused, cut off) keeps its partitions before "
                "another takes them over and fences it; heartbeats every third of it"})
     data_dir: str = field(default=".rewards-data", metadata={"doc": "the Faust shell's local data folder (no state the worker depends on)"})
-    log_level: str = field(default="WARNING", metadata={"doc": "log level of the worker"})
+    log_level: str = field(default="INFO", metadata={
+        "doc": "level of the worker's own log lines (start-up, ready, recoveries, fencing); its libraries log "
+               "warnings and worse, everything at DEBUG"})
+    log_format: str = field(default="text", metadata={
+        "doc": "text: one plain line per record (no colours); json: one JSON object per line (ts, level, logger, "
+               "message, pid, exception)"})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -171,6 +176,8 @@ class Settings:
             raise SettingsError(f"REWARDS_WEB_PORT must be a port number, 1 to 65535, got {self.web_port}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"REWARDS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"REWARDS_LOG_FORMAT must be text or json, got {self.log_format!r}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
         if not _NAME.fullmatch(self.app_id):

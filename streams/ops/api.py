@@ -3,7 +3,8 @@
     GET /clients/{id}/wallet     balance, lifetime accrued JM USD, reward rate, allocations
     GET /clients/{id}/bonuses    every deposit bonus and its turnover progress
     GET /clients/{id}/rebates    partner rebates accrued, paid and carried
-    GET /health                  200 when Redis answers, 503 when it does not
+    GET /health                  200 while the worker processes Kafka (Redis down: "degraded", still 200),
+                                 503 while it starts, after it was fenced, and while it stops
     GET /metrics                 Prometheus text format (streams.ops.metrics)
     GET /                        the status page; GET /status.json, what it shows (streams.ops.status)
 """
@@ -50,11 +51,19 @@ def register(app: Any, worker: View) -> None:
         app.page(f"/clients/{{client_id}}/{part}")(make(part))
 
     async def health(web: Any, request: Any) -> Any:
-        ok = await model.ping()
-        body = {"status": "ok" if ok else "degraded", "redis": "up" if ok else "unreachable",
+        """Readiness is about Kafka: a worker that processes its partitions is ready, Redis or not
+        (the client views wait in its backlog and the ledger goes on); taking every pod out for a
+        Redis outage would stop the ledger too, and block node drains on the disruption budget.
+        Redis down is "degraded", on rewards_read_model_up and its alert."""
+        redis_up = await model.ping()
+        worker.metrics.read_model_up.set(1 if redis_up else 0)
+        processing = worker.processing()
+        body = {"status": "starting or stopping" if not processing else "ok" if redis_up else "degraded",
+                "kafka": "processing" if processing else "not processing",
+                "redis": "up" if redis_up else "unreachable",
                 "applied": worker.applied, "skipped_redeliveries": worker.skipped,
                 "partitions": worker.assigned_partitions()}
-        return json_response(web, body, 200 if ok else 503)
+        return json_response(web, body, 200 if processing else 503)
 
     async def metrics(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(worker.metrics.registry),

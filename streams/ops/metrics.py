@@ -82,6 +82,8 @@ class Metrics:
         self.parked_total = Counter("rewards_parked", "Inputs that waited for a prerequisite", registry=registry)
         self.parked_expired = Counter("rewards_parked_expired", "Parked inputs that waited out the parking "
                                       "window and got their usual refusal", registry=registry)
+        self.read_model_up = Gauge("rewards_read_model_up", "1 when Redis (the read model) answered the last "
+                                   "check, 0 when it did not: the worker is degraded, not down", registry=registry)
         self.read_model_backlog = Gauge("rewards_read_model_backlog",
                                         "Client views waiting for Redis to come back", registry=registry)
         self.info = Info("rewards_build", "Versions of the worker", registry=registry)

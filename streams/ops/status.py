@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from streams.ops.metrics import Metrics
@@ -37,6 +38,7 @@ class View:
     versions: dict[str, str]
     started_at: float
     ledger: Applying
+    processing: Callable[[], bool]  # every processor loop is running on Kafka (not starting, fenced or stopping)
 
     @property
     def applied(self) -> int:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import platform
 import signal
+import socket
 import time
 from typing import Any
 
@@ -29,7 +30,7 @@ import faust
 from aiokafka.errors import ProducerFenced
 
 from handlers.rules import Rules
-from streams.ops import api
+from streams.ops import api, logs
 from streams.worker.commissionloop import CommissionLoop
 from streams.worker.kafkaio import Fenced, Sender
 from streams.worker.ledger import Topics
@@ -107,7 +108,25 @@ class Worker:
         app.task(self._quiet_client_logs)
         self.versions = versions()
         metrics.info.info(self.versions)
-        api.register(app, View(settings, metrics, self.read_model, self.versions, time.time(), self.ledger))
+        api.register(app, View(settings, metrics, self.read_model, self.versions, time.time(), self.ledger,
+                               self.processing))
+        app.task(self._announce)
+
+    def processing(self) -> bool:
+        """Every processor loop is in its group with its partitions recovered, and none was fenced."""
+        return not self.fenced and all(loop.ready for loop in (self.sequencer, self.ledger, self.registry,
+                                                               self.commissions))
+
+    async def _announce(self) -> None:
+        """One line when the worker is ready, with where it serves and what it reads."""
+        while not self.processing():
+            await asyncio.sleep(0.1)
+        settings = self.settings
+        host = socket.gethostname() if settings.web_host in ("0.0.0.0", "::", "") else settings.web_host
+        log.info("ready: rewards %s, app id %s, serving http://%s:%d/ (status page, /health, /metrics, client API), "
+                 "Kafka at %s (%s)", self.versions["rewards"], settings.app_id, host, settings.web_port,
+                 settings.kafka_bootstrap, settings.kafka_security_protocol,
+                 extra={"event": "ready", "web": f"http://{host}:{settings.web_port}/"})
 
     async def _crash(self, exc: BaseException) -> None:
         """A loop's failure crashes the worker (a supervisor restarts it and it recovers from
@@ -149,5 +168,9 @@ class Worker:
 
 
 def run(worker: Worker) -> None:
-    """Run the worker until it is told to stop (Faust's worker: signals, logging, the event loop)."""
-    faust.Worker(worker.app, loglevel=worker.settings.log_level.upper(), quiet=True).execute_from_commandline()
+    """Run the worker until it is told to stop (Faust's worker: signals and the event loop; the
+    log is the worker's own, streams.ops.logs)."""
+    logs.setup(worker.settings.log_level, worker.settings.log_format)
+    shell = faust.Worker(worker.app, quiet=True, override_logging=False, redirect_stdouts=False)
+    shell.spinner = None  # a terminal spinner's escape codes have no place in a log
+    shell.execute_from_commandline()

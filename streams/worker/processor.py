@@ -104,6 +104,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None  # made in the worker's event loop, by run
+        self.ready = False  # in its group with its first assignment recovered (readiness), until it stops
 
     # -- what a kind of processor says ------------------------------------------------------------
     def make(self, partition: int, table: dict[bytes, bytes]) -> P:
@@ -148,6 +149,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             await self.crash(exc)
             raise
         finally:
+            self.ready = False
             self.consumer = None  # the rebalance callbacks from here on do nothing
             producers = list(self.producers.values())
             self.producers.clear()
@@ -246,6 +248,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             return
         try:
             await self.assigned(assigned)
+            self.ready = self.consumer is not None
         except Exception as exc:
             self.log.critical("%s partitions %s could not be recovered; stopping", self.name, assigned, exc_info=exc)
             await self.crash(exc)

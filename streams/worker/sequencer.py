@@ -94,6 +94,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.precedence = precedence(settings)
         self.broadcast_partitions: list[TopicPartition] = []
         self.started = False
+        self.ready = False  # in its group with its first assignment's tasks made (readiness), until it stops
         self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
 
     async def run(self) -> None:
@@ -126,7 +127,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.crash(exc)
             raise
         finally:
-            self.started = False  # the rebalance callbacks from here on do nothing
+            self.started = self.ready = False  # the rebalance callbacks from here on do nothing
             tasks = list(self.tasks.values())
             self.tasks.clear()
             for task in tasks:
@@ -282,6 +283,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             self.tasks[index] = task
             self.generation += 1
         self.generation += 1
+        self.ready = self.started
 
     async def _task(self, index: int, sources: list[TopicPartition]) -> _Task:
         settings = self.settings

@@ -166,3 +166,36 @@ async def test_status_page_in_headless_chromium(settings: Settings, start_worker
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1280, 900)
     assert len(data) > 20_000, "a blank page compresses to almost nothing"
+
+
+async def test_without_redis_a_worker_is_ready_and_degraded_and_logs_json(settings: Settings,
+                                                                          start_worker: Any) -> None:
+    """Readiness follows Kafka: with Redis unreachable the worker is ready ("degraded", 200) and
+    says so on rewards_read_model_up. Its log, with REWARDS_LOG_FORMAT=json, is one JSON object
+    per line, with the "ready" line naming where it serves."""
+    from dataclasses import replace
+
+    from streams.devtools.localservices import free_port
+
+    settings = replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0", log_format="json")
+    await ensure(settings)
+    worker = start_worker(settings=settings)
+    deadline = asyncio.get_running_loop().time() + 90
+    while '"event":"ready"' not in worker.log_path.read_text(errors="replace"):
+        assert worker.process.poll() is None, worker.tail()
+        assert asyncio.get_running_loop().time() < deadline, f"no ready line:\n{worker.tail()}"
+        await asyncio.sleep(0.2)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{worker.port}/health") as response:
+            assert response.status == 200
+            health = await response.json()
+    assert (health["status"], health["kafka"], health["redis"]) == ("degraded", "processing", "unreachable")
+    assert samples(await fetch(worker.port, "/metrics"), "rewards_read_model_up") == {"": 0.0}
+    worker.stop()
+    log = worker.log_path.read_bytes()
+    assert b"\x1b" not in log and b"\x08" not in log, "terminal escape codes in the log"
+    lines = [orjson.loads(line) for line in log.splitlines()]  # every line is JSON
+    assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    [ready] = [line for line in lines if line.get("event") == "ready"]
+    assert ready["web"] == f"http://{__import__('socket').gethostname()}:{worker.port}/"
+    assert f"app id {settings.app_id}" in ready["message"] and ready["level"] == "INFO"
