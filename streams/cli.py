@@ -16,6 +16,7 @@ from typing import Any, Final
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from handlers.rules import Rules, RulesError
 
@@ -160,6 +161,30 @@ def _topics(args: argparse.Namespace) -> int:
     for difference in differences:
         print(f"rewards: {difference}", file=sys.stderr)
     return 1 if differences or refused else 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.ops.reset import execute, plan
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    found = asyncio.run(plan(settings))
+    if found.groups_running:
+        running = ", ".join(f"{group} ({n} members)" for group, n in sorted(found.groups_running.items()))
+        print(f"rewards: workers of {settings.app_id} are running: {running}. Stop every worker first "
+              "(kubectl scale deployment/rewards-worker --replicas=0), then reset.", file=sys.stderr)
+        return 1
+    if args.execute:
+        asyncio.run(execute(settings, found))
+    print(f"{'reset' if args.execute else 'dry run: nothing changed; with --execute, reset'} app id {settings.app_id} "
+          f"on {settings.kafka_bootstrap}:")
+    for line in found.lines(settings, done=args.execute):
+        print(f"  {line}")
+    if args.execute:
+        print("the next worker started rebuilds every state from the input topics' history")
+    return 0
 
 
 def _lag(args: argparse.Namespace) -> int:
@@ -313,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the topics' definitions as kafka-topics.sh commands instead (no connection), "
                              "for a cluster whose topics a platform team creates")
     topics.set_defaults(run=_topics)
+    reset = command(commands, "reset", help="take the app id's deployment back to nothing (internal topics, the "
+                    "sequencer's place in the inputs, the Redis views), so that its workers rebuild every state from "
+                    "the inputs' history; a dry run unless --execute")
+    reset.add_argument("--execute", action="store_true", help="do it (without it: say what it would do)")
+    reset.set_defaults(run=_reset)
     return parser
 
 
@@ -341,6 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rewards: interrupted", file=sys.stderr)
         return 130
+    except RedisError as exc:
+        from urllib.parse import urlsplit
+
+        from streams.settings import Settings
+
+        where = urlsplit(Settings.from_env().redis_url)
+        print(f"rewards: cannot use Redis at {where.hostname}:{where.port or 6379} (REDIS_URL): {exc}", file=sys.stderr)
+        return 2
     except KafkaError as exc:
         from streams.connect import explain
         from streams.settings import Settings
