@@ -1,1 +1,1 @@
-"""Event models, validation and codecs: the wire contract of shared/spec/events.md."""
+"""Event models, validation and codecs: the wire contract of docs/events.md."""

@@ -1,4 +1,4 @@
-"""Typed models of the input events (the contract in shared/spec/events.md).
+"""Typed models of the input events (the contract in docs/events.md).
 
 Each model checks its own fields on decode (``__post_init__``): a ValueError there becomes a
 msgspec.ValidationError, which the codec turns into an ``invalid_field`` rejection.
