@@ -5,16 +5,32 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: setup test test-fast test-faults demo demo-offline bench bench-replay bench-worker bench-soak schemas clean
+.PHONY: setup lock image test test-fast test-faults demo demo-offline bench bench-replay bench-worker bench-soak schemas clean
 
-$(STAMP): pyproject.toml
+## The exact versions (with hashes) of requirements-dev.lock, then the project itself.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+## Pin every dependency with its hashes from pyproject.toml (pip-tools): requirements.lock for the
+## image, requirements-dev.lock (with the test tools) for `make setup` and CI. Run it after changing
+## a dependency, then `make test`, and commit both files.
+lock:
+	$(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/pip install --quiet pip-tools
+	.cache/lock-venv/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe -o requirements.lock pyproject.toml
+	.cache/lock-venv/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --extra dev -o requirements-dev.lock pyproject.toml
+
+## The worker image, tagged with the project's version (deploy/k8s and docker-compose.yml use that tag).
+image:
+	docker build -f deploy/Dockerfile -t rewards:$(VERSION) .
 
 ## The test suite: types, the checked-in JSON Schemas, then the unit, property, integration
 ## (real Kafka, Redis and, for the status page, Chromium) and fault (SIGKILL, rebalance) tiers.

@@ -223,4 +223,83 @@ def test_grafana_provisioning_points_at_the_dashboard_folder_compose_mounts() ->
     assert (ROOT / mounts[path] / "rewards.json").exists()
     datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
     uids = {panel["datasource"]["uid"] for panel in json.loads((ROOT / mounts[path] / "rewards.json").read_text())["panels"]}
-    assert uids == {datasource["datasources"][0]["uid"]}
+    # the panels use the dashboard's datasource variable, whose default is the provisioned (default) one
+    assert uids == {"${datasource}"}
+    assert datasource["datasources"][0]["type"] == "prometheus" and datasource["datasources"][0]["isDefault"] is True
+
+
+# -- shipping ----------------------------------------------------------------------------------------
+
+def test_the_pod_meets_the_restricted_pod_security_standard() -> None:
+    """The checks of the "restricted" profile (kubernetes.io/docs/concepts/security/pod-security-standards)."""
+    pod = of_kind("Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"]["type"] in ("RuntimeDefault", "Localhost")
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    assert all("hostPath" not in volume for volume in pod.get("volumes", []))
+    for container in pod["containers"] + pod.get("initContainers", []):
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, container["name"]
+        assert context["capabilities"]["drop"] == ["ALL"] and not context["capabilities"].get("add"), container["name"]
+        assert not context.get("privileged") and context.get("runAsUser", 1) != 0, container["name"]
+        assert not any("hostPort" in port for port in container.get("ports", [])), container["name"]
+
+
+def test_replicas_spread_over_nodes() -> None:
+    deployment = of_kind("Deployment")
+    pod = deployment["spec"]["template"]
+    [by_node] = [c for c in pod["spec"]["topologySpreadConstraints"] if c["topologyKey"] == "kubernetes.io/hostname"]
+    assert by_node["whenUnsatisfiable"] == "DoNotSchedule" and by_node["maxSkew"] == 1
+    assert by_node["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+
+
+def test_the_image_is_tagged_with_the_project_version_everywhere() -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    images = [c["image"] for c in of_kind("Deployment")["spec"]["template"]["spec"]["containers"]]
+    images += [s["image"] for s in compose()["services"].values() if s.get("image", "").startswith("rewards")]
+    assert images and set(images) == {f"rewards:{version}"}
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    assert kustomization["images"] == [{"name": "rewards", "newTag": version}]
+
+
+def test_the_lock_files_pin_every_dependency_with_hashes() -> None:
+    """The image installs requirements.lock and `make setup` requirements-dev.lock, both with
+    --require-hashes: every requirement is pinned (==) and hashed, and every dependency that
+    pyproject.toml names is in them."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for lock, names in (("requirements.lock", project["dependencies"]),
+                        ("requirements-dev.lock", project["dependencies"] + project["optional-dependencies"]["dev"])):
+        text = (ROOT / lock).read_text()
+        entries = re.findall(r"^([A-Za-z0-9._-]+)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}\s*\\?\n?)+)", text, re.M)
+        pinned = {name.lower().replace("_", "-") for name, _, _ in entries}
+        assert len(entries) == len(re.findall(r"^[A-Za-z0-9._-]+==", text, re.M)), f"{lock}: a pin without hashes"
+        for requirement in names:
+            name = re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+            assert name in pinned, f"{lock} lacks {name}"
+    assert "--require-hashes -r /tmp/requirements.lock" in dockerfile()
+    assert "--require-hashes -r requirements-dev.lock" in (ROOT / "Makefile").read_text()
+
+
+def test_the_dashboard_asks_for_its_datasource_and_app_id() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "rewards.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert "rewards_build_info" in variables["app"]["definition"]
+    assert "rewards_build_info" in variables["instance"]["definition"] and "$app" in variables["instance"]["definition"]
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            assert '"rewards-' not in expr, f"{panel['title']}: the app id is a variable, not rewards"
+            for name in re.findall(r"\b(rewards_[a-z_]+)", expr):
+                assert re.search(rf'{name}\{{[^}}]*instance=~"\$instance"', expr), f"{panel['title']}: {name}"
+
+
+def test_the_lag_exporter_speaks_a_protocol_kafka_4_accepts() -> None:
+    command = compose()["services"]["kafka-exporter"]["command"]
+    [version] = [c.split("=", 1)[1] for c in command if c.startswith("--kafka.version=")]
+    assert tuple(int(n) for n in version.split(".")) >= (3, 0, 0)
