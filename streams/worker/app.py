@@ -107,7 +107,7 @@ class Worker:
         app.timer(interval=5.0)(self._observe)
         app.task(self._quiet_client_logs)
         self.versions = versions()
-        metrics.info.info(self.versions)
+        metrics.info.info({**self.versions, "app": settings.app_id})  # the dashboard's app variable
         api.register(app, View(settings, metrics, self.read_model, self.versions, time.time(), self.ledger,
                                self.processing))
         app.task(self._announce)
