@@ -182,9 +182,10 @@ async def create_topic(settings: Settings, name: str) -> None:
 
 
 async def run(found: Services, fills: int, work: Path, latency_too: bool = True, naive_too: bool = True,
-              sweep: list[int] | None = None) -> dict[str, Any]:
+              sweep: list[int] | None = None, compression: str = Settings.compression) -> dict[str, Any]:
     settings = Settings.from_env({}, kafka_bootstrap=found.kafka_bootstrap, redis_url=found.redis_url,
-                                 app_id="bench", web_port=free_port(), data_dir=str(work / "worker"))
+                                 app_id="bench", web_port=free_port(), data_dir=str(work / "worker"),
+                                 compression=compression)
     await ensure_topics(settings)
     lines = list(SampleDay(clients=max(200, fills // 60), fills=fills, seed=5, bad_share=0).lines())
     onboarding = [line for line in lines if b'"trade.' not in line and b'"settlement.' not in line]
@@ -231,6 +232,7 @@ async def run(found: Services, fills: int, work: Path, latency_too: bool = True,
         "latency_at_half_load": with_grace,
         "latency_at_half_load_grace_0": without,
         "order_grace_ms": settings.order_grace_ms,
+        "compression": settings.compression,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
@@ -253,12 +255,15 @@ def main() -> int:
                         help="the worker and the raw passthrough only (no latency, no naive agent); results not saved")
     parser.add_argument("--batch-sweep", default="250,2000,8000",
                         help="REWARDS_BATCH_MAX values for the batch size / transaction rate trade-off ('' to skip)")
+    parser.add_argument("--compression", default=Settings.compression,
+                        help=f"REWARDS_COMPRESSION of the worker (default {Settings.compression})")
     args = parser.parse_args()
     sweep = [int(n) for n in args.batch_sweep.split(",") if n.strip()]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     with services() as found:  # started outside the event loop: it waits for Kafka with its own
-        result = asyncio.run(run(found, args.fills, work, not args.throughput_only, not args.throughput_only, sweep))
+        result = asyncio.run(run(found, args.fills, work, not args.throughput_only, not args.throughput_only, sweep,
+                                 args.compression))
     if not args.throughput_only:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "worker_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
