@@ -6,6 +6,8 @@ move a view back in time."""
 from __future__ import annotations
 
 import logging
+import time
+from urllib.parse import urlsplit
 from typing import Any, Final
 
 import orjson
@@ -16,6 +18,7 @@ from handlers.rules import Rules
 from handlers.state import ClientState
 
 log = logging.getLogger("rewards.readmodel")
+WARN_EVERY_S: Final = 60.0  # while Redis is down, a reminder this often
 
 # KEYS[1] the client's hash; ARGV: version, wallet, bonuses, rebates. Writes only a newer version.
 GUARDED_WRITE: Final = """
@@ -54,6 +57,10 @@ class ReadModel:
         self.rules = rules  # the wallet view shows the reward rate in force
         self._script: Any = None
         self.backlog: dict[str, tuple[ClientState, int]] = {}  # views not yet written (Redis down)
+        parts = urlsplit(url)
+        self.where = f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else url  # no password in a log
+        self._down_since: float | None = None
+        self._warned_at = 0.0
 
     def key(self, client_id: str) -> str:
         return f"{self.prefix}client:{client_id}"
@@ -78,9 +85,19 @@ class ReadModel:
                                        client=pipe)
                 await pipe.execute()
             self.backlog.clear()
+            if self._down_since is not None:
+                log.warning("Redis at %s (REDIS_URL) is back after %.0f s; the waiting client views are written",
+                            self.where, time.monotonic() - self._down_since)
+                self._down_since = None
             return True
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            log.warning("Redis unreachable, %d client views wait for it: %s", len(self.backlog), exc)
+            now = time.monotonic()
+            if self._down_since is None or now - self._warned_at >= WARN_EVERY_S:  # not one line per batch
+                self._down_since = self._down_since or now
+                self._warned_at = now
+                log.warning("Redis at %s (REDIS_URL) unreachable for %.0f s: the ledger goes on, %d client views "
+                            "wait for it, the client-area API answers 503: %s", self.where, now - self._down_since,
+                            len(self.backlog), exc)
             return False
 
     async def view(self, client_id: str, part: str) -> bytes | None:
