@@ -18,9 +18,11 @@ from aiokafka.helpers import create_ssl_context
 from streams.settings import Settings
 
 # Every producer of the project: acknowledged by all in-sync replicas, idempotent (a retried
-# batch is written once), compressed (ledger output shrinks several times), in batches of up to
-# 512 KiB gathered for up to 5 ms; a record of up to 4 MiB.
-PRODUCER_OPTIONS: Final = {"acks": "all", "enable_idempotence": True, "linger_ms": 5,
+# batch is written once), compressed (REWARDS_COMPRESSION: ledger output shrinks several times),
+# in batches of up to 512 KiB, a record of up to 4 MiB. No linger: the worker hands aiokafka
+# whole batches (streams.worker.kafkaio.Sender), and a lingering batch would wait 'linger_ms'
+# before it is sent, every turn; `rewards publish` sets its own.
+PRODUCER_OPTIONS: Final = {"acks": "all", "enable_idempotence": True, "linger_ms": 0,
                            "max_batch_size": 512 * 1024, "max_request_size": 4 * 1024 * 1024}
 
 

@@ -68,7 +68,7 @@ async def publish_per_topic(lines: Iterable[bytes], settings: Settings, skew_ms:
     async def in_transactions(topic: str, items: list[tuple[int, bytes, bytes | None]]) -> None:
         assert transaction_size is not None
         producer = connect.producer(settings, transactional_id=f"publish-{topic}-{seed}",
-                                    max_batch_size=1 << 20)
+                                    linger_ms=5, max_batch_size=1 << 20)
         await connect.start(producer)
         try:
             for n, start in enumerate(range(0, len(items), transaction_size)):
@@ -85,7 +85,7 @@ async def publish_per_topic(lines: Iterable[bytes], settings: Settings, skew_ms:
         if transaction_size is not None:
             return await in_transactions(topic, items)
         rng = random.Random(seed ^ zlib.crc32(topic.encode()))
-        producer = connect.producer(settings, max_batch_size=1 << 20)
+        producer = connect.producer(settings, linger_ms=5, max_batch_size=1 << 20)
         await connect.start(producer)
         try:
             pending = []
