@@ -119,6 +119,9 @@ def explain(exc: BaseException, settings: Settings, reasons: list[str]) -> str:
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return (f"could not verify the TLS certificate of {where}: set KAFKA_SSL_CA_FILE to the authority that "
                 "signed the brokers' certificates")
+    if any(sign in text.upper() for sign in ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA")):
+        return (f"{where} refused this client's certificate: set KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE to a "
+                "certificate signed by an authority the brokers trust")
     if "SSL" in text and protocol in ("SSL", "SASL_SSL"):
         return (f"TLS with {where} failed (KAFKA_SECURITY_PROTOCOL={protocol}: is that listener TLS?): "
                 f"{reasons[-1] if reasons else exc}")
@@ -126,6 +129,8 @@ def explain(exc: BaseException, settings: Settings, reasons: list[str]) -> str:
         return f"cannot reach {where}: check the address and that the brokers are up"
     reason = next((r for r in reversed(reasons) if not r.rstrip().endswith(":")), str(exc))
     if "bootstrap" in str(exc):  # connected, then dropped: the listener speaks another protocol
+        certificate = ("; or that it does not require a client certificate (KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE)"
+                       if protocol in ("SSL", "SASL_SSL") and not settings.kafka_ssl_cert_file else "")
         return (f"cannot connect to {where} with KAFKA_SECURITY_PROTOCOL={protocol}: check that this listener "
-                f"speaks {protocol} (a SASL or TLS listener drops other clients; {reason})")
+                f"speaks {protocol}{certificate} (a SASL or TLS listener drops other clients; {reason})")
     return f"{where}: {type(exc).__name__}: {exc}"

@@ -101,9 +101,11 @@ class LocalKafka:
     ``folder``: it can be stopped and started again on the same data and address (the fault
     tests restart it mid-run).
 
-    ``secured``: two more listeners, as a broker's cluster has them: SASL_PLAINTEXT
+    ``secured``: three more listeners, as a broker's cluster has them: SASL_PLAINTEXT
     (``sasl_bootstrap``) and SASL_SSL (``sasl_ssl_bootstrap``, with a certificate from a CA made
-    here, ``ca_file``), both taking SASL_USER by PLAIN and SCRAM."""
+    here, ``ca_file``), both taking SASL_USER by PLAIN and SCRAM; and SSL with client
+    certificates required (``ssl_bootstrap``; ``client_cert`` and ``client_key`` are signed by
+    the same CA)."""
 
     def __init__(self, folder: Path, secured: bool = False) -> None:
         self.folder = folder
@@ -115,9 +117,12 @@ class LocalKafka:
         scram: list[str] = []
         if secured:
             self.sasl_bootstrap, self.sasl_ssl_bootstrap = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+            self.ssl_bootstrap = f"127.0.0.1:{free_port()}"
             self.ca_file = folder / "ca.pem"
-            listeners += [f"SASL_PLAINTEXT://{self.sasl_bootstrap}", f"SASL_SSL://{self.sasl_ssl_bootstrap}"]
-            protocols += ["SASL_PLAINTEXT:SASL_PLAINTEXT", "SASL_SSL:SASL_SSL"]
+            self.client_cert, self.client_key = folder / "client.crt", folder / "client.key"
+            listeners += [f"SASL_PLAINTEXT://{self.sasl_bootstrap}", f"SASL_SSL://{self.sasl_ssl_bootstrap}",
+                          f"SSL://{self.ssl_bootstrap}"]
+            protocols += ["SASL_PLAINTEXT:SASL_PLAINTEXT", "SASL_SSL:SASL_SSL", "SSL:SSL"]
             security = _sasl_properties(folder)
             user, password = SASL_USER
             for mechanism in SASL_MECHANISMS[1:]:
@@ -187,7 +192,11 @@ def _sasl_properties(folder: Path) -> list[str]:
              ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out", "broker.csr",
               "-subj", "/CN=127.0.0.1"],
              ["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-              "-out", "broker.crt", "-days", "7", "-extfile", "san.ext"]]
+              "-out", "broker.crt", "-days", "7", "-extfile", "san.ext"],
+             ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr",
+              "-subj", "/CN=rewards-worker"],
+             ["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+              "-out", "client.crt", "-days", "7"]]
     (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     for step in steps:
         made = subprocess.run(["openssl", *step], cwd=folder, capture_output=True, text=True, timeout=60)
@@ -198,7 +207,9 @@ def _sasl_properties(folder: Path) -> list[str]:
     plain = f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}="{password}";'
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     lines = [f"sasl.enabled.mechanisms={','.join(SASL_MECHANISMS)}",
-             "ssl.keystore.type=PEM", f"ssl.keystore.location={folder / 'broker-keystore.pem'}"]
+             "ssl.keystore.type=PEM", f"ssl.keystore.location={folder / 'broker-keystore.pem'}",
+             "ssl.truststore.type=PEM", f"ssl.truststore.location={folder / 'ca.pem'}",
+             "listener.name.ssl.ssl.client.auth=required"]
     for listener in ("sasl_plaintext", "sasl_ssl"):
         lines.append(f"listener.name.{listener}.plain.sasl.jaas.config={plain}")
         lines += [f"listener.name.{listener}.{m.lower()}.sasl.jaas.config={scram}" for m in SASL_MECHANISMS[1:]]

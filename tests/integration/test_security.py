@@ -116,3 +116,20 @@ def test_tls_without_the_clusters_authority_names_the_ca_setting(secured: LocalK
     assert topics.stderr.strip().splitlines() == [
         f"rewards: could not verify the TLS certificate of Kafka at {secured.sasl_ssl_bootstrap} "
         "(KAFKA_BOOTSTRAP_SERVERS): set KAFKA_SSL_CA_FILE to the authority that signed the brokers' certificates"]
+
+
+def test_the_commands_connect_with_a_client_certificate(secured: LocalKafka, settings: Settings) -> None:
+    """Mutual TLS: the SSL listener requires a certificate signed by the cluster's CA."""
+    mutual = dataclasses.replace(settings, kafka_bootstrap=secured.ssl_bootstrap, kafka_security_protocol="SSL",
+                                 kafka_ssl_ca_file=str(secured.ca_file), kafka_ssl_cert_file=str(secured.client_cert),
+                                 kafka_ssl_key_file=str(secured.client_key))
+    mutual.validate()
+    topics = command(mutual, "topics")
+    assert topics.returncode == 0, topics.stderr
+    without = dataclasses.replace(mutual, kafka_ssl_cert_file="", kafka_ssl_key_file="")
+    refused = command(without, "topics")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    # TLS 1.3: the broker drops the connection after the handshake; the line names what to check
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(f"rewards: cannot connect to Kafka at {secured.ssl_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
+    assert "does not require a client certificate (KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE)" in line
