@@ -61,13 +61,12 @@ def versions() -> dict[str, str]:
 def faust_credentials(settings: Settings) -> Any:
     """The cluster's security (streams.connect) for the Faust shell's own client, which reads only
     Faust's own topics: no state the worker depends on."""
-    protocol = settings.kafka_security_protocol
-    if protocol == "SSL":
-        return faust.SSLCredentials(connect.security(settings)["ssl_context"])
-    if protocol.startswith("SASL_"):
-        return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
-                                     mechanism=settings.kafka_sasl_mechanism,
-                                     ssl_context=connect.security(settings).get("ssl_context"))
+    options = connect.security(settings)
+    if options["security_protocol"] == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    if "sasl_mechanism" in options:
+        return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+                                     mechanism=options["sasl_mechanism"], ssl_context=options.get("ssl_context"))
     return None
 
 
