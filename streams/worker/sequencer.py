@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ProducerFenced
 
-from schemas.codec import rejection_digest
+from schemas.codec import RAW_KEPT_BYTES, rejection_digest
 from schemas.timefmt import parse_ts_us
 from streams import connect
 from streams.worker import wire
@@ -162,7 +162,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 value = message.value or b""  # a tombstone: rejected as malformed
                 if len(value) > self.settings.max_input_bytes:  # too large to carry: a stand-in
                     headers.append((wire.H_OVERSIZE, f"{len(value)}:{rejection_digest(value)}".encode()))
-                    value = value[:wire.RAW_CAP]
+                    value = value[:RAW_KEPT_BYTES]
                 sends.append(Send(sequenced, key, value, task.index, headers))
                 task.copied[tp] = message.offset + 1
                 task.clock = max(task.clock, ts_us)

@@ -8,12 +8,10 @@ from typing import Final
 
 import msgspec
 
-from schemas.codec import RAW_KEPT_BYTES
-
 H_SOURCE: Final = "rw-src"    # "topic:partition:offset" of the input this record copies
 H_KIND: Final = "rw-kind"     # KIND_*
-H_OVERSIZE: Final = "rw-oversize"  # "size:digest" of an input too large to copy; the value holds its first bytes
-RAW_CAP: Final = RAW_KEPT_BYTES  # the bytes of an oversize input kept in its stand-in and its rejection
+H_OVERSIZE: Final = "rw-oversize"  # "size:digest" of an input too large to copy; the value holds its first
+                                   # schemas.codec.RAW_KEPT_BYTES, what its rejection keeps
 KIND_INPUT: Final = b"in"     # a client's input, routed by key
 KIND_BROADCAST: Final = b"bc"  # a plan or a day close: one copy in every partition
 KIND_VERDICT: Final = b"verdict"  # the identity registry's answer to a welcome claim
