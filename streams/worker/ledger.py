@@ -382,11 +382,10 @@ class PartitionLedger:
         if applied.refusal is not None and applied.refusal.reason == "recopy":
             outbox.skipped += 1
             return
-        if applied.event is not None and (not broadcast or self.partition == 0):
-            # every partition applies a broadcast; partition 0's holder counts it, once
-            outbox.applied[str(applied.event.__struct_config__.tag)] += 1
-            outbox.event_ts.append(applied.ts_us)
         if applied.event is not None:
+            if not broadcast or self.partition == 0:  # every partition applies a broadcast; one counts it
+                outbox.applied[str(applied.event.__struct_config__.tag)] += 1
+                outbox.event_ts.append(applied.ts_us)
             outbox.parked += applied.parked
             outbox.expired += applied.expired
         for output in applied.outputs:
