@@ -372,12 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         print("rewards: interrupted", file=sys.stderr)
         return 130
     except RedisError as exc:
-        from urllib.parse import urlsplit
-
+        from streams.ops.readmodel import redis_address
         from streams.settings import Settings
 
-        where = urlsplit(Settings.from_env().redis_url)
-        print(f"rewards: cannot use Redis at {where.hostname}:{where.port or 6379} (REDIS_URL): {exc}", file=sys.stderr)
+        print(f"rewards: cannot use Redis at {redis_address(Settings.from_env().redis_url)} (REDIS_URL): {exc}",
+              file=sys.stderr)
         return 2
     except KafkaError as exc:
         from streams.connect import explain

@@ -50,6 +50,12 @@ def views(client: ClientState, rules: Rules) -> tuple[bytes, bytes, bytes]:
     return orjson.dumps(wallet), orjson.dumps(bonuses), orjson.dumps(rebates)
 
 
+def redis_address(url: str) -> str:
+    """``url``'s host:port, for a message (never its password)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else parts.path or url
+
+
 class ReadModel:
     def __init__(self, url: str, prefix: str, rules: Rules) -> None:
         self.client = redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
@@ -57,8 +63,7 @@ class ReadModel:
         self.rules = rules  # the wallet view shows the reward rate in force
         self._script: Any = None
         self.backlog: dict[str, tuple[ClientState, int]] = {}  # views not yet written (Redis down)
-        parts = urlsplit(url)
-        self.where = f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else url  # no password in a log
+        self.where = redis_address(url)
         self._down_since: float | None = None
         self._warned_at = 0.0
 
