@@ -10,6 +10,7 @@ import pytest
 from handlers.rules import Rules
 from streams.worker import wire
 from handlers.state import Seen
+from schemas.codec import RAW_KEPT_BYTES
 from streams.worker.ledger import SEP, PartitionLedger, Record
 from streams.devtools.sample_day import SampleDay
 from tests.support import TOPICS, apply_writes
@@ -196,7 +197,7 @@ def test_an_input_too_large_to_carry_is_rejected_from_its_stand_in() -> None:
     from handlers.engine import rejection_digest, rejection_id
 
     whole = orjson.dumps({"type": "trade.fill", "id": "big", "client_id": "c1", "note": "x" * 70_000})
-    head = whole[:wire.RAW_CAP]
+    head = whole[:RAW_KEPT_BYTES]
     oversize = f"{len(whole)}:{rejection_digest(whole)}".encode()
 
     def stand_in(kind: bytes, partition: int) -> Record:
