@@ -176,6 +176,8 @@ class Settings:
             raise SettingsError(f"REWARDS_WEB_PORT must be a port number, 1 to 65535, got {self.web_port}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"REWARDS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.compression not in COMPRESSIONS:
+            raise SettingsError(f"REWARDS_COMPRESSION must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"REWARDS_LOG_FORMAT must be text or json, got {self.log_format!r}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -196,8 +198,6 @@ class Settings:
         protocol = self.kafka_security_protocol
         if protocol not in SECURITY_PROTOCOLS:
             raise SettingsError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, got {protocol!r}")
-        if self.compression not in COMPRESSIONS:
-            raise SettingsError(f"REWARDS_COMPRESSION must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}")
         if protocol.startswith("SASL_"):
             if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
                 raise SettingsError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, "
