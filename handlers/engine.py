@@ -385,6 +385,3 @@ def rejection_id(cause_id: str | None, raw: bytes, repeat: int = 0) -> str:
     delivery), so that an id names one payload."""
     base = f"event.rejected:{cause_id or '-'}:{rejection_digest(raw)}"
     return base if repeat == 0 else f"{base}:{repeat + 1}"
-
-
-

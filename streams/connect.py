@@ -71,7 +71,6 @@ def admin(settings: Settings, **options: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**connection(settings), **options)
 
 
-
 async def start(client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient) -> None:
     """Start ``client``; one that cannot (the cluster unreachable, credentials refused) is
     closed before the error goes on, not left for the garbage collector to warn about."""

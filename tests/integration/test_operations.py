@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -213,5 +214,5 @@ async def test_without_redis_a_worker_is_ready_and_degraded_and_logs_json(settin
     lines = [orjson.loads(line) for line in log.splitlines()]  # every line is JSON
     assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
     [ready] = [line for line in lines if line.get("event") == "ready"]
-    assert ready["web"] == f"http://{__import__('socket').gethostname()}:{worker.port}/"
+    assert ready["web"] == f"http://{socket.gethostname()}:{worker.port}/"
     assert f"app id {settings.app_id}" in ready["message"] and ready["level"] == "INFO"

@@ -4,6 +4,7 @@ it reads; ``--version`` names the versions a bug report needs."""
 from __future__ import annotations
 
 import re
+import sys
 from importlib.metadata import version
 
 import pytest
@@ -16,7 +17,7 @@ def test_version_names_the_release_and_the_libraries(capsys: pytest.CaptureFixtu
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == (
-        f"rewards {version('rewards')} (Python {__import__('sys').version.split()[0]}, aiokafka "
+        f"rewards {version('rewards')} (Python {sys.version.split()[0]}, aiokafka "
         f"{version('aiokafka')}, faust-streaming {version('faust-streaming')})")
 
 
