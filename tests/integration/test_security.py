@@ -80,7 +80,7 @@ async def test_a_worker_with_the_clusters_credentials_works_over_sasl_ssl(
     expected = comparable(offline(in_ts_order(lines, settings)))
     await ensure_topics(settings)
     worker = start_worker(settings=settings)
-    await publish_per_topic(lines, settings)
+    await publish_per_topic(lines, settings, skew_ms=200, seed=8)  # one producer per source topic, skewed
     got: dict[str, Any] = {}
     for _ in range(120):
         got = comparable(await read_outputs(settings))
