@@ -5,10 +5,11 @@ Event time is the only time the engine knows; it is parsed here without floats.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Final
 
-from schemas.fields import is_date
+from schemas.fields import TS_PATTERN, is_date
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
@@ -17,30 +18,23 @@ US_PER_SECOND: Final = 1_000_000
 US_PER_DAY: Final = 86_400 * US_PER_SECOND
 
 
+_TS_SHAPE: Final = re.compile(TS_PATTERN[1:-1]).fullmatch  # a C call: the shape, not the values
+
+
 def parse_ts_us(text: str) -> int:
     """``2026-11-24T10:00:00.25Z`` -> microseconds since 1970-01-01T00:00:00Z.
 
-    Accepts exactly TS_PATTERN (tests/property proves it). The separators are checked by
-    position and the digits by fromisoformat, which also rejects impossible values (month 13,
-    25:00, 30 February) and does the arithmetic in C: a regex here cost more than the rest.
+    Accepts exactly TS_PATTERN (tests/property proves it): the pattern checks the shape and
+    fromisoformat the values (month 13, 25:00, 30 February are refused) and does the arithmetic,
+    both in C. (Checking the separators by hand in Python cost more: 1.6 against 1.1 us.)
     """
-    if (len(text) < 20 or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":"
-            or text[16] != ":" or not text.isascii() or not _tail_ok(text[19:])):
+    if _TS_SHAPE(text) is None:
         raise ValueError(f"not an RFC 3339 UTC timestamp: {text!r}")
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"not an RFC 3339 UTC timestamp: {text!r} ({exc})") from None
     return (moment - _EPOCH) // _ONE_US
-
-
-def _tail_ok(tail: str) -> bool:
-    """What may follow the seconds: an optional 1-6 digit fraction, then Z or +00:00."""
-    if tail[:1] == ".":
-        zone = tail[-1:] if tail[-1:] == "Z" else tail[-6:]
-        digits = tail[1:len(tail) - len(zone)]
-        return zone in ("Z", "+00:00") and 1 <= len(digits) <= 6 and digits.isdigit()
-    return tail in ("Z", "+00:00")
 
 
 _DAYS: dict[int, str] = {}
