@@ -7,7 +7,11 @@
    half that rate, each fill's latency from its input record to its first output record, with
    the default REWARDS_ORDER_GRACE_MS and with 0 (the merge then waits for no quiet source);
 2. a raw aiokafka consume -> orjson decode -> produce passthrough, messages per second;
-3. a naive Faust agent (Record value, one table update per event), messages per second.
+3. a naive Faust agent (Record value, one table update per event), messages per second;
+4. a Quix Streams app running the same rules (benchmarks/quix_app.py: ``handlers.engine.process``
+   on each client's state in Quix's RocksDB state, exactly-once), fills per second. It gets every
+   input on one topic keyed by client, in order (the onboarding, drained untimed, then the fills):
+   the worker's sequencer's work done for it.
 
 Each drains the same backlog of trade fills, published before it starts; each is timed from its
 first committed progress to zero lag, so start-up and table recovery are not counted.
@@ -23,6 +27,7 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import urllib.request
@@ -33,12 +38,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.ops.topics import ensure_topics
+from streams.bus import route
 from streams.devtools.demo import start_process, start_worker, stop_process
-from streams.ops.lag import group_lag, wait_caught_up
 from streams.devtools.localservices import Services, free_port, services
 from streams.devtools.publish import publish, publish_per_topic
 from streams.devtools.sample_day import SampleDay
+from streams.ops.lag import group_lag, wait_caught_up
+from streams.ops.topics import ensure_topics
 from streams.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
@@ -182,7 +188,8 @@ async def create_topic(settings: Settings, name: str) -> None:
 
 
 async def run(found: Services, fills: int, work: Path, latency_too: bool = True, naive_too: bool = True,
-              sweep: list[int] | None = None, compression: str = Settings.compression) -> dict[str, Any]:
+              sweep: list[int] | None = None, compression: str = Settings.compression,
+              quix_too: bool = True) -> dict[str, Any]:
     settings = Settings.from_env({}, kafka_bootstrap=found.kafka_bootstrap, redis_url=found.redis_url,
                                  app_id="bench", web_port=free_port(), data_dir=str(work / "worker"),
                                  compression=compression)
@@ -219,7 +226,12 @@ async def run(found: Services, fills: int, work: Path, latency_too: bool = True,
     if naive_too:
         naive_s, naive_n = await naive_run(found, settings, work)
     print(f"naive: {naive_n} in {naive_s:.1f} s; raw: {raw_n} in {raw_s:.1f} s", file=sys.stderr)
+    # 4. the same rules in a Quix Streams app, over the same inputs
+    quix_s, quix_n = await quix_run(found, settings, work, onboarding, trades) if quix_too else (1.0, 0)
+    if quix_too:
+        print(f"quix: {quix_n} fills in {quix_s:.1f} s", file=sys.stderr)
     worker_rate, raw_rate, naive_rate = len(trades) / worker_s, raw_n / raw_s, naive_n / naive_s
+    quix_rate = quix_n / quix_s
     return {
         "benchmark": "worker_throughput",
         "fills": len(trades),
@@ -228,6 +240,8 @@ async def run(found: Services, fills: int, work: Path, latency_too: bool = True,
         "naive_faust_per_s": round(naive_rate),
         "worker_vs_naive": round(worker_rate / naive_rate, 2) if naive_rate else None,
         "worker_vs_raw": round(worker_rate / raw_rate, 2),
+        "quix_fills_per_s": round(quix_rate) if quix_n else None,
+        "worker_vs_quix": round(worker_rate / quix_rate, 2) if quix_n else None,
         "batch_trade_off": trade_off,
         "latency_at_half_load": with_grace,
         "latency_at_half_load_grace_0": without,
@@ -247,6 +261,81 @@ async def naive_run(found: Services, settings: Settings, work: Path) -> tuple[fl
     return naive_s, naive_n
 
 
+QUIX_VENV = Path(".cache/quix-venv")
+QUIX_REQUIREMENTS = Path(__file__).parent / "requirements-quix.txt"
+
+
+def quix_python() -> str:
+    """The Quix contender's interpreter: a virtualenv of its own, made once from
+    requirements-quix.txt (quixstreams pins versions of libraries the project locks too)."""
+    python = QUIX_VENV / "bin" / "python"
+    stamp = QUIX_VENV / ".installed"
+    wanted = QUIX_REQUIREMENTS.read_text()
+    if not stamp.exists() or stamp.read_text() != wanted:
+        print(f"making {QUIX_VENV} for the Quix Streams contender ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(QUIX_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(QUIX_REQUIREMENTS)], check=True)
+        stamp.write_text(wanted)
+    return str(python)
+
+
+async def quix_run(found: Services, settings: Settings, work: Path, onboarding: list[bytes],
+                   trades: list[bytes]) -> tuple[float, int]:
+    """The Quix app: seconds and fills, timed as the worker, from its group's first committed
+    progress on the fills to zero lag."""
+    group, source = "bench-quix", "bench.quix-in"
+    for name in (source, "bench.quix-out"):
+        await create_topic(settings, name)
+    await publish_to(settings, source, onboarding)
+    app = start_process([quix_python(), "-m", "benchmarks.quix_app", found.kafka_bootstrap, group, source,
+                         "bench.quix-out", str(work / "quix-state")],
+                        {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}, work / "quix.log")
+    try:
+        await drain_time(settings, group, [source], one_group=True)
+        await publish_to(settings, source, trades)
+        timed = await drain_time(settings, group, [source], one_group=True)
+    finally:
+        stop_process(app)
+    if not await same_outputs(settings, "bench.quix-out", onboarding + trades):
+        raise AssertionError("the Quix app's outputs differ from the engine's on the same inputs (see quix.log)")
+    return timed
+
+
+async def same_outputs(settings: Settings, topic: str, inputs: list[bytes]) -> bool:
+    """Whether ``topic`` holds exactly the outputs of the offline engine on ``inputs`` (as a
+    multiset: partitions interleave; a rejection's ``source`` names where each read it)."""
+    from handlers.engine import Engine
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, isolation_level="read_committed")
+    await consumer.start()
+    got: list[bytes] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=3000):
+            got += [record.value for records in batch.values() for record in records if record.value]
+    finally:
+        await consumer.stop()
+    engine = Engine()
+    wanted = [orjson.dumps(output) for raw in inputs for output in engine.process(raw, {})]
+
+    def comparable(lines: list[bytes]) -> list[bytes]:
+        return sorted(orjson.dumps({k: v for k, v in orjson.loads(line).items() if k != "source"}) for line in lines)
+
+    return comparable(got) == comparable(wanted)
+
+
+async def publish_to(settings: Settings, topic: str, lines: list[bytes]) -> None:
+    """``lines`` in order onto one topic, keyed by client as the sources key them."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for line in lines:
+            await producer.send(topic, line, key=route(line, settings)[1])
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fills", type=int, default=100_000)
@@ -257,13 +346,15 @@ def main() -> int:
                         help="REWARDS_BATCH_MAX values for the batch size / transaction rate trade-off ('' to skip)")
     parser.add_argument("--compression", default=Settings.compression,
                         help=f"REWARDS_COMPRESSION of the worker (default {Settings.compression})")
+    parser.add_argument("--no-quix", action="store_true",
+                        help="skip the Quix Streams contender (its virtualenv needs the network once)")
     args = parser.parse_args()
     sweep = [int(n) for n in args.batch_sweep.split(",") if n.strip()]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     with services() as found:  # started outside the event loop: it waits for Kafka with its own
         result = asyncio.run(run(found, args.fills, work, not args.throughput_only, not args.throughput_only, sweep,
-                                 args.compression))
+                                 args.compression, not args.no_quix and not args.throughput_only))
     if not args.throughput_only:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "worker_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
