@@ -89,7 +89,7 @@ def canonical_bytes(event: InputEvent) -> bytes:
 
 
 def encode_output(output: OutputEvent) -> bytes:
-    return orjson.dumps(output)
+    return _encoder.encode(output)
 
 
 def rejection(bad: BadInput, raw: bytes, source: dict[str, Any], output_id: str,

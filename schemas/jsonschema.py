@@ -14,7 +14,7 @@ import msgspec
 import orjson
 
 from schemas.inputs import INPUT_MODELS
-from schemas.outputs import OUTPUT_MODELS
+from schemas.outputs import OUTPUT_MODELS, type_of
 
 SCHEMA_DIR: Final = Path(__file__).parent / "json"
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
@@ -26,7 +26,7 @@ def documents() -> dict[str, dict[str, Any]]:
     for event_type, model in INPUT_MODELS.items():
         docs[f"input/{event_type}.schema.json"] = _document(model, event_type, "input")
     for output_model in OUTPUT_MODELS:
-        event_type = str(output_model.__dataclass_fields__["type"].default)
+        event_type = type_of(output_model)
         docs[f"output/{event_type}.schema.json"] = _document(output_model, event_type, "output")
     return docs
 

@@ -1,5 +1,6 @@
-"""Typed models of the output events. orjson serialises these dataclasses natively, in
-field order, so the same output always gives the same bytes.
+"""Typed models of the output events: msgspec Structs (made and encoded in C: a dataclass cost
+seven times as much to build and four times as much to encode), serialised in field order, so the
+same output always gives the same bytes.
 
 Every output carries `type`, a deterministic `id`, `cause_id` (the input's id), `ts` (the
 input's ts, never the wall clock) and, where there is one, `client_id`. Amounts are USD
@@ -8,8 +9,9 @@ decimal strings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final, Literal
+
+import msgspec
 
 
 AllocationRefusal = Literal["not_verified", "account_not_validated", "unknown_account",
@@ -22,8 +24,7 @@ BonusRefusal = Literal["internal_transfer", "ineligible_account", "below_minimum
                        "unknown_account"]
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class OutputEvent:
+class OutputEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     # Redefined with its literal value by every subclass; declared here so that it is the
     # first field on the wire.
     type: str
@@ -32,13 +33,11 @@ class OutputEvent:
     ts: str | None
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class ClientOutput(OutputEvent):
+class ClientOutput(OutputEvent, frozen=True, kw_only=True, gc=False):
     client_id: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class CoverageApplied(ClientOutput):
+class CoverageApplied(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["coverage.applied"] = "coverage.applied"
     account_id: str
     fill_id: str
@@ -48,8 +47,7 @@ class CoverageApplied(ClientOutput):
     allocated_left: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class CashbackAccrued(ClientOutput):
+class CashbackAccrued(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["cashback.accrued"] = "cashback.accrued"
     account_id: str
     fill_id: str
@@ -57,8 +55,7 @@ class CashbackAccrued(ClientOutput):
     wallet_balance: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class WalletAllocated(ClientOutput):
+class WalletAllocated(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["wallet.allocated"] = "wallet.allocated"
     account_id: str
     amount: str
@@ -66,38 +63,33 @@ class WalletAllocated(ClientOutput):
     allocated: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class WalletAllocationRejected(ClientOutput):
+class WalletAllocationRejected(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["wallet.allocation_rejected"] = "wallet.allocation_rejected"
     account_id: str
     amount: str
     reason: AllocationRefusal
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class WelcomeGranted(ClientOutput):
+class WelcomeGranted(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["welcome.granted"] = "welcome.granted"
     account_id: str
     amount: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class WelcomeRejected(ClientOutput):
+class WelcomeRejected(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["welcome.rejected"] = "welcome.rejected"
     account_id: str
     reason: WelcomeRefusal
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class WelcomeTransferApproved(ClientOutput):
+class WelcomeTransferApproved(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["welcome.transfer_approved"] = "welcome.transfer_approved"
     account_id: str
     to_account_id: str
     amount: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class WelcomeTransferRejected(ClientOutput):
+class WelcomeTransferRejected(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["welcome.transfer_rejected"] = "welcome.transfer_rejected"
     account_id: str
     to_account_id: str
@@ -105,8 +97,7 @@ class WelcomeTransferRejected(ClientOutput):
     reason: TransferRefusal
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class BonusGranted(ClientOutput):
+class BonusGranted(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["bonus.granted"] = "bonus.granted"
     account_id: str
     deposit_id: str
@@ -116,16 +107,14 @@ class BonusGranted(ClientOutput):
     required_lots: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class BonusRejected(ClientOutput):
+class BonusRejected(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["bonus.rejected"] = "bonus.rejected"
     account_id: str
     deposit_id: str
     reason: BonusRefusal
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class BonusProgress(ClientOutput):
+class BonusProgress(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["bonus.progress"] = "bonus.progress"
     account_id: str
     bonus_id: str
@@ -133,16 +122,14 @@ class BonusProgress(ClientOutput):
     required_lots: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class BonusUnlocked(ClientOutput):
+class BonusUnlocked(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["bonus.unlocked"] = "bonus.unlocked"
     account_id: str
     bonus_id: str
     amount: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class RebateAccrued(ClientOutput):
+class RebateAccrued(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["rebate.accrued"] = "rebate.accrued"
     partner_id: str
     account_id: str
@@ -153,8 +140,7 @@ class RebateAccrued(ClientOutput):
 
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class RebatePayout(ClientOutput):
+class RebatePayout(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["rebate.payout"] = "rebate.payout"
     partner_id: str
     date: str
@@ -162,8 +148,7 @@ class RebatePayout(ClientOutput):
     carried: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class CommissionPayout(OutputEvent):
+class CommissionPayout(OutputEvent, frozen=True, kw_only=True, gc=False):
     type: Literal["commission.payout"] = "commission.payout"
     partner_id: str
     date: str
@@ -171,8 +156,7 @@ class CommissionPayout(OutputEvent):
     carried: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class FillReversed(ClientOutput):
+class FillReversed(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["fill.reversed"] = "fill.reversed"
     account_id: str
     fill_id: str
@@ -190,8 +174,7 @@ RejectionReason = Literal[
 ]
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class EventRejected(OutputEvent):
+class EventRejected(OutputEvent, frozen=True, kw_only=True, gc=False):
     """Bad input, as received: `raw` is the input's bytes (decoded as UTF-8; bytes that are not
     UTF-8 are given in base64 and `raw_encoding` says so), its first 4,096 bytes when it is
     longer; `raw_size` is the whole input's size in bytes and `raw_blake2b` its 64-bit BLAKE2b
@@ -214,3 +197,9 @@ OUTPUT_MODELS: Final[tuple[type[OutputEvent], ...]] = (
     BonusRejected, BonusProgress, BonusUnlocked, RebateAccrued, RebatePayout, CommissionPayout,
     FillReversed, EventRejected,
 )
+
+
+def type_of(model: type[OutputEvent]) -> str:
+    """The ``type`` an output model always carries."""
+    (field,) = (f for f in msgspec.structs.fields(model) if f.name == "type")
+    return str(field.default)

@@ -17,6 +17,7 @@ from handlers.state import ClientState
 from schemas.outputs import OutputEvent
 from streams.worker import wire
 from streams.worker.ledger import PartitionLedger, Record, Topics
+from schemas.codec import encode_output
 
 TOPICS = Topics(ledger="ledger", deadletter="dead", identity="identity", commissions="commissions", sequenced="seq")
 
@@ -113,7 +114,7 @@ class Scenario:
         return {"type": event_type, "id": f"e{self.count}", "ts": self.ts(), **fields}
 
     def send_raw(self, raw: bytes) -> list[dict[str, Any]]:
-        outs = [orjson.loads(orjson.dumps(o)) for o in self.engine.process(raw, {"line": self.count})]
+        outs = [orjson.loads(encode_output(o)) for o in self.engine.process(raw, {"line": self.count})]
         self.outputs.extend(outs)
         return outs
 

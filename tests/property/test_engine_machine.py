@@ -28,6 +28,7 @@ from handlers.engine import Engine
 from handlers.money import ZERO, q6
 from handlers.rules import Rules
 from tests.support import without_parking
+from schemas.codec import encode_output
 
 CLIENTS = ("c0", "c1", "c2")
 ACCOUNTS = {"std": ("standard", "USD"), "cent": ("standard_cent", "USC"), "pro": ("pro", "USD"),
@@ -68,7 +69,7 @@ class EngineMachine(RuleBasedStateMachine):
     def send_raw(self, raw: bytes) -> list[dict[str, Any]]:
         self.sent.append(raw)
         before = self._turnover()
-        outputs = [orjson.dumps(o) for o in self.engine.process(raw, {"line": len(self.sent)})]
+        outputs = [encode_output(o) for o in self.engine.process(raw, {"line": len(self.sent)})]
         self.all_outputs.extend(outputs)
         self.step_outputs = [orjson.loads(o) for o in outputs]
         event = orjson.loads(raw)
@@ -248,7 +249,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         again = Engine(RULES)
-        replayed = [orjson.dumps(o) for i, raw in enumerate(self.sent, 1) for o in again.process(raw, {"line": i})]
+        replayed = [encode_output(o) for i, raw in enumerate(self.sent, 1) for o in again.process(raw, {"line": i})]
         assert replayed == self.all_outputs, "replaying the same sequence gave other outputs"
 
 

@@ -29,6 +29,7 @@ from streams.worker.ledger import PartitionLedger, Record, Topics
 from streams.worker.wire import Send
 from tests.property.test_engine_machine import RULES, EngineMachine
 from tests.support import apply_writes, assert_journal_is_the_store
+from schemas.codec import encode_output
 
 def normal(value: bytes) -> tuple[str, bytes]:
     """(id, content): a rejection's ``source`` says where the input was read (a file line
@@ -92,7 +93,7 @@ class LedgerMachine(EngineMachine):
                                    {wire.H_KIND: wire.KIND_VERDICT}))
         elif send.topic == TOPICS.commissions:
             for payout in self.book.receive(wire.commission_reports.decode(send.value)):
-                self._sent(orjson.dumps(payout))
+                self._sent(encode_output(payout))
         else:
             self._sent(send.value)
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from handlers.engine import Engine
 from handlers.rules import Rules
+from schemas.codec import encode_output
 
 T0 = datetime(2026, 11, 24, 9, tzinfo=timezone.utc)
 RULES = Rules.default()  # parking on, 600 s window
@@ -110,7 +111,7 @@ def run(events: list[dict[str, Any]]) -> dict[str, bytes]:
     for n, event in enumerate(events):
         for output in engine.process(orjson.dumps(event), {"line": 0}):
             assert output.id not in outputs, f"{output.id} twice"
-            outputs[output.id] = orjson.dumps(output)
+            outputs[output.id] = encode_output(output)
     assert engine.shared.parked_events == 0, "everything parked was released"
     return outputs
 

@@ -5,7 +5,7 @@ import orjson
 
 from schemas import jsonschema
 from schemas.inputs import INPUT_MODELS
-from schemas.outputs import OUTPUT_MODELS
+from schemas.outputs import OUTPUT_MODELS, type_of
 from tests.support import Scenario
 
 CONTRACT_INPUT_TYPES = {
@@ -36,7 +36,7 @@ CONTRACT_OUTPUT_FIELDS = {  # events.md, "Output events": the fields every consu
 
 def test_every_contract_type_has_a_model() -> None:
     assert set(INPUT_MODELS) == CONTRACT_INPUT_TYPES
-    outputs = {m.__dataclass_fields__["type"].default: set(m.__dataclass_fields__) for m in OUTPUT_MODELS}
+    outputs = {type_of(m): set(m.__struct_fields__) for m in OUTPUT_MODELS}
     assert set(outputs) == set(CONTRACT_OUTPUT_FIELDS)
     for output_type, fields in CONTRACT_OUTPUT_FIELDS.items():
         envelope = {"type", "id", "cause_id", "ts"} | ({"client_id"} if output_type != "commission.payout" else set())
@@ -67,7 +67,7 @@ def test_outputs_of_a_busy_scenario_match_their_models() -> None:
     s.emit("trade.bust", client_id="c1", fill_id="f1")
     s.close_day("2026-11-24")
     s.send_raw(b"garbage")
-    by_type = {m.__dataclass_fields__["type"].default: m for m in OUTPUT_MODELS}
+    by_type = {type_of(m): m for m in OUTPUT_MODELS}
     seen = set()
     for output in s.outputs:
         model = by_type[output["type"]]
