@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -63,12 +62,11 @@ class CommissionBook(Protocol):
         """Take this partition's commissions due at ``event.date`` (by partner)."""
 
 
-@dataclass(slots=True)
-class Applied:
+class Applied(msgspec.Struct):
     """What one input did. ``outputs`` are in the order produced: parked inputs that this
     input's time released or expired come before its own outputs."""
 
-    outputs: list[OutputEvent] = field(default_factory=list)
+    outputs: list[OutputEvent] = msgspec.field(default_factory=list)
     refusal: Refusal | None = None  # the input's own; its rejection is in outputs when reported
     parked: bool = False            # the input waits for a prerequisite
     expired: int = 0                # parked inputs applied as they stood after the window
@@ -106,8 +104,7 @@ def process(store: ClientStore, shared: Shared, rules: Rules, identities: Identi
     return out
 
 
-@dataclass(slots=True)
-class _Context:
+class _Context(msgspec.Struct):
     """The parts of a partition one input needs, passed on to the parked inputs it releases."""
 
     store: ClientStore

@@ -1,17 +1,20 @@
-"""One input event being applied: its time, the rules, and what it has produced so far."""
+"""One input event being applied: its time, the rules, and what it has produced so far.
+
+The records made for every input are msgspec Structs: three times cheaper to make than
+dataclasses (ten times, frozen), and the engine makes several per input."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
+
+import msgspec
 
 from handlers.rules import Rules
 from schemas.inputs import InputEvent
 from schemas.outputs import OutputEvent
 
 
-@dataclass(slots=True, frozen=True)
-class CommissionAccrual:
+class CommissionAccrual(msgspec.Struct, frozen=True, gc=False):
     """A partner's commission, accrued by a client's fill and owed to the partner's ledger
     (which may live in another partition: the caller routes it)."""
 
@@ -20,15 +23,14 @@ class CommissionAccrual:
     amount: Decimal
 
 
-@dataclass(slots=True)
-class Step:
+class Step(msgspec.Struct):
     event: InputEvent
     ts_us: int
     date: str
     rules: Rules
     closed_through: str = ""  # the newest day closed before this event: its fills are late
-    outputs: list[OutputEvent] = field(default_factory=list)
-    commissions: list[CommissionAccrual] = field(default_factory=list)
+    outputs: list[OutputEvent] = msgspec.field(default_factory=list)
+    commissions: list[CommissionAccrual] = msgspec.field(default_factory=list)
 
     def output_id(self, output_type: str, *discriminators: str) -> str:
         """Deterministic: the same input gives the same output id, on any replay."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from schemas.outputs import RejectionReason
 
 
-@dataclass(slots=True, frozen=True)
-class Refusal:
+class Refusal(msgspec.Struct, frozen=True, gc=False):
     """``reason`` "recopy" is the stream worker's: a second copy of an input already applied,
     skipped without a dead letter. Every other reason becomes an ``event.rejected``."""
 
