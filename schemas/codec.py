@@ -94,6 +94,11 @@ def encode_output(output: OutputEvent) -> bytes:
     return _encoder.encode(output)
 
 
+def encode_outputs(outputs: list[OutputEvent]) -> bytes:
+    """Outputs as JSON lines, each ending in a newline: ``encode_output`` of each, in one call."""
+    return _encoder.encode_lines(outputs)
+
+
 def rejection(bad: BadInput, raw: bytes, source: dict[str, Any], output_id: str,
               size: int | None = None, digest: str | None = None) -> EventRejected:
     """The rejection of ``raw``: at most its first RAW_KEPT_BYTES (cut where a character ends),

@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from handlers.rules import Rules
-from schemas.codec import encode_output
+from schemas.codec import encode_outputs
 from schemas.outputs import OutputEvent
 from streams import connect
 from streams.worker import wire
@@ -97,4 +97,4 @@ async def _replay_partition(consumer: AIOKafkaConsumer, tp: TopicPartition,
 
 def _write(sink: Any, outputs: list[OutputEvent]) -> None:
     if outputs:
-        sink.write(b"".join(encode_output(o) + b"\n" for o in outputs))
+        sink.write(encode_outputs(outputs))

@@ -3,9 +3,12 @@
 import msgspec
 import orjson
 
+from handlers.engine import Engine
 from schemas import jsonschema
+from schemas.codec import encode_output, encode_outputs
 from schemas.inputs import INPUT_MODELS
 from schemas.outputs import OUTPUT_MODELS, type_of
+from streams.devtools.sample_day import SampleDay
 from tests.support import Scenario
 
 CONTRACT_INPUT_TYPES = {
@@ -74,6 +77,14 @@ def test_outputs_of_a_busy_scenario_match_their_models() -> None:
         msgspec.json.decode(orjson.dumps(output), type=model, strict=True)
         seen.add(output["type"])
     assert len(seen) >= 14
+
+
+def test_outputs_encoded_together_are_the_lines_of_each() -> None:
+    engine = Engine()
+    lines = list(SampleDay(clients=20, fills=300, seed=3, bad_share=0.05).lines())
+    outputs = [output for n, raw in enumerate(lines, 1) for output in engine.process(raw, {"line": n})]
+    assert len({output.type for output in outputs}) >= 4  # rejections among them
+    assert encode_outputs(outputs) == b"".join(encode_output(output) + b"\n" for output in outputs)
 
 
 def test_extra_input_fields_are_ignored_but_renamed_ones_are_missing() -> None:
