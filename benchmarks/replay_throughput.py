@@ -71,6 +71,23 @@ def decode_seconds(source: Path) -> float:
     return time.perf_counter() - started
 
 
+def steadiness(marks: list[tuple[int, float]], events: int, seconds: float) -> dict[str, float]:
+    """Events/s over the first steady tenth of the run (the second: the first warms up) and over
+    the last tenth, from the replay's marks: whether the rate holds as the state grows."""
+    marks = [(0, 0.0), *marks, (events, seconds)]
+
+    def at(share: float) -> tuple[int, float]:
+        return min(marks, key=lambda mark: abs(mark[0] - share * events))
+
+    def rate(start: float, end: float) -> float:
+        (n0, t0), (n1, t1) = at(start), at(end)
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    first, last = rate(0.1, 0.2), rate(0.9, 1.0)
+    return {"first_steady_tenth_events_per_s": round(first), "last_tenth_events_per_s": round(last),
+            "last_vs_first": round(last / first, 3) if first else 0.0}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -87,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = replay_files(source, output, Rules.default(), show_progress=True)
     print(summary.render())
     rate = summary.events_in / summary.seconds
+    steady = steadiness(summary.marks, summary.events_in, summary.seconds)
+    print(f"as the state grows: {steady}", file=sys.stderr)
     # the same input again, stage by stage, in the same run (the figures compare within a run)
     per_event = 1e6 / summary.events_in
     floor_s = floor_seconds(source, folder / "floor.jsonl")
@@ -111,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(summary.seconds, 2),
         "events_per_s": round(rate),
         "target_events_per_s": TARGET_EVENTS_PER_S,
+        "as_state_grows": steady,
         "us_per_event": stages,
         "naive_reference_events_per_s": round(naive_rate),
         "engine_vs_naive": round(rate / naive_rate, 2),
@@ -122,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inputs: {source}\noutputs: {output}")
     else:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "replay_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+        name = "replay_throughput" if args.events == 1_000_000 else f"replay_throughput_{args.events}"
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         output.unlink()
     return 0
 
