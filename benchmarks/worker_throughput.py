@@ -305,6 +305,7 @@ async def same_outputs(settings: Settings, topic: str, inputs: list[bytes]) -> b
     """Whether ``topic`` holds exactly the outputs of the offline engine on ``inputs`` (as a
     multiset: partitions interleave; a rejection's ``source`` names where each read it)."""
     from handlers.engine import Engine
+    from schemas.codec import encode_output
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, isolation_level="read_committed")
@@ -316,7 +317,7 @@ async def same_outputs(settings: Settings, topic: str, inputs: list[bytes]) -> b
     finally:
         await consumer.stop()
     engine = Engine()
-    wanted = [orjson.dumps(output) for raw in inputs for output in engine.process(raw, {})]
+    wanted = [encode_output(output) for raw in inputs for output in engine.process(raw, {})]
 
     def comparable(lines: list[bytes]) -> list[bytes]:
         return sorted(orjson.dumps({k: v for k, v in orjson.loads(line).items() if k != "source"}) for line in lines)
