@@ -132,6 +132,7 @@ async def latency(settings: Settings, trades: list[bytes], rate: float, work: Pa
     await wait_caught_up(settings, timeout_s=120)
     await publish_per_topic(again, settings, rate=rate)
     await wait_caught_up(settings, timeout_s=600)
+    inside = worker_means(settings)
     stop_process(worker)
     sent = {k: v for k, v in (await timestamps(settings, settings.topic_trades, "id")).items() if k.startswith(f"{tag}-")}
     answered = await timestamps(settings, settings.ledger_topic, "cause_id")
@@ -139,7 +140,26 @@ async def latency(settings: Settings, trades: list[bytes], rate: float, work: Pa
     assert delays, "no fill answered"
     return {"order_grace_ms": settings.order_grace_ms, "fills": len(again), "answered": len(delays),
             "rate_per_s": round(rate),
-            "p50_ms": delays[len(delays) // 2], "p99_ms": delays[int(len(delays) * 0.99)], "max_ms": delays[-1]}
+            "p50_ms": delays[len(delays) // 2], "p99_ms": delays[int(len(delays) * 0.99)], "max_ms": delays[-1],
+            "worker_means_ms": inside}
+
+
+def worker_means(settings: Settings) -> dict[str, float]:
+    """Means from the worker's own histograms (/metrics), in ms: where a fill's time goes inside
+    it. ``pipeline``: sequenced record appended -> its outputs acknowledged; ``transaction_<p>``:
+    one Kafka transaction of processor p, begin to commit."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=10).read().decode()
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        for metric, label in (("rewards_pipeline_latency_seconds", "pipeline"), ("rewards_transaction_seconds", "transaction")):
+            for part in ("_sum", "_count"):
+                if name.startswith(metric + part):
+                    processor = name.partition('processor="')[2].partition('"')[0]
+                    key = f"{label}_{processor}" if processor else label
+                    sums[key + part] = sums.get(key + part, 0.0) + float(value)
+    return {key[:-4]: round(1000 * total / sums[key[:-4] + "_count"], 1)
+            for key, total in sums.items() if key.endswith("_sum") and sums.get(key[:-4] + "_count")}
 
 
 def retagged(trades: list[bytes], tag: str) -> list[bytes]:

@@ -25,6 +25,7 @@ from schemas.outputs import (BonusGranted, BonusUnlocked, CashbackAccrued, Commi
                              EventRejected, OutputEvent, RebateAccrued, RebatePayout, WalletAllocated,
                              WelcomeGranted)
 
+TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 
 # What a sum of outputs of each type adds to: (metric, field).
@@ -71,6 +72,10 @@ class Metrics:
                                ["topic", "partition"], registry=registry)
         self.transactions = Counter("rewards_transactions", "Kafka transactions committed, by processor (a turn "
                                     "commits one per partition it changed)", ["processor"], registry=registry)
+        self.transaction_seconds = Histogram(
+            "rewards_transaction_seconds", "A Kafka transaction from its begin to its commit acknowledged, by "
+            "processor: its sends, the group offsets, the commit (what a batch waits for before the next)",
+            ["processor"], buckets=TRANSACTION_BUCKETS, registry=registry)
         self.rebalances = Counter("rewards_rebalances", "Partition assignments received", registry=registry)
         self.last_rebalance = Gauge("rewards_last_rebalance_timestamp_seconds", "When the last assignment came",
                                     registry=registry)

@@ -216,11 +216,12 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             self.stamps[partition] = processor.last
         producer = self.producers[partition]
         try:
-            await producer.begin_transaction()
-            await self.sender.send_all(sends + [Send(self.changelog, key, value, partition) for key, value in writes],
-                                       producer)
-            await producer.send_offsets_to_transaction({tp: offset}, self.group)
-            await producer.commit_transaction()
+            with self.metrics.transaction_seconds.labels(self.kind).time():
+                await producer.begin_transaction()
+                await self.sender.send_all(
+                    sends + [Send(self.changelog, key, value, partition) for key, value in writes], producer)
+                await producer.send_offsets_to_transaction({tp: offset}, self.group)
+                await producer.commit_transaction()
             self.committed[partition] = offset
             self.metrics.transactions.labels(self.kind).inc()
         except ProducerFenced as exc:

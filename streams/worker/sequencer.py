@@ -243,10 +243,11 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         positions = {tp: (offset, metadata) for tp, offset in places.items() if tp.topic not in broadcast_topics}
         producer = task.producer
         try:
-            await producer.begin_transaction()
-            await self.sender.send_all(sends, producer)
-            await producer.send_offsets_to_transaction(positions, self.settings.sequencer_group)
-            await producer.commit_transaction()
+            with self.metrics.transaction_seconds.labels("sequencer").time():
+                await producer.begin_transaction()
+                await self.sender.send_all(sends, producer)
+                await producer.send_offsets_to_transaction(positions, self.settings.sequencer_group)
+                await producer.commit_transaction()
             task.places = places
             self.metrics.transactions.labels("sequencer").inc()
         except ProducerFenced as exc:
