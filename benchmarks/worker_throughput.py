@@ -171,7 +171,7 @@ def retagged(trades: list[bytes], tag: str) -> list[bytes]:
 async def transactions(settings: Settings) -> int:
     """The worker's ``rewards_transactions_total``, summed over its processors."""
     def read() -> int:
-        with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5) as answer:
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=60) as answer:
             return sum(int(float(line.split()[-1])) for line in answer.read().decode().splitlines()
                        if line.startswith("rewards_transactions_total{"))
     return await asyncio.to_thread(read)
