@@ -128,12 +128,14 @@ async def latency(settings: Settings, trades: list[bytes], rate: float, work: Pa
     output: a fill on a welcome account has none (no cashback there), about one in seven."""
     again = retagged(trades, tag)
     worker = start_worker(settings, work / "worker-latency.log")
-    await asyncio.sleep(5)  # joined its groups
-    await wait_caught_up(settings, timeout_s=120)
-    await publish_per_topic(again, settings, rate=rate)
-    await wait_caught_up(settings, timeout_s=600)
-    inside = worker_means(settings)
-    stop_process(worker)
+    try:
+        await asyncio.sleep(5)  # joined its groups
+        await wait_caught_up(settings, timeout_s=120)
+        await publish_per_topic(again, settings, rate=rate)
+        await wait_caught_up(settings, timeout_s=600)
+        inside = worker_means(settings)
+    finally:
+        stop_process(worker)
     sent = {k: v for k, v in (await timestamps(settings, settings.topic_trades, "id")).items() if k.startswith(f"{tag}-")}
     answered = await timestamps(settings, settings.ledger_topic, "cause_id")
     delays = sorted(answered[k] - v for k, v in sent.items() if k in answered)
@@ -187,9 +189,11 @@ async def batch_sweep(settings: Settings, trades: list[bytes], work: Path, sizes
         again = retagged(trades, f"b{size}")
         await publish(again, run)  # a backlog, as in 1.
         worker = start_worker(run, work / f"worker-batch{size}.log")
-        seconds, _ = await drain_time(run, "bench", list(run.input_topics) + [run.sequenced_topic])
-        committed = await transactions(run)  # since it started: the drain's, and a few at start-up
-        stop_process(worker)
+        try:
+            seconds, _ = await drain_time(run, "bench", list(run.input_topics) + [run.sequenced_topic])
+            committed = await transactions(run)  # since it started: the drain's, and a few at start-up
+        finally:  # a worker left running would weigh on every later contender
+            stop_process(worker)
         rows.append({"batch_max": size, "fills_per_s": round(len(again) / seconds),
                      "transactions_per_s": round(committed / seconds),
                      "fills_per_transaction": round(len(again) / committed, 1) if committed else None})
@@ -224,8 +228,10 @@ async def run(found: Services, fills: int, work: Path, latency_too: bool = True,
     stop_process(worker)
     await publish(trades, settings)
     worker = start_worker(settings, work / "worker.log")
-    worker_s, _ = await drain_time(settings, "bench", list(settings.input_topics) + [settings.sequenced_topic])
-    stop_process(worker)
+    try:
+        worker_s, _ = await drain_time(settings, "bench", list(settings.input_topics) + [settings.sequenced_topic])
+    finally:
+        stop_process(worker)
     print(f"worker: {len(trades)} fills in {worker_s:.1f} s", file=sys.stderr)
     # 1b. latency at half that rate, live: with the merge's grace, and without it (the merge
     # then waits for no quiet source): the difference is what the grace adds
