@@ -44,8 +44,8 @@ class LedgerLoop(ProcessorLoop[PartitionLedger]):
         # views of the last batches before a crash may not have reached Redis: again (guarded by version)
         await self.read_model.publish(processor.unpublished())
 
-    async def assigned(self, assigned: list[Any]) -> None:
-        await super().assigned(assigned)
+    async def on_partitions_assigned(self, assigned: list[Any]) -> None:
+        await super().on_partitions_assigned(assigned)
         self.metrics.rebalanced(len(assigned))
 
     async def after_turn(self, touched: list[PartitionLedger]) -> None:

@@ -8,8 +8,8 @@ is pure: it takes records and says what to send; this loop does the I/O. Its pos
 state: ``last``, the last input offset the state has applied (its stamp).
 
 Each partition held has a transactional producer of its own, ``<app>-<kind>-<partition>``
-(Kafka Streams' exactly-once design, a producer per task). Starting it when the partition is
-assigned fences every older holder of the partition, a worker paused past its session (a
+(Kafka Streams' exactly-once design, a producer per task). Starting it when the loop recovers
+a partition assigned to it fences every older holder of the partition, a worker paused past its session (a
 "zombie") included: the zombie's next send or commit fails, and it stops without writing. Its
 open transaction is aborted before the new holder reads the state back, so nothing it wrote
 half-way is ever read.
@@ -50,6 +50,10 @@ from streams.settings import Settings
 from streams.worker.wire import Send
 
 Crash = Callable[[BaseException], Awaitable[None]]
+
+
+class NotRecovered(Exception):
+    """Partitions assigned to the loop could not be recovered."""
 
 
 class StampWentBack(Exception):
@@ -102,6 +106,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         self.producers: dict[int, AIOKafkaProducer] = {}  # partition -> its transactional producer
         self.committed: dict[int, int] = {}  # partition -> the group offset last committed
         self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
+        self.pending: list[int] = []  # partitions assigned, paused until the loop has recovered them
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None  # made in the worker's event loop, by run
         self.ready = False  # in its group with its first assignment recovered (readiness), until it stops
@@ -123,6 +128,12 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         consumer.subscribe([self.topic], listener=self)
         try:
             while True:
+                if self.pending:
+                    try:
+                        await self.recover()
+                    except Exception as exc:
+                        raise NotRecovered(f"{self.name} partitions {self.pending} could not be recovered") from exc
+                    continue
                 generation = self.generation
                 batch = await consumer.getmany(timeout_ms=self.settings.batch_within_ms,
                                                max_records=self.settings.batch_max)
@@ -144,8 +155,8 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             # The states in memory may hold effects whose outputs are not in Kafka. Stop: a
             # restart recovers the state from the changelog (a supervisor restarts the worker).
             self.processors.clear()
-            self.log.critical("%s turn failed; stopping so the worker restarts from its changelog", self.name,
-                              exc_info=exc)
+            self.log.critical("%s; stopping so the worker restarts from its changelog",
+                              exc if isinstance(exc, NotRecovered) else f"{self.name} turn failed", exc_info=exc)
             await self.crash(exc)
             raise
         finally:
@@ -230,7 +241,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
 
     # -- partitions coming and going -----------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self.lock:  # the turn under way reaches Kafka whole first
+        async with self.lock:  # the turn under way (or the producer being started) reaches Kafka whole first
             for tp in revoked:
                 self.processors.pop(tp.partition, None)
                 self.stamps.pop(tp.partition, None)
@@ -238,6 +249,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                 producer = self.producers.pop(tp.partition, None)
                 if producer is not None:
                     await stop_producer(producer)
+            self.pending = []
             self.generation += 1
             self.revoked(revoked)
 
@@ -245,37 +257,41 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         """After partitions were taken away (under the turn's lock)."""
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if self.consumer is None:  # stopping
+        """Only noted here; the loop recovers the partitions (``recover``). aiokafka sends no
+        heartbeat while this callback runs (between the join and the restart of its heartbeat
+        task): a recovery in here that outlasted the session got the worker put out of the
+        group, its partitions given to another, and then fenced by it (the rebalance test
+        caught that, workers starting side by side on a busy machine). The new partitions are
+        paused until they are recovered and sought to their places."""
+        consumer = self.consumer
+        if consumer is None:  # stopping
             return
-        try:
-            await self.assigned(assigned)
-            self.ready = self.consumer is not None
-        except Exception as exc:
-            self.log.critical("%s partitions %s could not be recovered; stopping", self.name, assigned, exc_info=exc)
-            await self.crash(exc)
-            raise
+        new = sorted(tp.partition for tp in assigned if tp.partition not in self.processors)
+        consumer.pause(*(tp for tp in assigned if tp.partition in new))
+        self.pending = new
+        self.generation += 1
+        if not new:
+            self.ready = True
 
-    async def assigned(self, assigned: list[TopicPartition]) -> None:
-        """Recover the new partitions: each one's table read back from the changelog and its
-        processor made over it (one that has applied nothing starts at the log's first offset).
-        Then, with nothing awaited in between, each is sought to its place and handed to the
-        loop, and the generation moves on.
-
-        Until then the loop drops what it reads of them (no processor), which moves the
-        consumer's position past those records: a seek made before an await here could be
-        undone so, and the next batch would start past records never applied (the kill loop
-        caught that: a partition skipping 350 records). A batch read before the generation
-        moved on is dropped and its partitions read again from their places."""
+    async def recover(self) -> None:
+        """Recover the partitions assigned last: each one's producer started (which fences the
+        partition's older holders and aborts what they left open), its table read back from
+        the changelog and its processor made over it (one that has applied nothing starts at the
+        log's first offset). Then, with nothing awaited in between, each is sought to its place,
+        handed to the loop and resumed, and the generation moves on. A rebalance meanwhile
+        (the generation moved) drops what was recovered: the loop recovers the new assignment."""
         consumer = self.consumer
         assert consumer is not None
-        new = sorted(tp.partition for tp in assigned if tp.partition not in self.processors)
-        for p in new:  # fence the partition's older holders, and abort what they left open, first
-            if p not in self.producers:
-                producer = await self.sender.transactional(f"{self.settings.app_id}-{self.kind}-{p}")
-                if self.consumer is None:  # the loop stopped meanwhile: nothing would stop this producer
-                    await stop_producer(producer)
+        generation, new = self.generation, self.pending
+        for p in new:
+            if p in self.producers:
+                continue
+            # Under the lock: a revocation waits for it, so no producer is started for a
+            # partition this worker no longer holds (it would fence the one that does).
+            async with self.lock:
+                if generation != self.generation:
                     return
-                self.producers[p] = producer
+                self.producers[p] = await self.sender.transactional(f"{self.settings.app_id}-{self.kind}-{p}")
         tables = await self.read_tables(new)
         tps = [TopicPartition(self.topic, p) for p in new]
         starts = await consumer.beginning_offsets(tps) if tps else {}
@@ -286,16 +302,18 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                 processor.start_at(starts[tp])
             await self.recovered(processor)
             made.append((tp, processor))
-        if self.consumer is None:  # stopped meanwhile
+        if generation != self.generation or self.consumer is None:  # a rebalance meanwhile, or stopping
             return
         for tp, processor in made:  # no await from here on
             consumer.seek(tp, processor.last + 1)
             self.stamps[tp.partition] = processor.last
             self.processors[tp.partition] = processor
+        consumer.resume(*tps)
+        self.pending = []
         self.generation += 1
-        if new:
-            self.log.info("%s partitions %s recovered (%s state records)", self.name, new,
-                          sum(len(table) for table in tables.values()))
+        self.ready = True
+        self.log.info("%s partitions %s recovered (%s state records)", self.name, new,
+                      sum(len(table) for table in tables.values()))
 
     async def read_tables(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
         """The partitions' tables, with every commit in them checked: stamps only increase. A

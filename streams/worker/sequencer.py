@@ -96,6 +96,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.started = False
         self.ready = False  # in its group with its first assignment's tasks made (readiness), until it stops
         self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
+        self.pending: list[int] = []  # tasks assigned, their partitions paused until the loop has made them
 
     async def run(self) -> None:
         settings = self.settings
@@ -110,6 +111,9 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.started = True
         try:
             while True:
+                if self.pending:
+                    await self._make_tasks()
+                    continue
                 generation = self.generation
                 batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
                 async with self.lock:
@@ -256,64 +260,102 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # -- tasks coming and going -------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self.lock:  # the turn under way reaches Kafka whole first
+        async with self.lock:  # the turn under way (or the producer being started) reaches Kafka whole first
             self.generation += 1
+            self.pending = []
             for index in sorted({tp.partition for tp in revoked}):
                 task = self.tasks.pop(index, None)
                 if task is not None:
                     await self._stop_task(task)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Only noted here, the new tasks' partitions paused; the loop makes the tasks
+        (``_make_tasks``): aiokafka sends no heartbeat while this callback runs, and making
+        them here could outlast the session (as processor loops' recoveries did,
+        streams.worker.processor)."""
         if not self.started:  # stopping
             return
         topics = self.settings.client_topics
         held = {tp.partition for tp in assigned}
+        new = []
         for index in sorted(held - set(self.tasks)):
             sources = [TopicPartition(topic, index) for topic in topics]
-            if not set(sources) <= set(assigned):
+            if set(sources) <= set(assigned):
+                new.append(index)
+            else:
                 log.error("sequencer task %s was given only part of its partitions (%s): the client topics must "
                           "have the same number of partitions and every worker the same settings", index,
                           sorted(tp.topic for tp in assigned if tp.partition == index))
-                continue
-            task = await self._task(index, sources)  # sought to its place last, nothing awaited since
-            if not self.started:  # the loop stopped meanwhile: nothing holds the task to stop it later
-                await self._stop_task(task)
-                return
-            # Handed over with the generation moved on: a batch read before (its partitions'
-            # records dropped for want of a task, the position moved past them) is dropped too.
-            self.tasks[index] = task
-            self.generation += 1
+        self.consumer.pause(*(tp for tp in assigned if tp.partition not in self.tasks))
+        self.pending = new
         self.generation += 1
-        self.ready = self.started
+        if not new:
+            self.ready = True
 
-    async def _task(self, index: int, sources: list[TopicPartition]) -> _Task:
+    async def _make_tasks(self) -> None:
+        """The tasks assigned last, each sought to its place; then, with nothing awaited in
+        between, handed over and their partitions resumed, the generation moved on (a batch
+        read before is dropped). A rebalance meanwhile drops what was made."""
+        generation, new = self.generation, self.pending
+        made: list[tuple[_Task, dict[TopicPartition, int]]] = []
+        try:
+            for index in new:
+                # Under the lock: a revocation waits for it, so no producer is started for a
+                # task this worker no longer holds (it would fence the one that does).
+                async with self.lock:
+                    if generation != self.generation:
+                        return
+                    producer = await self.sender.transactional(f"{self.settings.app_id}-sequencer-{index}")
+                made.append(await self._task(index, [TopicPartition(topic, index) for topic in self.settings.client_topics],
+                                             producer))
+            if generation != self.generation or not self.started:
+                return
+            broadcast = set(self.settings.broadcast_topics)
+            for task, starts in made:  # no await from here on
+                for tp, offset in starts.items():
+                    (task.broadcast if tp.topic in broadcast else self.consumer).seek(tp, offset)
+                self.tasks[task.index] = task
+            self.consumer.resume(*(tp for task, _ in made for tp in task.sources if tp.topic not in broadcast))
+            made = []
+            self.pending = []
+            self.generation += 1
+            self.ready = True
+        finally:
+            for task, _ in made:  # not handed over
+                await self._stop_task(task)
+
+    async def _task(self, index: int, sources: list[TopicPartition],
+                    producer: AIOKafkaProducer) -> tuple[_Task, dict[TopicPartition, int]]:
+        """Task ``index`` (its producer started, which fenced its older holders and aborted what
+        they left open) and where it starts in each source."""
         settings = self.settings
-        # Fence the task's older holders, and abort what they left open, before reading its place.
-        producer = await self.sender.transactional(f"{settings.app_id}-sequencer-{index}")
         broadcast = reader(settings, fetch_max_wait_ms=FETCH_WAIT_MS)
-        await connect.start(broadcast)
-        broadcast.assign(self.broadcast_partitions)
         task = _Task(index, broadcast, producer, sources + self.broadcast_partitions,
                      EventTimeMerge(settings.order_grace_ms))
-        # Where the task left off: its commits on its client partitions, and their metadata for
-        # the broadcast partitions; where there is none, the beginning.
-        admin = connect.admin(settings)
-        await connect.start(admin)
         try:
-            committed = await admin.list_consumer_group_offsets(settings.sequencer_group, partitions=sources)
-        finally:
-            await admin.close()
-        places = task_places(settings, committed).get(index, {})
-        starts = {tp: found.offset for tp, found in committed.items() if tp in sources and found.offset >= 0}
-        starts.update((tp, offset) for tp, offset in places.items() if tp in self.broadcast_partitions)
-        unknown = [tp for tp in task.sources if tp not in starts]
-        for tp in unknown:
-            consumer = broadcast if tp.topic in settings.broadcast_topics else self.consumer
-            starts[tp] = (await consumer.beginning_offsets([tp]))[tp]
+            await connect.start(broadcast)
+            broadcast.assign(self.broadcast_partitions)
+            # Where the task left off: its commits on its client partitions, and their metadata for
+            # the broadcast partitions; where there is none, the beginning.
+            admin = connect.admin(settings)
+            await connect.start(admin)
+            try:
+                committed = await admin.list_consumer_group_offsets(settings.sequencer_group, partitions=sources)
+            finally:
+                await admin.close()
+            places = task_places(settings, committed).get(index, {})
+            starts = {tp: found.offset for tp, found in committed.items() if tp in sources and found.offset >= 0}
+            starts.update((tp, offset) for tp, offset in places.items() if tp in self.broadcast_partitions)
+            unknown = [tp for tp in task.sources if tp not in starts]
+            for tp in unknown:
+                consumer = broadcast if tp.topic in settings.broadcast_topics else self.consumer
+                starts[tp] = (await consumer.beginning_offsets([tp]))[tp]
+        except BaseException:
+            await self._stop_task(task)
+            raise
         for tp, offset in starts.items():
-            (broadcast if tp.topic in settings.broadcast_topics else self.consumer).seek(tp, offset)
             task.read[tp] = task.fetched[tp] = task.copied[tp] = task.places[tp] = offset
-        return task
+        return task, starts
 
     @staticmethod
     async def _stop_task(task: _Task) -> None:

@@ -6,10 +6,12 @@ dropped the partition's first records (no processor yet), the assignment then so
 to its place and handed it over in the event-loop step between the loop's check of the
 generation and the start of its turn, and the turn took the next batch, read from past the
 dropped records, as if nothing were missing. Here the same steps are made to happen in that
-order, with the loop's own ``assigned`` and ``turn``."""
+order, with the loop's own ``on_partitions_assigned``, ``recover`` and ``turn``."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -90,7 +92,8 @@ async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings:
         batch = await consumer.getmany(tp, timeout_ms=5000, max_records=4)
         assert [r.offset for r in batch[tp]] == [4, 5, 6, 7]
         # ...and the assignment finishes before the turn starts: sought to 0, handed over.
-        await loop.assigned([tp])
+        await loop.on_partitions_assigned([tp])
+        await loop.recover()
         recorder = loop.processors[0]
         await loop.turn(batch, generation)
         assert recorder.taken == [], "a batch read before the hand-over was taken"
@@ -101,3 +104,40 @@ async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings:
         for producer in loop.producers.values():
             await stop_producer(producer)
         await consumer.stop()
+
+
+async def test_a_recovery_longer_than_the_session_keeps_the_worker_in_its_group(settings: Settings) -> None:
+    """aiokafka sends no heartbeat while an assignment callback runs. Recovering in there once
+    got a worker put out of its group when recovery outlasted the session (workers starting
+    side by side on a busy machine), and then fenced by the worker given its partitions. The
+    loop recovers outside the callback: however long it takes, the one assignment stands."""
+    settings = replace(settings, session_timeout_ms=6_000)
+    await ensure(settings)
+    assignments: list[list[int]] = []
+
+    class SlowLoop(RecorderLoop):
+        async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+            assignments.append(sorted(tp.partition for tp in assigned))
+            await super().on_partitions_assigned(assigned)
+
+        async def read_tables(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+            await asyncio.sleep(settings.session_timeout_ms / 1000 * 1.5)
+            return await super().read_tables(partitions)
+
+    async def crash(exc: BaseException) -> None:
+        raise AssertionError(f"the loop crashed: {exc!r}")
+
+    loop = SlowLoop(settings, Sender(settings), Metrics(), crash, topic=settings.sequenced_topic,
+                    group=f"{settings.app_id}-slow", changelog=settings.state_changelog)
+    running = asyncio.create_task(loop.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(loop.processors) < settings.partitions:
+            assert not running.done(), running
+            assert asyncio.get_running_loop().time() < deadline, "the partitions were never recovered"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(settings.session_timeout_ms / 1000)  # a member put out would be back by now
+        assert assignments == [list(range(settings.partitions))], assignments
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
