@@ -27,7 +27,7 @@ from handlers.state import ClientState, Parked, PayoutLedger, Plan
 from handlers.step import Step
 from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities
-from schemas.codec import BadInput, decode, rejection, rejection_digest
+from schemas.codec import BadInput, Decoded, decode, rejection, rejection_digest
 from schemas.inputs import ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerPlan
 from schemas.outputs import CommissionPayout, OutputEvent, RebatePayout
 from schemas.timefmt import day_of
@@ -87,7 +87,14 @@ def process(store: ClientStore, shared: Shared, rules: Rules, identities: Identi
     raises on bad input: unreadable bytes, a wrong placement and a refused event each give one
     rejection (none when ``report`` is false: another partition reports it). ``origin`` is where
     it was read (a rejection's ``source``); ``source``, see ``apply``."""
-    decoded = decode(raw)
+    return process_decoded(store, shared, rules, identities, commissions, decode(raw), raw, origin, source, report,
+                           placement)
+
+
+def process_decoded(store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
+                    commissions: CommissionBook, decoded: Decoded | BadInput, raw: bytes, origin: dict[str, Any],
+                    source: str = "", report: bool = True, placement: Placement | None = None) -> Applied:
+    """``process`` after ``decode(raw)``: one decoding for several engines (``rewards whatif``)."""
     if isinstance(decoded, BadInput):
         out = Applied(refusal=Refusal(decoded.reason, decoded.error))
         if report:
