@@ -70,6 +70,55 @@ def _replay_from_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whatif(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from handlers.rules import DEFAULT_RULES_TOML
+    from streams.offline.whatif import WhatifRefused, whatif_file, write_report
+
+    if bool(args.input) == bool(args.from_kafka):
+        print("rewards: whatif needs --input FILE or --from-kafka (one of them)", file=sys.stderr)
+        return 2
+    chosen = {}
+    for role in ("base", "candidate"):
+        path = getattr(args, role)
+        text = DEFAULT_RULES_TOML if path is None else Path(path).read_text("utf-8")
+        try:
+            rules = Rules.default() if path is None else Rules.from_toml(text)
+        except RulesError as exc:
+            print(f"rewards: bad rules file {path} (--{role}): {exc}", file=sys.stderr)
+            return 2
+        chosen[role] = (rules, {"rules": path or "the default rules", "sha256": hashlib.sha256(text.encode()).hexdigest()})
+    (base, base_about), (candidate, candidate_about) = chosen["base"], chosen["candidate"]
+    try:
+        if args.from_kafka:
+            import asyncio
+
+            from streams.offline.whatif import compare, sequenced_history
+            from streams.settings import Settings
+
+            settings = Settings.from_env()
+            history = f"the sequenced log {settings.sequenced_topic} at {settings.kafka_bootstrap}, by ts"
+            found = compare(asyncio.run(sequenced_history(settings)), base, candidate)
+        else:
+            history = f"{args.input} ({'by ts' if args.order == 'ts' else 'file order'})"
+            found = whatif_file(Path(args.input), base, candidate, show_progress=not args.quiet, order=args.order)
+        content = write_report(found, {"base": base_about, "candidate": candidate_about, "history": history},
+                               Path(args.report))
+    except WhatifRefused as exc:
+        print(f"rewards: {exc}", file=sys.stderr)
+        return 2
+    print(f"{found.events_in:,} events under both rule sets in {found.seconds:.1f} s; "
+          f"{content['outputs']['changed']:,} outputs differ", file=sys.stderr)
+    for program in content["programs"]:
+        pct = program["difference_pct"]
+        print(f"  {program['title']:<28}{program['base']:>16} -> {program['candidate']:>16}"
+              f"  ({'+' if not program['difference'].startswith('-') else ''}{program['difference']}"
+              f"{'' if pct is None else f', {pct} %'})", file=sys.stderr)
+    print(f"report: {Path(args.report) / 'report.html'} and report.json", file=sys.stderr)
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -243,6 +292,7 @@ _TOPICS = "REWARDS_APP_ID, REWARDS_TOPIC_*, REWARDS_PARTITIONS"
 READS: Final = {
     "replay": "nothing from the environment without --from-kafka; with it, " + _KAFKA + ", " + _TOPICS
               + ", REWARDS_RULES_FILE, REWARDS_PARK_WINDOW_S, and REDIS_URL with --to-redis",
+    "whatif": "nothing from the environment without --from-kafka; with it, " + _KAFKA + ", " + _TOPICS,
     "publish": _KAFKA + ", REWARDS_TOPIC_*, REWARDS_COMPRESSION",
     "worker": "every variable of the README's configuration table (" + _KAFKA + ", REDIS_URL, REWARDS_*)",
     "close-day": _KAFKA + ", REWARDS_TOPIC_SETTLEMENT",
@@ -288,6 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file: the file's order (default); ts: sorted as the worker records it "
                              "(by ts, then topic precedence, then file order)")
     replay.set_defaults(run=_replay)
+
+    whatif = command(commands, "whatif", help="run two rules files over the same history and report what the "
+                     "change would have paid, per program, day, account type, client and partner")
+    whatif.add_argument("--input", help="input events, one JSON object per line")
+    whatif.add_argument("--from-kafka", action="store_true",
+                        help="instead of a file: every input of the worker's sequenced log, by ts (read with no "
+                             "consumer group; held in memory)")
+    whatif.add_argument("--base", help="the rules in force (TOML; default: the default rules)")
+    whatif.add_argument("--candidate", required=True, help="the rules to try (TOML)")
+    whatif.add_argument("--report", required=True, help="folder for report.json and report.html (made if missing)")
+    whatif.add_argument("--order", choices=("file", "ts"), default="file", help="as for replay")
+    whatif.add_argument("--quiet", action="store_true", help="no progress bar")
+    whatif.set_defaults(run=_whatif)
 
     publish = command(commands, "publish", help="publish a .jsonl file of input events to their source topics, "
                       "keyed by client_id, as the source systems would (for trials and tests)")

@@ -1,0 +1,148 @@
+"""`rewards whatif`: two rule sets over one history, read once. Its figures are checked against
+two separate `rewards replay` runs (one per rules file) summed here from their output lines,
+and a change with a known effect gives exactly that effect."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from handlers.rules import Rules
+from streams.devtools.sample_day import SampleDay
+from streams.offline.replay import replay
+from streams.offline.whatif import PROGRAMS, compare, report
+
+CANDIDATE_12 = '[cashback]\nrate = "0.12"\n'
+
+
+@pytest.fixture(scope="module")
+def history() -> list[bytes]:
+    """Two generated broker days: onboarding, deposits and bonuses, fills, busts, plans, closes."""
+    return list(SampleDay(clients=300, fills=12_000, days=2, seed=5).lines())
+
+
+def replayed(lines: list[bytes], rules: Rules) -> list[dict[str, object]]:
+    sink = io.BytesIO()
+    replay(io.BytesIO(b"\n".join(lines) + b"\n"), sink, rules)
+    return [orjson.loads(line) for line in sink.getvalue().splitlines()]
+
+
+def totals(outputs: list[dict[str, object]]) -> dict[str, Decimal]:
+    """Each program's total, summed from output lines as finance would."""
+    found: defaultdict[str, Decimal] = defaultdict(Decimal)
+    for o in outputs:
+        kind = o["type"]
+        if kind == "cashback.accrued":
+            found["cashback_accrued"] += Decimal(str(o["amount"]))
+        elif kind == "coverage.applied":
+            found["cashback_covered"] += Decimal(str(o["covered"]))
+        elif kind == "fill.reversed":
+            found["cashback_accrued"] -= Decimal(str(o["cashback"]))
+            found["cashback_covered"] -= Decimal(str(o["covered"]))
+        elif kind == "welcome.granted":
+            found["welcome_granted"] += Decimal(str(o["amount"]))
+        elif kind == "bonus.granted":
+            found["bonus_granted"] += Decimal(str(o["amount"]))
+        elif kind == "bonus.unlocked":
+            found["bonus_unlocked"] += Decimal(str(o["amount"]))
+        elif kind == "rebate.payout":
+            found["rebates_paid"] += Decimal(str(o["amount"]))
+        elif kind == "commission.payout":
+            found["commissions_paid"] += Decimal(str(o["amount"]))
+    return found
+
+
+def about() -> dict[str, object]:
+    return {"base": {"rules": "a", "sha256": "0" * 64}, "candidate": {"rules": "b", "sha256": "1" * 64},
+            "history": "test"}
+
+
+def test_each_rule_set_gives_what_its_own_replay_gives(history: list[bytes]) -> None:
+    base, candidate = Rules.default(), Rules.from_toml(CANDIDATE_12)
+    content = report(compare(history, base, candidate), about())
+    alone = [replayed(history, rules) for rules in (base, candidate)]
+    expected = [totals(outputs) for outputs in alone]
+    programs = {p["program"]: p for p in content["programs"]}
+    assert list(programs) == [key for key, _, _ in PROGRAMS]
+    for key, program in programs.items():
+        assert Decimal(program["base"]) == expected[0][key], key
+        assert Decimal(program["candidate"]) == expected[1][key], key
+        # the day and account-type breakdowns add up to the totals
+        for part in ("by_day", "by_account_type"):
+            for side in ("base", "candidate"):
+                assert sum((Decimal(r[side]) for r in program[part]), Decimal(0)) == Decimal(program[side]), (key, part)
+    assert all(Decimal(programs[key]["base"]) > 0 for key in programs), "the history exercises every program"
+    assert content["outputs"]["base"] == len(alone[0]) and content["outputs"]["candidate"] == len(alone[1])
+    # outputs changed, counted by id between the two replays
+    by_id = [{o["id"]: o for o in outputs} for outputs in alone]
+    differ = {i for i in by_id[0].keys() | by_id[1].keys() if by_id[0].get(i) != by_id[1].get(i)}
+    assert content["outputs"]["changed"] == len(differ) > 0
+    assert sum(content["outputs"]["changed_by_type"].values()) == len(differ)
+    # allocations are capped by the wallet, so a higher rate moves coverage too: not exactly 20 %
+    assert programs["cashback_covered"]["difference"] != "0"
+    assert programs["welcome_granted"]["difference"] == programs["rebates_paid"]["difference"] == "0"
+
+
+def test_cashback_from_10_to_12_percent_accrues_exactly_a_fifth_more(history: list[bytes]) -> None:
+    """Without allocations (they spend the wallet, whose balance the rate moves), every fill's
+    cashback is its cost times the rate, kept exactly: 12 % is 10 % times 1.2, to the micro-dollar."""
+    without_allocations = [line for line in history if b'"wallet.allocate"' not in line]
+    content = report(compare(without_allocations, Rules.default(), Rules.from_toml(CANDIDATE_12)), about())
+    cashback = next(p for p in content["programs"] if p["program"] == "cashback_accrued")
+    assert Decimal(cashback["base"]) > 1000
+    assert Decimal(cashback["candidate"]) == Decimal(cashback["base"]) * Decimal("1.2")
+    assert cashback["difference_pct"] == "20.00"
+    assert all(row["difference_pct"] == "20.00" for row in cashback["by_day"] + cashback["by_account_type"])
+    others = [p for p in content["programs"] if p["program"] != "cashback_accrued"]
+    assert all(p["difference"] == "0" for p in others)
+    # every client that trades gets more; the most affected first
+    moved = content["clients_most_affected"]
+    assert len(moved) == 10 and all(Decimal(r["difference"]) > 0 for r in moved)
+    assert [Decimal(r["difference"]) for r in moved] == sorted((Decimal(r["difference"]) for r in moved), reverse=True)
+    assert content["partners_most_affected"] == []
+
+
+def test_the_same_rules_change_nothing(history: list[bytes]) -> None:
+    content = report(compare(history[:3000], Rules.default(), Rules.default()), about())
+    assert content["outputs"]["changed"] == 0 and content["outputs"]["base"] > 0
+    assert all(p["difference"] == "0" for p in content["programs"])
+    assert content["clients_most_affected"] == [] == content["partners_most_affected"]
+
+
+def test_the_command_writes_both_files_and_names_a_bad_rules_file(history: list[bytes], tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(history[:2000]) + b"\n")
+    candidate = tmp_path / "candidate.toml"
+    candidate.write_text(CANDIDATE_12)
+    folder = tmp_path / "report"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "streams.cli", "whatif", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    done = run("--input", str(events), "--candidate", str(candidate), "--report", str(folder))
+    assert done.returncode == 0, done.stderr
+    content = json.loads((folder / "report.json").read_text())
+    assert content["events"] == 2000 and content["candidate"]["rules"] == str(candidate)
+    html = (folder / "report.html").read_text()
+    assert html.startswith("<!doctype html>") and "<script" not in html and "http" not in html.split("<body>")[1]
+    assert html.count("<svg ") == sum(1 for p in content["programs"] if p["by_day"])
+    assert "Cashback accrued" in done.stderr and "report.html" in done.stderr
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[cashback]\nrate = 0.12\n')  # a float
+    done = run("--input", str(events), "--candidate", str(bad), "--report", str(folder))
+    assert done.returncode == 2 and f"bad rules file {bad} (--candidate)" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = run("--candidate", str(candidate), "--report", str(folder))
+    assert done.returncode == 2 and "--input FILE or --from-kafka" in done.stderr
+    done = run("--input", str(tmp_path / "missing.jsonl"), "--candidate", str(candidate), "--report", str(folder))
+    assert done.returncode == 2 and "missing.jsonl" in done.stderr and "Traceback" not in done.stderr
