@@ -22,14 +22,15 @@ from handlers import parking
 from handlers.history import ClientHistory, History
 from handlers.money import ZERO, fmt
 from handlers.rebates import PlanBook, accrue, settle, take_due
+from handlers.overrides import ParentBook, override_accruals
 from handlers.rules import Rules
-from handlers.state import ClientState, Parked, PayoutLedger, Plan
+from handlers.state import ClientState, ParentLink, Parked, PayoutLedger, Plan
 from handlers.step import Step
 from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities
 from schemas.codec import BadInput, Decoded, decode, rejection, rejection_digest
-from schemas.inputs import ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerPlan
-from schemas.outputs import CommissionPayout, OutputEvent, RebatePayout
+from schemas.inputs import ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerParent, PartnerPlan
+from schemas.outputs import CommissionPayout, OutputEvent, OverridePayout, RebatePayout
 from schemas.timefmt import day_of
 
 
@@ -40,9 +41,11 @@ class Shared(msgspec.Struct, kw_only=True):
     the clients whose inputs are parked (handlers.parking)."""
 
     plans: dict[str, list[Plan]] = msgspec.field(default_factory=dict)
+    parents: dict[str, list[ParentLink]] = msgspec.field(default_factory=dict)  # partner -> its parent links
     history: ClientHistory = msgspec.field(default_factory=ClientHistory)
     latest_ts_us: int = 0
     commissions: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
+    overrides: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # master partner -> not yet reported
     rebate_clients: set[str] = msgspec.field(default_factory=set)
     clock_us: int = 0                  # the newest ts admitted here: the parking window's clock
     parked: dict[str, int] = msgspec.field(default_factory=dict)  # client -> when its oldest parked input expires
@@ -58,8 +61,8 @@ class ClientStore(Protocol):
 
 
 class CommissionBook(Protocol):
-    def close(self, event: DayClosed, step: Step, due: dict[str, Decimal]) -> None:
-        """Take this partition's commissions due at ``event.date`` (by partner)."""
+    def close(self, event: DayClosed, step: Step, due: dict[str, Decimal], overrides: dict[str, Decimal]) -> None:
+        """Take this partition's commissions and overrides due at ``event.date`` (by partner)."""
 
 
 class Applied(msgspec.Struct):
@@ -243,8 +246,12 @@ def _apply_client(ctx: _Context, client: ClientState | None, history: History, e
     if refusal is not None:
         assert not step.outputs and not step.commissions, "a refused event has no effect"
         return refusal
+    shares = ctx.rules.override_shares
     for accrual in step.commissions:
         accrue(shared.commissions.setdefault(accrual.partner_id, PayoutLedger()), accrual.date, accrual.amount)
+        if shares:
+            for override in override_accruals(ParentBook(shared.parents), accrual, shares):
+                accrue(shared.overrides.setdefault(override.partner_id, PayoutLedger()), override.date, override.amount)
     ctx.out.outputs.extend(step.outputs)
     return None
 
@@ -257,16 +264,24 @@ def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str) -> 
         return refusal
     _advance(ctx, ts_us)
     step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=rules, closed_through=shared.closed_through)
+    refusal = None
     if isinstance(event, PartnerPlan):
         PlanBook(shared.plans).add(event, ts_us)
+    elif isinstance(event, PartnerParent):
+        parents = ParentBook(shared.parents)
+        if parents.would_cycle(event.partner_id, event.parent_id):
+            refusal = Refusal("partner_cycle", f"partner {event.parent_id!r} is already below partner "
+                              f"{event.partner_id!r}: it cannot become its parent")
+        else:
+            parents.add(event, ts_us)
     elif isinstance(event, DayClosed):
         close_day(ctx.store, shared, event, step, ctx.commissions)
         shared.closed_through = max(shared.closed_through, event.date)
-    dedupe.remember(shared.history, None, event, event_digest, ts_us, source)
+    dedupe.remember(shared.history, None, event, event_digest, ts_us, source)  # a refused id too: final
     shared.latest_ts_us = max(shared.latest_ts_us, ts_us)
     shared.history.maybe_prune(shared.latest_ts_us, rules)
     ctx.out.outputs.extend(step.outputs)
-    return None
+    return refusal
 
 
 def close_day(store: ClientStore, shared: Shared, event: DayClosed, step: Step,
@@ -280,12 +295,16 @@ def close_day(store: ClientStore, shared: Shared, event: DayClosed, step: Step,
         if not any(ledger.pending for ledger in client.rebates.values()):
             shared.rebate_clients.discard(client_id)
         store.put(client)
+    commissions.close(event, step, _due(shared.commissions, event.date), _due(shared.overrides, event.date))
+
+
+def _due(ledgers: dict[str, PayoutLedger], date: str) -> dict[str, Decimal]:
     due = {}
-    for partner_id in sorted(shared.commissions):
-        amount = take_due(shared.commissions[partner_id], event.date)
+    for partner_id in sorted(ledgers):
+        amount = take_due(ledgers[partner_id], date)
         if amount is not None:
             due[partner_id] = amount
-    commissions.close(event, step, due)
+    return due
 
 
 def _pay_rebates(client: ClientState, event: DayClosed, step: Step) -> list[OutputEvent]:
@@ -301,30 +320,37 @@ def _pay_rebates(client: ClientState, event: DayClosed, step: Step) -> list[Outp
 
 
 class PartnerLedgers:
-    """The partners' commission ledgers: each close adds what every partition reported due and
-    pays the total, rounded down to cents, carrying the rest. Offline there is one partition."""
+    """The partners' commission and override ledgers: each close adds what every partition
+    reported due and pays each total, rounded down to cents, carrying the rest. Offline there
+    is one partition."""
 
-    def __init__(self, ledgers: dict[str, PayoutLedger] | None = None) -> None:
+    def __init__(self, ledgers: dict[str, PayoutLedger] | None = None,
+                 overrides: dict[str, PayoutLedger] | None = None) -> None:
         self.ledgers: dict[str, PayoutLedger] = ledgers if ledgers is not None else {}
+        self.overrides: dict[str, PayoutLedger] = overrides if overrides is not None else {}
 
-    def settle(self, event: DayClosed, step: Step, due: Iterable[tuple[str, Decimal]]) -> list[OutputEvent]:
-        totals: dict[str, Decimal] = {}
-        for partner_id, amount in due:
-            totals[partner_id] = totals.get(partner_id, ZERO) + amount
+    def settle(self, event: DayClosed, step: Step, due: Iterable[tuple[str, Decimal]],
+               overrides: Iterable[tuple[str, Decimal]] = ()) -> list[OutputEvent]:
+        """The commission payouts, then the override payouts, each by partner id."""
         payouts: list[OutputEvent] = []
-        for partner_id in sorted(totals):
-            ledger = self.ledgers.setdefault(partner_id, PayoutLedger())
-            accrue(ledger, event.date, totals[partner_id])
-            paid = settle(ledger, event.date)
-            if paid is not None:
-                payouts.append(CommissionPayout(
-                    id=step.output_id("commission.payout", partner_id), cause_id=event.id,
-                    ts=event.ts, partner_id=partner_id, date=event.date, amount=fmt(paid[0]),
-                    carried=fmt(paid[1])))
+        for kind, ledgers, amounts in (("commission.payout", self.ledgers, due),
+                                       ("override.payout", self.overrides, overrides)):
+            totals: dict[str, Decimal] = {}
+            for partner_id, amount in amounts:
+                totals[partner_id] = totals.get(partner_id, ZERO) + amount
+            model = CommissionPayout if kind == "commission.payout" else OverridePayout
+            for partner_id in sorted(totals):
+                ledger = ledgers.setdefault(partner_id, PayoutLedger())
+                accrue(ledger, event.date, totals[partner_id])
+                paid = settle(ledger, event.date)
+                if paid is not None:
+                    payouts.append(model(
+                        id=step.output_id(kind, partner_id), cause_id=event.id, ts=event.ts,
+                        partner_id=partner_id, date=event.date, amount=fmt(paid[0]), carried=fmt(paid[1])))
         return payouts
 
-    def close(self, event: DayClosed, step: Step, due: dict[str, Decimal]) -> None:
-        step.outputs.extend(self.settle(event, step, due.items()))
+    def close(self, event: DayClosed, step: Step, due: dict[str, Decimal], overrides: dict[str, Decimal]) -> None:
+        step.outputs.extend(self.settle(event, step, due.items(), overrides.items()))
 
 
 class MemoryStore:

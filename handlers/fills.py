@@ -83,7 +83,7 @@ def on_bust(client: ClientState, history: History, event: TradeBust, step: Step)
         if record.rebate:
             accrue(client.rebates.setdefault(record.partner_id, PayoutLedger()), step.date, -record.rebate)
         if record.commission:
-            step.commissions.append(CommissionAccrual(record.partner_id, step.date, -record.commission))
+            step.commissions.append(CommissionAccrual(record.partner_id, step.date, -record.commission, record.ts_us))
     if record.pnl:
         welcome.count_profit(client, record.account_id, -record.pnl)
     record.busted_by = event.id

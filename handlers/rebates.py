@@ -62,7 +62,7 @@ def accrue_fill(
     if rebate:
         accrue(rebates.setdefault(partner_id, PayoutLedger()), step.date, rebate)
     if commission:
-        step.commissions.append(CommissionAccrual(partner_id, step.date, commission))
+        step.commissions.append(CommissionAccrual(partner_id, step.date, commission, step.ts_us))
     return rebate, commission
 
 

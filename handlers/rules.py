@@ -16,6 +16,7 @@ from schemas.inputs import LIVE_ACCOUNT_TYPES
 
 DEFAULT_RULES_TOML: Final = resources.files("handlers").joinpath("rules.toml").read_text("utf-8")
 US_PER_DAY: Final = 86_400_000_000
+MAX_OVERRIDE_LEVELS: Final = 10
 
 
 class RulesError(ValueError):
@@ -45,6 +46,7 @@ class Rules:
     dedupe_window_us: int
     park_window_us: int          # 0: parking off (an event whose prerequisite is missing is refused at once)
     park_max_per_client: int
+    override_shares: tuple[Decimal, ...] = ()  # a master partner's share of level 1, 2, ... below it
 
     @classmethod
     def default(cls) -> Rules:
@@ -97,6 +99,19 @@ def _strings(table: dict[str, Any], key: str, path: str) -> frozenset[str]:
     return frozenset(value)
 
 
+def _shares(table: dict[str, Any], key: str, path: str) -> tuple[Decimal, ...]:
+    value = table.get(key)
+    if not isinstance(value, list) or not all(isinstance(item, str) and is_money(item) for item in value):
+        raise RulesError(f"`{path}.{key}` must be a list of decimal strings such as [\"0.20\", \"0.05\"], "
+                         f"got {value!r}")
+    shares = tuple(Decimal(item) for item in value)
+    if any(share > 1 for share in shares) or sum(shares, Decimal(0)) > 1:
+        raise RulesError(f"`{path}.{key}`: each share and their sum must be at most 1, got {value!r}")
+    if len(shares) > MAX_OVERRIDE_LEVELS:
+        raise RulesError(f"`{path}.{key}`: at most {MAX_OVERRIDE_LEVELS} levels, got {len(shares)}")
+    return shares
+
+
 def _build(doc: dict[str, Any]) -> Rules:
     cashback, welcome, bonus = doc["cashback"], doc["welcome"], doc["deposit_bonus"]
     tiers: dict[int, BonusTier] = {}
@@ -124,6 +139,7 @@ def _build(doc: dict[str, Any]) -> Rules:
         dedupe_window_us=_int(doc["dedupe"], "window_days", "dedupe") * US_PER_DAY,
         park_window_us=_int(doc["parking"], "window_seconds", "parking") * 1_000_000,
         park_max_per_client=_int(doc["parking"], "max_per_client", "parking"),
+        override_shares=_shares(doc["partners"], "override_shares", "partners"),
     )
     if rules.cashback_rate > 1 or rules.coverage_share > 1:
         raise RulesError("`cashback.rate` and `cashback.coverage_share` must be at most 1")

@@ -116,6 +116,14 @@ class Parked(msgspec.Struct, array_like=True, gc=False):
     origin: dict[str, str | int] = msgspec.field(default_factory=dict)  # `source` of a rejection
 
 
+class ParentLink(msgspec.Struct, kw_only=True, array_like=True):
+    """From ``ts_us`` on, the partner's parent is ``parent_id`` (None: it has none)."""
+
+    cause_id: str
+    ts_us: int
+    parent_id: str | None
+
+
 class Plan(msgspec.Struct, kw_only=True, array_like=True):
     cause_id: str
     ts_us: int

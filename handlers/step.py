@@ -21,6 +21,7 @@ class CommissionAccrual(msgspec.Struct, frozen=True, gc=False):
     partner_id: str
     date: str
     amount: Decimal
+    ts_us: int = 0  # the fill's ts (a bust's accrual keeps its fill's): the partner hierarchy in force then
 
 
 class Step(msgspec.Struct):

@@ -156,6 +156,17 @@ class PartnerPlan(InputEvent, tag="partner.plan", kw_only=True, frozen=True):
                                  f"commission_per_lot.{account_type} ({commission})")
 
 
+class PartnerParent(InputEvent, tag="partner.parent", kw_only=True, frozen=True):
+    """From ``ts`` on, ``partner_id`` is a sub-partner of ``parent_id`` (none: of nobody)."""
+
+    partner_id: Id
+    parent_id: Id | None
+
+    def __post_init__(self) -> None:
+        if self.parent_id == self.partner_id:
+            raise ValueError(f"`parent_id`: partner {self.partner_id!r} cannot be its own parent")
+
+
 class DayClosed(InputEvent, tag="settlement.day_closed", kw_only=True, frozen=True):
     date: Date
 
@@ -186,6 +197,7 @@ AnyInput = Union[
     WelcomeTransfer,
     PartnerLinked,
     PartnerPlan,
+    PartnerParent,
     DayClosed,
 ]
 

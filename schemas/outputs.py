@@ -156,6 +156,16 @@ class CommissionPayout(OutputEvent, frozen=True, kw_only=True, gc=False):
     carried: str
 
 
+class OverridePayout(OutputEvent, frozen=True, kw_only=True, gc=False):
+    """A master partner's override for a day: its shares of its sub-partners' commissions."""
+
+    type: Literal["override.payout"] = "override.payout"
+    partner_id: str
+    date: str
+    amount: str
+    carried: str
+
+
 class FillReversed(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["fill.reversed"] = "fill.reversed"
     account_id: str
@@ -170,7 +180,7 @@ class FillReversed(ClientOutput, frozen=True, kw_only=True, gc=False):
 RejectionReason = Literal[
     "malformed", "unknown_type", "invalid_field", "unknown_client", "unknown_account",
     "conflicting_duplicate", "bust_window_expired", "unknown_fill", "duplicate", "stale_event",
-    "parking_full", "too_large",
+    "parking_full", "too_large", "partner_cycle",
 ]
 
 
@@ -195,7 +205,7 @@ OUTPUT_MODELS: Final[tuple[type[OutputEvent], ...]] = (
     CoverageApplied, CashbackAccrued, WalletAllocated, WalletAllocationRejected, WelcomeGranted,
     WelcomeRejected, WelcomeTransferApproved, WelcomeTransferRejected, BonusGranted,
     BonusRejected, BonusProgress, BonusUnlocked, RebateAccrued, RebatePayout, CommissionPayout,
-    FillReversed, EventRejected,
+    OverridePayout, FillReversed, EventRejected,
 )
 
 

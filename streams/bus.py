@@ -32,7 +32,7 @@ SOURCE_OF: Final = {
     "deposit": "topic_payments",
     "wallet.allocate": "topic_commands", "welcome.claim": "topic_commands",
     "welcome.transfer": "topic_commands",
-    "partner.plan": "topic_partners",
+    "partner.plan": "topic_partners", "partner.parent": "topic_partners",
     "settlement.day_closed": "topic_settlement",
 }
 

@@ -76,7 +76,7 @@ class Settings:
     topic_payments: str = field(default="broker.payments", metadata={"doc": "input: deposit"})
     topic_commands: str = field(default="clientarea.commands", metadata={
         "doc": "input: wallet.allocate, welcome.claim, welcome.transfer"})
-    topic_partners: str = field(default="partners.plans", metadata={"doc": "input: partner.plan (broadcast)"})
+    topic_partners: str = field(default="partners.plans", metadata={"doc": "input: partner.plan, partner.parent (broadcast)"})
     topic_settlement: str = field(default="settlement.days", metadata={
         "doc": "input: settlement.day_closed (broadcast)"})
     topic_ledger: str = field(default="rewards.ledger", metadata={"doc": "output: every ledger event"})

@@ -64,17 +64,26 @@ def assert_journal_is_the_store(running: PartitionLedger, recovered: PartitionLe
 class WorkerEngine:
     """The worker's ledger behind the offline engine's ``process``: each input is a record of a
     sequenced log of one partition and a batch of its own, whose state writes reach
-    ``changelog``. Welcome claims wait for a registry that is not here."""
+    ``changelog``. Its commission reports go to the worker's commission book (of one
+    partition), whose payouts come out with the ledger's outputs. Welcome claims wait for a
+    registry that is not here."""
 
     def __init__(self, rules: Rules) -> None:
+        from streams.worker.commissions import CommissionBook
+
         self.rules = rules
         self.changelog: dict[bytes, bytes] = {}
         self.ledger = PartitionLedger(0, 1, rules, TOPICS, {}, log_writes=True)
         self.ledger.start_at(0)
+        self.book = CommissionBook(0, 1, rules, TOPICS, {})
 
     def process(self, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
         self.ledger.handle(sequenced(raw, self.ledger.last + 1))
-        outputs = self.ledger.take_outbox().outputs
+        outbox = self.ledger.take_outbox()
+        outputs = list(outbox.outputs)
+        for send in outbox.sends:
+            if send.topic == TOPICS.commissions and send.value is not None:
+                outputs += self.book.receive(wire.commission_reports.decode(send.value))
         apply_writes(self.changelog, self.ledger.flush_state()[1])
         return outputs
 

@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from schemas.outputs import (BonusGranted, BonusUnlocked, CashbackAccrued, CommissionPayout, CoverageApplied,
-                             EventRejected, OutputEvent, RebateAccrued, RebatePayout, WalletAllocated,
+                             EventRejected, OutputEvent, OverridePayout, RebateAccrued, RebatePayout, WalletAllocated,
                              WelcomeGranted)
 
 TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -39,6 +39,7 @@ _AMOUNTS: dict[type, tuple[str, str]] = {
     RebateAccrued: ("rebate_accrued", "rebate"),
     RebatePayout: ("rebate_paid", "amount"),
     CommissionPayout: ("commission_paid", "amount"),
+    OverridePayout: ("override_paid", "amount"),
 }
 
 

@@ -6,7 +6,7 @@
                  (group <app>-ledger, state in <app>-state-changelog: streams.worker.ledgerloop)
     identity     identity requests, ledger progress -> verdicts back into <app>.sequenced
                  (group <app>-identity, state in <app>-identities-changelog: streams.worker.registryloop)
-    commissions  commission reports -> commission.payout (a partner's total over all partitions)
+    commissions  commission reports -> commission.payout, override.payout (a partner's total over all partitions)
                  (group <app>-commissions, state in <app>-commissions-changelog: streams.worker.commissionloop)
 
 Faust is the shell only: the App, its lifecycle and signals, the web server and its pages, the

@@ -5,7 +5,8 @@ A ledger partition sends, on a day close, one CommissionReport to every partitio
 commission topic: the share due to the partners whose key lands there (streams.worker.ledger
 RemoteCommissions). A CommissionBook holds one partition of that topic: the closes in progress
 (who has reported, what is due) and the partners' payout ledgers (what is carried to the next
-close). The report that completes a close pays it. A report sent twice (its ledger partition
+close; and, with multi-level partners, the master partners' overrides, paid the same way,
+handlers.overrides). The report that completes a close pays it. A report sent twice (its ledger partition
 re-applied a batch after a crash) is recognised by its close and partition.
 
 Pure of Kafka: the worker runs it on the processor loop (streams.worker.processor; position in its
@@ -45,6 +46,7 @@ class CommissionState(msgspec.Struct):
     closes: dict[str, wire.CloseProgress] = msgspec.field(default_factory=dict)  # not complete yet
     paid: set[str] = msgspec.field(default_factory=set)  # the closes complete
     partners: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
+    overrides: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # master partners' override ledgers
 
 
 _state = msgspec.msgpack.Decoder(CommissionState)
@@ -99,6 +101,8 @@ class CommissionBook(OwnPosition):
         progress.reported.add(report.partition)
         for partner_id, amount in report.due.items():
             progress.due.setdefault(partner_id, []).append(amount)
+        for partner_id, amount in report.overrides.items():
+            progress.overrides.setdefault(partner_id, []).append(amount)
         if len(progress.reported) < self.partitions:
             return []
         del state.closes[report.close_id]
@@ -107,7 +111,8 @@ class CommissionBook(OwnPosition):
         ts_us = parse_ts_us(report.close_ts)
         step = Step(event=close, ts_us=ts_us, date=day_of(ts_us), rules=self.rules)
         due = [(p, Decimal(a)) for p, amounts in sorted(progress.due.items()) for a in amounts]
-        return PartnerLedgers(state.partners).settle(close, step, due)
+        overrides = [(p, Decimal(a)) for p, amounts in sorted(progress.overrides.items()) for a in amounts]
+        return PartnerLedgers(state.partners, state.overrides).settle(close, step, due, overrides)
 
     # -- on the processor loop -----------------------------------------------------------------
     def effects(self, now_ms: float = 0.0) -> list[Send]:

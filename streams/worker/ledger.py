@@ -236,13 +236,17 @@ class RemoteCommissions:
     def __init__(self, ledger: PartitionLedger) -> None:
         self.ledger = ledger
 
-    def close(self, event: DayClosed, step: Step, due: dict[str, Decimal]) -> None:
+    def close(self, event: DayClosed, step: Step, due: dict[str, Decimal], overrides: dict[str, Decimal]) -> None:
         ledger = self.ledger
         shares: list[dict[str, str]] = [{} for _ in range(ledger.partitions)]
+        override_shares: list[dict[str, str]] = [{} for _ in range(ledger.partitions)]
         for partner_id, amount in due.items():
             shares[partition_for(partner_id.encode(), ledger.partitions)][partner_id] = str(amount)
+        for partner_id, amount in overrides.items():
+            override_shares[partition_for(partner_id.encode(), ledger.partitions)][partner_id] = str(amount)
         for target, share in enumerate(shares):  # every aggregator partition hears from every partition
-            report = wire.CommissionReport(event.id, event.ts, event.date, ledger.partition, share)
+            report = wire.CommissionReport(event.id, event.ts, event.date, ledger.partition, share,
+                                           override_shares[target])
             ledger.outbox.sends.append(Send(ledger.topics.commissions, event.id.encode(),
                                             wire.encode(report), partition=target))
 

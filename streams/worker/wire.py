@@ -99,12 +99,14 @@ class CommissionReport(msgspec.Struct, frozen=True):
     date: str
     partition: int
     due: dict[str, str]  # partner id -> decimal string
+    overrides: dict[str, str] = msgspec.field(default_factory=dict)  # master partner id -> decimal string
 
 
 class CloseProgress(msgspec.Struct):
     reported: set[int] = msgspec.field(default_factory=set)
     due: dict[str, list[str]] = msgspec.field(default_factory=dict)
     done: bool = False
+    overrides: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 
 encode = msgspec.msgpack.encode

@@ -1,10 +1,12 @@
 """The same scenario files through the stream worker and through `rewards replay` give the
 same outputs: same ids, same fields (a rejection's `source` aside: a file line offline, a
-topic/partition/offset on Kafka)."""
+topic/partition/offset on Kafka). A scenario with a rules file beside it (`<name>.toml`) runs
+under those rules in both."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,11 @@ SCENARIOS = Path(__file__).parents[1] / "scenarios"
 pytestmark = pytest.mark.integration
 
 
-def offline(lines: list[bytes]) -> list[dict[str, Any]]:
+def offline(lines: list[bytes], rules: Rules) -> list[dict[str, Any]]:
     import io
 
     sink = io.BytesIO()
-    replay(io.BytesIO(b"".join(line + b"\n" for line in lines)), sink, Rules.default())
+    replay(io.BytesIO(b"".join(line + b"\n" for line in lines)), sink, rules)
     return [orjson.loads(line) for line in sink.getvalue().splitlines()]
 
 
@@ -32,12 +34,16 @@ def comparable(outputs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {o["id"]: {k: v for k, v in o.items() if k != "source"} for o in outputs}
 
 
-@pytest.mark.parametrize("scenario", ["programs", "sample_day"])
+@pytest.mark.parametrize("scenario", ["programs", "sample_day", "partners"])
 async def test_worker_and_replay_give_the_same_outputs(scenario: str, settings: Settings, start_worker: Any) -> None:
     lines = (SCENARIOS / f"{scenario}.jsonl").read_bytes().splitlines()
-    expected = offline(lines)
+    rules_file = SCENARIOS / f"{scenario}.toml"
+    rules = Rules.from_toml(rules_file.read_text()) if rules_file.exists() else Rules.default()
+    expected = offline(lines, rules)
+    if rules_file.exists():
+        settings = replace(settings, rules_file=str(rules_file))
     await ensure(settings)
-    worker = start_worker()
+    worker = start_worker(settings=settings)
     await publish_in_order(settings, lines)
     try:
         got = await wait_for_outputs(settings, lambda outs: len({o["id"] for o in outs}) >= len(expected), 60)
@@ -52,3 +58,6 @@ async def test_worker_and_replay_give_the_same_outputs(scenario: str, settings: 
     assert Counter(o["id"] for o in got) == Counter(o["id"] for o in expected)
     rejected = [o for o in got if o["type"] == "event.rejected"]
     assert all({"topic", "partition", "offset"} <= set(o["source"]) for o in rejected)
+    if scenario == "partners":  # overrides paid across partitions, and the cycle refused once
+        assert {o["partner_id"] for o in got if o["type"] == "override.payout"} == {"P1", "P2"}
+        assert [o["reason"] for o in rejected].count("partner_cycle") == 1

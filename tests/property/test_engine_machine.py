@@ -7,6 +7,9 @@ checked after every step (issue 2's acceptance):
 - no client's bonuses above the cap;
 - turnover moved only by closing fills and busts;
 - payouts plus carry equal accruals, for every payee;
+- overrides conserve: what the master partners are paid, carry and have pending equals the
+  sum of their shares of every commission (and of its reversal), level by level, under the
+  hierarchy a reference model keeps; a cycle is refused;
 - a redelivered event changes nothing;
 - replaying the same sequence gives identical outputs.
 """
@@ -35,7 +38,8 @@ ACCOUNTS = {"std": ("standard", "USD"), "cent": ("standard_cent", "USC"), "pro":
             "raw": ("raw_spread", "USD"), "w": ("welcome", "USD")}
 MONEY = st.sampled_from(["0", "0.000035", "0.01", "1", "7.5", "100", "2500"])
 LOTS = st.sampled_from(["0.01", "0.1", "1", "2.5", "30", "250"])
-RULES = without_parking(Rules.default())  # parking: tests/property/test_parking.py
+RULES = without_parking(Rules.from_toml('[partners]\noverride_shares = ["0.20", "0.05"]\n'))  # parking: test_parking.py
+PARTNERS = ("P", "Q", "M1", "M2", "M3")
 
 
 def acct(client: str, name: str) -> str:
@@ -57,6 +61,9 @@ class EngineMachine(RuleBasedStateMachine):
         self.allocated: dict[str, Decimal] = defaultdict(Decimal)          # by account id
         self.fill_effects: dict[str, tuple[str, Decimal, Decimal]] = {}  # fill -> (account, cashback, covered)
         self.paid: dict[tuple[str, str], Decimal] = defaultdict(Decimal)   # (payee kind, id) -> sum
+        self.parent: dict[str, str | None] = {}                           # the hierarchy now
+        self.fill_overrides: dict[str, list[tuple[str, Decimal]]] = {}    # fill -> (master, override)
+        self.overrides: dict[str, Decimal] = defaultdict(Decimal)          # master -> its shares, in all
 
     # -- sending --------------------------------------------------------------------------
     def send(self, event_type: str, **fields: Any) -> list[dict[str, Any]]:
@@ -104,13 +111,32 @@ class EngineMachine(RuleBasedStateMachine):
             elif kind == "fill.reversed":
                 self.balance[out["client_id"]] -= Decimal(out["cashback"])
                 self.allocated[out["account_id"]] += Decimal(out["covered"])
+                for master, amount in self.fill_overrides.pop(out["fill_id"], []):
+                    self.overrides[master] -= amount  # the same masters as the fill's
                 account, cashback, covered = self.fill_effects.pop(out["fill_id"])
                 assert (account, Decimal(out["cashback"]), Decimal(out["covered"])) == (out["account_id"], cashback, covered)
-            elif kind in ("rebate.payout", "commission.payout"):
+            elif kind == "rebate.accrued":
+                masters = self._masters(out["partner_id"])
+                self.fill_overrides[out["fill_id"]] = [
+                    (master, q6(Decimal(out["commission"]) * share))
+                    for master, share in zip(masters, RULES.override_shares, strict=False)]
+                for master, amount in self.fill_overrides[out["fill_id"]]:
+                    self.overrides[master] += amount
+            elif kind in ("rebate.payout", "commission.payout", "override.payout"):
                 payee = out.get("client_id", "") + "/" + out["partner_id"]
                 self.paid[(kind, payee)] += Decimal(out["amount"])
                 assert Decimal(out["amount"]) >= Decimal("0.01")
                 assert Decimal(out["amount"]) == Decimal(out["amount"]).quantize(Decimal("0.01"))
+        reasons = [o["reason"] for o in self.step_outputs if o["type"] == "event.rejected"]
+        if event["type"] == "partner.parent" and reasons not in (["duplicate"], ["stale_event"]):
+            partner, parent = event["partner_id"], event["parent_id"]
+            if parent == partner:
+                assert reasons == ["invalid_field"]
+            elif partner in self._masters(parent, levels=len(PARTNERS)):
+                assert reasons == ["partner_cycle"]
+            else:
+                assert reasons == []
+                self.parent[partner] = parent
         if event["type"] == "trade.fill" and not any(o["type"] == "event.rejected" for o in self.step_outputs):
             cashback = sum((Decimal(o["amount"]) for o in self.step_outputs if o["type"] == "cashback.accrued"), ZERO)
             covered = sum((Decimal(o["covered"]) for o in self.step_outputs if o["type"] == "coverage.applied"), ZERO)
@@ -120,6 +146,17 @@ class EngineMachine(RuleBasedStateMachine):
                 if event["account_id"].endswith("-cent"):
                     cost /= 100
                 assert cashback == q6((cost - covered) * RULES.cashback_rate)
+
+    def _masters(self, partner: str | None, levels: int = len(RULES.override_shares)) -> list[str]:
+        """The masters above ``partner`` in the model's hierarchy, nearest first (never cyclic:
+        the model refuses a cycle as the engine must)."""
+        found: list[str] = []
+        current = partner
+        while current is not None and len(found) < levels:
+            current = self.parent.get(current)
+            if current is not None:
+                found.append(current)
+        return found
 
     # -- the world ------------------------------------------------------------------------
     @initialize()
@@ -132,8 +169,10 @@ class EngineMachine(RuleBasedStateMachine):
                 extra = {"conditions": "pro"} if account_type == "welcome" else {}
                 self.send("account.opened", client_id=client, account_id=acct(client, name),
                           account_type=account_type, currency=currency, **extra)
+        self.send("partner.plan", partner_id="Q", rebate_per_lot={"pro": "1"},
+                  commission_per_lot={"standard": "3.333333", "pro": "2.5"})
         self.send("partner.linked", client_id="c0", partner_id="P")
-        self.send("partner.linked", client_id="c1", partner_id="P")
+        self.send("partner.linked", client_id="c1", partner_id="Q")
         # c0 and c1 can allocate and claim from the start; c2 walks the refusal paths until
         # the machine verifies it.
         for client in ("c0", "c1"):
@@ -200,6 +239,10 @@ class EngineMachine(RuleBasedStateMachine):
         self.send("welcome.transfer", client_id=client, account_id=acct(client, "w"),
                   to_account_id=acct(client, "std"), amount=amount)
 
+    @rule(partner=st.sampled_from(PARTNERS), parent=st.sampled_from((None, *PARTNERS)))
+    def link(self, partner: str, parent: str | None) -> None:
+        self.send("partner.parent", partner_id=partner, parent_id=parent)
+
     @rule(days_back=st.integers(0, 2))
     def close_day(self, days_back: int) -> None:
         self.send("settlement.day_closed", date=(self.now - timedelta(days=days_back)).date().isoformat())
@@ -215,7 +258,8 @@ class EngineMachine(RuleBasedStateMachine):
         snapshot = msgspec.json.encode(self.engine.clients)
         outputs = self.send_raw(raw)
         assert len(outputs) == 1 and outputs[0]["type"] == "event.rejected"
-        assert outputs[0]["reason"] in ("duplicate", "stale_event", "unknown_client", "malformed")
+        # an input that never decoded (malformed, invalid) is not remembered: the same answer again
+        assert outputs[0]["reason"] in ("duplicate", "stale_event", "unknown_client", "malformed", "invalid_field")
         assert msgspec.json.encode(self.engine.clients) == snapshot, "a redelivery changed state"
 
     # -- invariants -----------------------------------------------------------------------
@@ -246,6 +290,26 @@ class EngineMachine(RuleBasedStateMachine):
         for key, ledger in ledgers:
             assert ledger.paid == self.paid[key]
             assert ledger.paid + ledger.carried + sum(ledger.pending.values(), ZERO) == ledger.accrued
+
+    @invariant()
+    def overrides_conserve(self) -> None:
+        partners = self.engine.partners
+        pending = self.engine.shared.overrides  # accrued, not yet handed to a close
+        for master in set(self.overrides) | set(pending) | set(partners.overrides):
+            expected = self.overrides.get(master, ZERO)
+            assert (pending[master].accrued if master in pending else ZERO) == expected, master
+            handed = pending[master].paid if master in pending else ZERO  # handed on at closes
+            ledger = partners.overrides.get(master)
+            if ledger is not None:
+                assert ledger.accrued == handed
+                assert ledger.paid == self.paid[("override.payout", f"/{master}")]
+                assert ledger.paid + ledger.carried + sum(ledger.pending.values(), ZERO) == ledger.accrued
+            else:
+                assert handed == ZERO
+        # every level together: paid + carried + not yet due == the sum of all the shares
+        total = sum((ledger.paid + ledger.carried for ledger in partners.overrides.values()), ZERO)
+        total += sum((sum(ledger.pending.values(), ZERO) for ledger in pending.values()), ZERO)
+        assert total == sum(self.overrides.values(), ZERO)
 
     def teardown(self) -> None:
         again = Engine(RULES)

@@ -74,12 +74,48 @@ def programs() -> list[bytes]:
     return s.lines
 
 
+def partners() -> list[bytes]:
+    """Multi-level partners (run with partners.toml): P3 under P2 under P1; clients of P2 and P3
+    trading over two days; a cycle refused; a bust after a change of hierarchy; a late fill."""
+    s = Recorder()
+    for partner in ("P1", "P2", "P3"):
+        s.plan(partner, {"standard": "2", "pro": "1"}, {"standard": "7.777777", "pro": "3"})
+    s.emit("partner.parent", partner_id="P2", parent_id="P1")
+    s.emit("partner.parent", partner_id="P3", parent_id="P2")
+    s.emit("partner.parent", partner_id="P1", parent_id="P3")       # a cycle: refused
+    s.emit("partner.parent", partner_id="P1", parent_id="P1")       # its own parent: invalid
+    for n in range(6):
+        cid = f"c{n}"
+        s.client(cid)
+        s.account(f"{cid}-std", "standard", client_id=cid)
+        s.account(f"{cid}-pro", "pro", client_id=cid)
+        s.emit("partner.linked", client_id=cid, partner_id=("P1", "P2", "P3")[n % 3])
+    for n in range(18):
+        cid = f"c{n % 6}"
+        s.fill(f"{cid}-std", f"{cid}-s{n}", lots=("0.01", "0.37", "2")[n % 3], spread_cost="3", client_id=cid)
+        s.fill(f"{cid}-pro", f"{cid}-p{n}", lots="0.13", spread_cost="1", client_id=cid)
+    s.close_day("2026-11-24")
+    s.advance(days=1)
+    s.emit("partner.parent", partner_id="P3", parent_id="P1")       # P3 moves up
+    for n in range(6):
+        cid = f"c{n}"
+        s.fill(f"{cid}-std", f"{cid}-t{n}", lots="1.11", spread_cost="2", client_id=cid)
+    s.emit("trade.bust", client_id="c2", fill_id="c2-s2")           # a day-one fill of P3's, under P2 then
+    s.emit("partner.parent", partner_id="P2", parent_id=None)       # P2 on its own
+    s.fill("c1-std", "c1-after", lots="3", client_id="c1")
+    s.close_day("2026-11-25")
+    s.fill("c4-std", "c4-late", lots="1", client_id="c4")             # after its day closed: paid next
+    s.advance(days=1)
+    s.close_day("2026-11-26")
+    return s.lines
+
+
 def sample_day() -> list[bytes]:
     return list(SampleDay(clients=40, fills=600, seed=11, bad_share=0.01).lines())
 
 
 def main() -> None:
-    for name, lines in (("programs", programs()), ("sample_day", sample_day())):
+    for name, lines in (("programs", programs()), ("sample_day", sample_day()), ("partners", partners())):
         (HERE / f"{name}.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
         print(name, len(lines), "events")
 
