@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: setup lock image test test-fast test-faults demo demo-offline bench bench-replay bench-replay-growth bench-worker bench-soak schemas clean
+.PHONY: setup lock image test test-fast test-faults demo demo-offline bench bench-replay bench-replay-growth bench-worker bench-soak bench-whatif schemas clean
 
 ## The exact versions (with hashes) of requirements-dev.lock, then the project itself.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -75,6 +75,10 @@ bench-replay: $(STAMP)
 ## The same over 3,000,000 events: whether the rate holds as the state grows (last tenth against the first steady one).
 bench-replay-growth: $(STAMP)
 	$(BIN)/python -m benchmarks.replay_throughput --events 3000000
+
+## `rewards whatif` against one `rewards replay` of the same 1,000,000 events, as whole commands on one core.
+bench-whatif: $(STAMP)
+	$(BIN)/python -m benchmarks.whatif_time --events 1000000 --rounds 2
 
 ## Regenerate schemas/json/ from the models.
 schemas: $(STAMP)

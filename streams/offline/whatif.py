@@ -43,7 +43,9 @@ PROGRAMS: Final = (
     ("bonus_unlocked", "Deposit bonuses unlocked", "USD that became withdrawable"),
     ("rebates_paid", "Rebates paid", "USD paid to clients at day closes"),
     ("commissions_paid", "Commissions paid", "USD paid to partners at day closes"),
+    ("overrides_paid", "Overrides paid", "USD paid to master partners on their sub-partners' commissions"),
 )
+PARTNER_PROGRAMS: Final = frozenset({"commissions_paid", "overrides_paid"})
 NO_ACCOUNT: Final = "-"  # payouts are per client or partner, not per account
 # what a client was given, for "the clients most affected" (coverage spends cashback already
 # counted; an unlocked bonus was counted when granted)
@@ -56,13 +58,14 @@ class Tally:
 
     def __init__(self) -> None:
         self.amounts: defaultdict[tuple[str, str, str, str], Decimal] = defaultdict(Decimal)
-        self.partners: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)  # (day, partner)
+        self.partners: defaultdict[tuple[str, str, str], Decimal] = defaultdict(Decimal)  # (program, day, partner)
         self.outputs = 0
         self._by_type: dict[str, Callable[[Any], None]] = {
             "cashback.accrued": self._cashback, "coverage.applied": self._coverage,
             "welcome.granted": self._welcome, "bonus.granted": self._bonus_granted,
             "bonus.unlocked": self._bonus_unlocked, "rebate.payout": self._rebate_payout,
-            "commission.payout": self._commission_payout, "fill.reversed": self._reversed,
+            "commission.payout": self._commission_payout, "override.payout": self._override_payout,
+            "fill.reversed": self._reversed,
         }
 
     def add(self, outputs: list[OutputEvent]) -> None:
@@ -100,7 +103,10 @@ class Tally:
         self.amounts["rebates_paid", o.date, o.client_id, NO_ACCOUNT] += Decimal(o.amount)
 
     def _commission_payout(self, o: Any) -> None:
-        self.partners[o.date, o.partner_id] += Decimal(o.amount)
+        self.partners["commissions_paid", o.date, o.partner_id] += Decimal(o.amount)
+
+    def _override_payout(self, o: Any) -> None:
+        self.partners["overrides_paid", o.date, o.partner_id] += Decimal(o.amount)
 
 
 @dataclass
@@ -186,9 +192,10 @@ def _row(base: Decimal, candidate: Decimal, **key: str) -> dict[str, Any]:
 
 def _sums(tally: Tally, program: str, part: Callable[[tuple[str, str, str, str]], str]) -> dict[str, Decimal]:
     sums: defaultdict[str, Decimal] = defaultdict(Decimal)
-    if program == "commissions_paid":
-        for (day, partner), amount in tally.partners.items():
-            sums[part((program, day, partner, NO_ACCOUNT))] += amount
+    if program in PARTNER_PROGRAMS:
+        for (kind, day, partner), amount in tally.partners.items():
+            if kind == program:
+                sums[part((program, day, partner, NO_ACCOUNT))] += amount
         return sums
     for key, amount in tally.amounts.items():
         if key[0] == program:
@@ -201,7 +208,7 @@ def report(found: Comparison, about: dict[str, Any]) -> dict[str, Any]:
     types = found.account_types
 
     def account_type(key: tuple[str, str, str, str]) -> str:
-        return "partner" if key[0] == "commissions_paid" else types.get((key[2], key[3]), NO_ACCOUNT)
+        return "partner" if key[0] in PARTNER_PROGRAMS else types.get((key[2], key[3]), NO_ACCOUNT)
 
     programs = []
     days: set[str] = set()
@@ -219,7 +226,7 @@ def report(found: Comparison, about: dict[str, Any]) -> dict[str, Any]:
         })
     clients = [_payee_totals({k: v for k, v in t.amounts.items() if k[0] in CLIENT_PROGRAMS}, lambda k: k[2])
                for t in (found.base, found.candidate)]
-    partners = [_payee_totals(t.partners, lambda k: k[1]) for t in (found.base, found.candidate)]
+    partners = [_payee_totals(t.partners, lambda k: k[2]) for t in (found.base, found.candidate)]
     return {
         **about,
         "events": found.events_in,
