@@ -19,15 +19,16 @@ def on_deposit(client: ClientState, account: Account, event: Deposit, step: Step
     amount_usd = to_usd(Decimal(event.amount), account.currency)
     rules = step.rules
     remaining_usd = rules.bonus_cap_usd - client.bonus_granted_usd
-    reason = _refusal(account, event, percent, amount_usd, remaining_usd, step)
+    reason = _refusal(account, event, percent, amount_usd, remaining_usd, step, client.external_deposits)
     if reason is not None:
         reject(client, event, reason, step)
         return
     bonus_usd = min(q6(amount_usd * percent / 100), remaining_usd)
+    turnover = rules.bonus_tiers[percent].turnover  # none: a credit bonus, required_lots 0, never unlocked
     bonus = Bonus(
         bonus_id=f"bonus-{event.deposit_id}", account_id=account.account_id,
         deposit_id=event.deposit_id, percent=percent, amount=bonus_usd,
-        required_lots=q6(bonus_usd / rules.bonus_usd_per_lot))
+        required_lots=q6(bonus_usd / rules.bonus_usd_per_lot) if turnover else ZERO)
     client.bonuses.append(bonus)
     client.bonus_granted_usd += bonus_usd
     assert client.bonus_granted_usd <= rules.bonus_cap_usd
@@ -47,13 +48,15 @@ def reject(client: ClientState, event: Deposit, reason: BonusRefusal, step: Step
 
 def _refusal(
     account: Account, event: Deposit, percent: int, amount_usd: Decimal, remaining_usd: Decimal,
-    step: Step,
+    step: Step, client_deposits_before: int,
 ) -> BonusRefusal | None:
     tier = step.rules.bonus_tiers.get(percent)
     if event.source == "internal":
         return "internal_transfer"
     if tier is None or account.account_type not in tier.account_types:
         return "ineligible_account"
+    if tier.first_deposit_only and client_deposits_before > 0:
+        return "not_first_deposit"
     if amount_usd < tier.min_deposit_usd:
         return "below_minimum"
     if remaining_usd <= ZERO:

@@ -103,5 +103,7 @@ def _deposit(client: ClientState, history: History, event: Deposit, step: Step) 
     if welcome.deposit_qualifies(amount_usd, event.source, account.account_type, step):
         account.qualifying_deposit = True
     bonus.on_deposit(client, account, event, step)
+    if event.source == "external":
+        client.external_deposits += 1
     return None
 

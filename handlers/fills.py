@@ -15,6 +15,8 @@ from schemas.inputs import TradeBust, TradeFill
 from schemas.outputs import FillReversed, RebateAccrued
 from schemas.timefmt import parse_ts_us
 
+NOTIONAL_UNIT = Decimal(100_000)  # partner rates per notional are quoted per 100,000 USD
+
 
 def on_fill(
     client: ClientState, history: History, event: TradeFill, plans: PlanBook, step: Step
@@ -37,12 +39,19 @@ def on_fill(
         covered, cash = cashback.cover_and_credit(client, account, event.fill_id, cost_usd, step)
     turnover: list[tuple[str, Decimal]] = []
     rebate = commission = ZERO
-    if event.action == "close" and _held_long_enough(event, step):
+    counts = event.action == "close" and _held_long_enough(event, step)
+    volume = ZERO  # what the plan's rates are per: standard lots, or 100,000 USD of notional
+    if counts:
         lots_std = to_standard_lots(Decimal(event.lots), currency)
         turnover = bonus.credit_turnover(client, account.account_id, lots_std, step)
+        volume = lots_std
+    if step.rules.rebate_basis == "notional":  # per side: an opening fill too; a quick close not
+        counts = (counts or event.action == "open") and event.notional_usd is not None
+        volume = Decimal(event.notional_usd) / NOTIONAL_UNIT if event.notional_usd is not None else ZERO
+    if counts:
         if client.partner_id is not None:
             rates = plans.rates(client.partner_id, account.account_type, step.ts_us)
-            rebate, commission = accrue_fill(client.rebates, client.partner_id, rates, lots_std, step)
+            rebate, commission = accrue_fill(client.rebates, client.partner_id, rates, volume, step)
             if rebate or commission:
                 step.outputs.append(RebateAccrued(
                     id=step.output_id("rebate.accrued"), cause_id=event.id, ts=event.ts,

@@ -28,6 +28,12 @@ class BonusTier:
     percent: int
     account_types: frozenset[str]
     min_deposit_usd: Decimal
+    first_deposit_only: bool = False  # only a client's first deposit of new money earns it
+    turnover: bool = True             # False: a credit bonus, no lots to trade (never unlocked)
+
+
+TIER_KEYS: Final = frozenset({"account_types", "min_deposit_usd", "first_deposit_only", "turnover"})
+OPTIONAL_TIER_KEYS: Final = frozenset({"first_deposit_only", "turnover"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,7 @@ class Rules:
     park_window_us: int          # 0: parking off (an event whose prerequisite is missing is refused at once)
     park_max_per_client: int
     override_shares: tuple[Decimal, ...] = ()  # a master partner's share of level 1, 2, ... below it
+    rebate_basis: str = "lots"  # "lots": plan rates per standard lot, closes; "notional": per 100,000 USD, per side
 
     @classmethod
     def default(cls) -> Rules:
@@ -68,7 +75,13 @@ def _merge(base: dict[str, Any], override: dict[str, Any], prefix: str) -> None:
     for key, value in override.items():
         path = f"{prefix}{key}"
         if key not in base:
-            raise RulesError(f"unknown rules key `{path}`")
+            if prefix == "deposit_bonus.tiers." and isinstance(value, dict):
+                base[key] = dict(value)  # a tier the defaults do not offer: checked whole by _build
+                continue
+            if not (prefix.startswith("deposit_bonus.tiers.") and key in OPTIONAL_TIER_KEYS):
+                raise RulesError(f"unknown rules key `{path}`")
+            base[key] = value
+            continue
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise RulesError(f"`{path}` must be a table")
@@ -92,11 +105,25 @@ def _int(table: dict[str, Any], key: str, path: str) -> int:
     return value
 
 
+def _bool(table: dict[str, Any], key: str, path: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise RulesError(f"`{path}.{key}` must be true or false, got {value!r}")
+    return value
+
+
 def _strings(table: dict[str, Any], key: str, path: str) -> frozenset[str]:
     value = table.get(key)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise RulesError(f"`{path}.{key}` must be a list of strings, got {value!r}")
     return frozenset(value)
+
+
+def _choice(table: dict[str, Any], key: str, path: str, choices: tuple[str, ...]) -> str:
+    value = table.get(key)
+    if value not in choices:
+        raise RulesError(f"`{path}.{key}` must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return str(value)
 
 
 def _shares(table: dict[str, Any], key: str, path: str) -> tuple[Decimal, ...]:
@@ -119,11 +146,16 @@ def _build(doc: dict[str, Any]) -> Rules:
         if not name.isdigit() or int(name) <= 0:
             raise RulesError(f"deposit bonus tier `{name}` must be a whole percent")
         path = f"deposit_bonus.tiers.{name}"
+        if int(name) > 1000:
+            raise RulesError(f"deposit bonus tier `{name}` must be at most 1000 percent")
+        for key in sorted(set(tier) - TIER_KEYS):
+            raise RulesError(f"unknown rules key `{path}.{key}`")
         account_types = _strings(tier, "account_types", path)
         unknown = account_types - set(LIVE_ACCOUNT_TYPES)
         if unknown:
             raise RulesError(f"`{path}.account_types` names unknown account types {sorted(unknown)}")
-        tiers[int(name)] = BonusTier(int(name), account_types, _decimal(tier, "min_deposit_usd", path))
+        tiers[int(name)] = BonusTier(int(name), account_types, _decimal(tier, "min_deposit_usd", path),
+                                     _bool(tier, "first_deposit_only", path, False), _bool(tier, "turnover", path, True))
     rules = Rules(
         cashback_rate=_decimal(cashback, "rate", "cashback"),
         coverage_share=_decimal(cashback, "coverage_share", "cashback"),
@@ -140,6 +172,7 @@ def _build(doc: dict[str, Any]) -> Rules:
         park_window_us=_int(doc["parking"], "window_seconds", "parking") * 1_000_000,
         park_max_per_client=_int(doc["parking"], "max_per_client", "parking"),
         override_shares=_shares(doc["partners"], "override_shares", "partners"),
+        rebate_basis=_choice(doc["rebates"], "basis", "rebates", ("lots", "notional")),
     )
     if rules.cashback_rate > 1 or rules.coverage_share > 1:
         raise RulesError("`cashback.rate` and `cashback.coverage_share` must be at most 1")

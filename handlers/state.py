@@ -70,6 +70,7 @@ class ClientState(msgspec.Struct, kw_only=True):
     wallet: Wallet = msgspec.field(default_factory=Wallet)
     welcome_granted: bool = False
     bonus_granted_usd: Decimal = ZERO
+    external_deposits: int = 0         # deposits of new money: the first may earn a first-deposit-only tier
     bonuses: list[Bonus] = msgspec.field(default_factory=list)
     partner_id: str | None = None
     rebates: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # by partner id

@@ -8,7 +8,7 @@ Unknown extra fields are ignored: producers may add fields, never rename these.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Final, Literal, Union
+from typing import Annotated, Final, Literal, Union
 
 import msgspec
 
@@ -32,7 +32,9 @@ LiveAccountType = Literal["standard_cent", "standard", "pro", "raw_spread"]
 LIVE_ACCOUNT_TYPES: Final = ("standard_cent", "standard", "pro", "raw_spread")
 Currency = Literal["USD", "USC"]
 Conditions = Literal["standard", "pro"]
-BonusPercent = Literal[50, 100, 120, "50", "100", "120"]
+# A deposit bonus tier, as a whole percent: the rules file says which are offered (50, 100 and
+# 120 by default; a tier not offered is refused `ineligible_account`).
+BonusPercent = Annotated[int, msgspec.Meta(ge=1, le=1000)] | Annotated[str, msgspec.Meta(pattern="^[1-9][0-9]{0,2}$|^1000$")]
 
 
 class InputEvent(msgspec.Struct, kw_only=True, tag_field="type", frozen=True):
@@ -83,11 +85,14 @@ class TradeFill(ClientEvent, tag="trade.fill", kw_only=True, frozen=True):
     commission: Money
     realized_pnl: SignedMoney | None = None
     opened_at: Timestamp | None = None
+    notional_usd: Money | None = None  # the fill's traded volume in USD: partner rates per notional ([rebates] basis)
 
     def __post_init__(self) -> None:
         if not (is_money(self.lots) and is_money(self.spread_cost) and is_money(self.commission)):
             for name in ("lots", "spread_cost", "commission"):
                 check_money(name, getattr(self, name))
+        if self.notional_usd is not None:
+            check_money("notional_usd", self.notional_usd)
         if self.realized_pnl is not None:
             check_signed_money("realized_pnl", self.realized_pnl)
         if self.opened_at is not None:

@@ -21,7 +21,7 @@ WelcomeRefusal = Literal["not_verified", "country_excluded", "ineligible_account
 TransferRefusal = Literal["no_qualifying_deposit", "insufficient_profit", "invalid_amount",
                           "unknown_account"]
 BonusRefusal = Literal["internal_transfer", "ineligible_account", "below_minimum", "cap_reached",
-                       "unknown_account"]
+                       "unknown_account", "not_first_deposit"]
 
 
 class OutputEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -20,6 +20,9 @@ import orjson
 
 COUNTRIES: Final = ("DE", "ES", "IT", "PL", "BR", "MX", "NG", "ZA", "TH", "MY", "ID", "VN", "AE")
 SYMBOLS: Final = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "AUDUSD", "USDCAD", "BTCUSD", "US30")
+# USD traded per standard lot (a fixed price for each symbol): the fills' `notional_usd`, when asked for
+NOTIONAL_PER_LOT: Final = {"EURUSD": 108_000, "GBPUSD": 127_000, "USDJPY": 100_000, "XAUUSD": 200_000,
+                           "AUDUSD": 66_000, "USDCAD": 100_000, "BTCUSD": 60_000, "US30": 40_000}
 # (account type, weight, currency, USD spread cost per standard lot, USD commission per lot)
 ACCOUNT_KINDS: Final = (
     ("standard", 45, "USD", (6, 14), 0),
@@ -43,8 +46,9 @@ class _Client:
 
 class SampleDay:
     def __init__(self, clients: int = 3000, fills: int = 200_000, days: int = 1, seed: int = 7,
-                 start: date = date(2026, 11, 23), bad_share: float = 0.001) -> None:
+                 start: date = date(2026, 11, 23), bad_share: float = 0.001, notional: bool = False) -> None:
         self.clients, self.fills, self.days, self.bad_share = clients, fills, days, bad_share
+        self.notional = notional  # fills carry `notional_usd` (no draw of the generator: the rest is the same)
         self.rng = random.Random(seed)
         self.t0 = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
         self.start = start
@@ -153,7 +157,8 @@ class SampleDay:
         yield self._event("trade.fill", micros, client_id=client.client_id, account_id=account_id,
                           fill_id=f"f-{self._n + 1:09d}", symbol=symbol, action=action,
                           lots=_money(account_lots), spread_cost=_money(spread_cost),
-                          commission=_money(commission), **extra)
+                          commission=_money(commission), **extra,
+                          **({"notional_usd": _money(lots * NOTIONAL_PER_LOT[symbol])} if self.notional else {}))
 
     def _extras(self, client: _Client, micros: int) -> Iterator[bytes]:
         rng = self.rng

@@ -61,3 +61,33 @@ async def test_worker_and_replay_give_the_same_outputs(scenario: str, settings: 
     if scenario == "partners":  # overrides paid across partitions, and the cycle refused once
         assert {o["partner_id"] for o in got if o["type"] == "override.payout"} == {"P1", "P2"}
         assert [o["reason"] for o in rejected].count("partner_cycle") == 1
+
+
+RULES_FILES = sorted((Path(__file__).parents[2] / "rules").glob("*.toml"))
+
+
+def generated_day() -> list[bytes]:
+    """A generated broker day whose fills carry `notional_usd` and whose clients choose, among
+    the deposit bonus tiers, 60 % where they chose 120 %: something for each program shape."""
+    from streams.devtools.sample_day import SampleDay
+
+    return [line.replace(b'"bonus_percent":120', b'"bonus_percent":60')
+            for line in SampleDay(clients=40, fills=600, days=2, seed=12, notional=True).lines()]
+
+
+@pytest.mark.parametrize("rules_file", RULES_FILES, ids=lambda p: p.stem)
+async def test_worker_and_replay_agree_under_each_rules_file(rules_file: Path, settings: Settings,
+                                                             start_worker: Any) -> None:
+    lines = generated_day()
+    expected = offline(lines, Rules.from_toml(rules_file.read_text()))
+    settings = replace(settings, rules_file=str(rules_file))
+    await ensure(settings)
+    worker = start_worker(settings=settings)
+    await publish_in_order(settings, lines)
+    try:
+        got = await wait_for_outputs(settings, lambda outs: len({o["id"] for o in outs}) >= len(expected), 60)
+    except TimeoutError:
+        pytest.fail(f"worker fell short; its log:\n{worker.tail()}")
+    assert comparable(got) == comparable(expected)
+    assert Counter(o["id"] for o in got) == Counter(o["id"] for o in expected)
+    assert any(o["type"] in ("bonus.granted", "rebate.accrued") for o in got)
