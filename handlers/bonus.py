@@ -1,14 +1,17 @@
-"""Deposit Bonus: tiers, the per-client cap, and FIFO turnover towards unlocking."""
+"""Deposit Bonus: tiers, the per-client cap, FIFO turnover towards unlocking, and convertible
+bonuses released as cash per lot at day closes."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 from handlers.money import ZERO, fmt, q6, to_usd
-from handlers.state import Account, Bonus, ClientState
+from handlers.rebates import accrue, settle
+from handlers.state import Account, Bonus, ClientState, PayoutLedger
 from handlers.step import Step
 from schemas.inputs import Deposit
-from schemas.outputs import BonusGranted, BonusProgress, BonusRefusal, BonusRejected, BonusUnlocked
+from schemas.outputs import (BonusGranted, BonusProgress, BonusRefusal, BonusRejected, BonusReleased, BonusUnlocked,
+                             OutputEvent)
 
 
 def on_deposit(client: ClientState, account: Account, event: Deposit, step: Step) -> None:
@@ -24,11 +27,15 @@ def on_deposit(client: ClientState, account: Account, event: Deposit, step: Step
         reject(client, event, reason, step)
         return
     bonus_usd = min(q6(amount_usd * percent / 100), remaining_usd)
-    turnover = rules.bonus_tiers[percent].turnover  # none: a credit bonus, required_lots 0, never unlocked
+    tier = rules.bonus_tiers[percent]
+    # the lots to trade: all of them to unlock it; a convertible one is released per lot on the
+    # way (all of it once they are traded); a credit bonus has none, and is never unlocked
+    per_lot = tier.release_per_lot_usd or rules.bonus_usd_per_lot
     bonus = Bonus(
         bonus_id=f"bonus-{event.deposit_id}", account_id=account.account_id,
         deposit_id=event.deposit_id, percent=percent, amount=bonus_usd,
-        required_lots=q6(bonus_usd / rules.bonus_usd_per_lot) if turnover else ZERO)
+        required_lots=q6(bonus_usd / per_lot) if tier.turnover else ZERO,
+        release_per_lot=tier.release_per_lot_usd)
     client.bonuses.append(bonus)
     client.bonus_granted_usd += bonus_usd
     assert client.bonus_granted_usd <= rules.bonus_cap_usd
@@ -83,6 +90,10 @@ def credit_turnover(
         left -= take
         credited.append((bonus.bonus_id, take))
         _progress(client, bonus, step)
+        if bonus.release_per_lot:  # convertible: cash for these lots at the next day close
+            accrue(client.releases.setdefault(bonus.bonus_id, PayoutLedger()), step.date,
+                   q6(take * bonus.release_per_lot))
+            continue
         if bonus.lots_traded >= bonus.required_lots:
             bonus.unlocked = True
             step.outputs.append(BonusUnlocked(
@@ -103,6 +114,8 @@ def reverse_turnover(client: ClientState, credited: list[tuple[str, Decimal]], s
         bonus.lots_traded -= lots
         total += lots
         assert bonus.lots_traded >= ZERO
+        if bonus.release_per_lot:  # a release already paid is made up by a smaller next one
+            accrue(client.releases[bonus_id], step.date, -q6(lots * bonus.release_per_lot))
         _progress(client, bonus, step)
     return total
 
@@ -113,3 +126,18 @@ def _progress(client: ClientState, bonus: Bonus, step: Step) -> None:
         ts=step.event.ts, client_id=client.client_id, account_id=bonus.account_id,
         bonus_id=bonus.bonus_id, lots_traded=fmt(bonus.lots_traded),
         required_lots=fmt(bonus.required_lots)))
+
+
+def release(client: ClientState, date: str, cause_id: str, ts: str, step: Step) -> list[OutputEvent]:
+    """Close day ``date`` for a client's convertible bonuses: what their lots released on that
+    day and before, paid as cash rounded down to the cent, the rest carried."""
+    released: list[OutputEvent] = []
+    accounts = {bonus.bonus_id: bonus.account_id for bonus in client.bonuses}
+    for bonus_id in sorted(client.releases):
+        paid = settle(client.releases[bonus_id], date)
+        if paid is not None:
+            released.append(BonusReleased(
+                id=step.output_id("bonus.released", bonus_id), cause_id=cause_id, ts=ts,
+                client_id=client.client_id, account_id=accounts[bonus_id], bonus_id=bonus_id, date=date,
+                amount=fmt(paid[0]), carried=fmt(paid[1])))
+    return released

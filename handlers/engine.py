@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from handlers import bonus as bonus_rules
 from handlers import client as client_rules
 from handlers import history as dedupe
 from handlers import parking
@@ -46,7 +47,7 @@ class Shared(msgspec.Struct, kw_only=True):
     latest_ts_us: int = 0
     commissions: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
     overrides: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # master partner -> not yet reported
-    rebate_clients: set[str] = msgspec.field(default_factory=set)
+    rebate_clients: set[str] = msgspec.field(default_factory=set)  # with payouts pending: rebates, bonus releases
     clock_us: int = 0                  # the newest ts admitted here: the parking window's clock
     parked: dict[str, int] = msgspec.field(default_factory=dict)  # client -> when its oldest parked input expires
     parked_events: int = 0             # inputs parked here, all clients
@@ -240,7 +241,7 @@ def _apply_client(ctx: _Context, client: ClientState | None, history: History, e
     refusal = client_rules.apply(client, history, event, step, PlanBook(shared.plans), ctx.identities)
     if ts_us > client.latest_ts_us:
         client.latest_ts_us = ts_us
-    if client.rebates and any(ledger.pending for ledger in client.rebates.values()):
+    if _payouts_pending(client):
         shared.rebate_clients.add(client.client_id)
     ctx.store.put(client)
     if refusal is not None:
@@ -286,13 +287,16 @@ def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str) -> 
 
 def close_day(store: ClientStore, shared: Shared, event: DayClosed, step: Step,
               commissions: CommissionBook) -> None:
-    """Pay every client's rebates for day ``event.date`` and before, and hand the partners'
-    commissions due to the commission book, which pays them summed over all clients."""
+    """Pay every client's rebates and convertible bonus releases for day ``event.date`` and
+    before, and hand the partners' commissions due to the commission book, which pays them
+    summed over all clients."""
     for client_id in sorted(shared.rebate_clients):
         client = store.get(client_id)
         assert client is not None
         step.outputs.extend(_pay_rebates(client, event, step))
-        if not any(ledger.pending for ledger in client.rebates.values()):
+        if client.releases:
+            step.outputs.extend(bonus_rules.release(client, event.date, event.id, event.ts, step))
+        if not _payouts_pending(client):
             shared.rebate_clients.discard(client_id)
         store.put(client)
     commissions.close(event, step, _due(shared.commissions, event.date), _due(shared.overrides, event.date))
@@ -305,6 +309,11 @@ def _due(ledgers: dict[str, PayoutLedger], date: str) -> dict[str, Decimal]:
         if amount is not None:
             due[partner_id] = amount
     return due
+
+
+def _payouts_pending(client: ClientState) -> bool:
+    return bool(client.rebates and any(ledger.pending for ledger in client.rebates.values())
+                or client.releases and any(ledger.pending for ledger in client.releases.values()))
 
 
 def _pay_rebates(client: ClientState, event: DayClosed, step: Step) -> list[OutputEvent]:

@@ -30,10 +30,12 @@ class BonusTier:
     min_deposit_usd: Decimal
     first_deposit_only: bool = False  # only a client's first deposit of new money earns it
     turnover: bool = True             # False: a credit bonus, no lots to trade (never unlocked)
+    release_per_lot_usd: Decimal = Decimal(0)  # > 0: convertible, released as cash per lot at day closes
 
 
-TIER_KEYS: Final = frozenset({"account_types", "min_deposit_usd", "first_deposit_only", "turnover"})
-OPTIONAL_TIER_KEYS: Final = frozenset({"first_deposit_only", "turnover"})
+TIER_KEYS: Final = frozenset({"account_types", "min_deposit_usd", "first_deposit_only", "turnover",
+                              "release_per_lot_usd"})
+OPTIONAL_TIER_KEYS: Final = frozenset({"first_deposit_only", "turnover", "release_per_lot_usd"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +156,12 @@ def _build(doc: dict[str, Any]) -> Rules:
         unknown = account_types - set(LIVE_ACCOUNT_TYPES)
         if unknown:
             raise RulesError(f"`{path}.account_types` names unknown account types {sorted(unknown)}")
+        release = _decimal(tier, "release_per_lot_usd", path) if "release_per_lot_usd" in tier else Decimal(0)
+        turnover = _bool(tier, "turnover", path, True)
+        if release and not turnover:
+            raise RulesError(f"`{path}`: a credit bonus (turnover = false) cannot be released per lot")
         tiers[int(name)] = BonusTier(int(name), account_types, _decimal(tier, "min_deposit_usd", path),
-                                     _bool(tier, "first_deposit_only", path, False), _bool(tier, "turnover", path, True))
+                                     _bool(tier, "first_deposit_only", path, False), turnover, release)
     rules = Rules(
         cashback_rate=_decimal(cashback, "rate", "cashback"),
         coverage_share=_decimal(cashback, "coverage_share", "cashback"),

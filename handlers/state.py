@@ -47,6 +47,7 @@ class Bonus(msgspec.Struct, kw_only=True):
     required_lots: Decimal
     lots_traded: Decimal = ZERO
     unlocked: bool = False
+    release_per_lot: Decimal = ZERO  # a convertible bonus: USD released as cash per lot traded (0: not one)
 
 
 class PayoutLedger(msgspec.Struct, kw_only=True):
@@ -74,6 +75,7 @@ class ClientState(msgspec.Struct, kw_only=True):
     bonuses: list[Bonus] = msgspec.field(default_factory=list)
     partner_id: str | None = None
     rebates: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # by partner id
+    releases: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # convertible bonuses', by bonus id
     pending_claims: list[str] = msgspec.field(default_factory=list)  # welcome claims awaiting the registry
 
     @property

@@ -129,6 +129,17 @@ class BonusUnlocked(ClientOutput, frozen=True, kw_only=True, gc=False):
     amount: str
 
 
+class BonusReleased(ClientOutput, frozen=True, kw_only=True, gc=False):
+    """Cash released from a convertible bonus at a day close, for the lots traded by then."""
+
+    type: Literal["bonus.released"] = "bonus.released"
+    account_id: str
+    bonus_id: str
+    date: str
+    amount: str
+    carried: str
+
+
 class RebateAccrued(ClientOutput, frozen=True, kw_only=True, gc=False):
     type: Literal["rebate.accrued"] = "rebate.accrued"
     partner_id: str
@@ -204,7 +215,7 @@ class EventRejected(OutputEvent, frozen=True, kw_only=True, gc=False):
 OUTPUT_MODELS: Final[tuple[type[OutputEvent], ...]] = (
     CoverageApplied, CashbackAccrued, WalletAllocated, WalletAllocationRejected, WelcomeGranted,
     WelcomeRejected, WelcomeTransferApproved, WelcomeTransferRejected, BonusGranted,
-    BonusRejected, BonusProgress, BonusUnlocked, RebateAccrued, RebatePayout, CommissionPayout,
+    BonusRejected, BonusProgress, BonusUnlocked, BonusReleased, RebateAccrued, RebatePayout, CommissionPayout,
     OverridePayout, FillReversed, EventRejected,
 )
 

@@ -41,6 +41,7 @@ PROGRAMS: Final = (
     ("welcome_granted", "Welcome bonuses granted", "USD"),
     ("bonus_granted", "Deposit bonuses granted", "USD"),
     ("bonus_unlocked", "Deposit bonuses unlocked", "USD that became withdrawable"),
+    ("bonus_released", "Convertible bonuses released", "USD paid as cash per lot traded, at day closes"),
     ("rebates_paid", "Rebates paid", "USD paid to clients at day closes"),
     ("commissions_paid", "Commissions paid", "USD paid to partners at day closes"),
     ("overrides_paid", "Overrides paid", "USD paid to master partners on their sub-partners' commissions"),
@@ -63,6 +64,7 @@ class Tally:
         self._by_type: dict[str, Callable[[Any], None]] = {
             "cashback.accrued": self._cashback, "coverage.applied": self._coverage,
             "welcome.granted": self._welcome, "bonus.granted": self._bonus_granted,
+            "bonus.released": self._bonus_released,
             "bonus.unlocked": self._bonus_unlocked, "rebate.payout": self._rebate_payout,
             "commission.payout": self._commission_payout, "override.payout": self._override_payout,
             "fill.reversed": self._reversed,
@@ -98,6 +100,9 @@ class Tally:
 
     def _bonus_unlocked(self, o: Any) -> None:
         self.amounts["bonus_unlocked", o.ts[:10], o.client_id, o.account_id] += Decimal(o.amount)
+
+    def _bonus_released(self, o: Any) -> None:
+        self.amounts["bonus_released", o.date, o.client_id, o.account_id] += Decimal(o.amount)
 
     def _rebate_payout(self, o: Any) -> None:
         self.amounts["rebates_paid", o.date, o.client_id, NO_ACCOUNT] += Decimal(o.amount)

@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-from schemas.outputs import (BonusGranted, BonusUnlocked, CashbackAccrued, CommissionPayout, CoverageApplied,
+from schemas.outputs import (BonusGranted, BonusReleased, BonusUnlocked, CashbackAccrued, CommissionPayout, CoverageApplied,
                              EventRejected, OutputEvent, OverridePayout, RebateAccrued, RebatePayout, WalletAllocated,
                              WelcomeGranted)
 
@@ -36,6 +36,7 @@ _AMOUNTS: dict[type, tuple[str, str]] = {
     BonusGranted: ("bonus_granted", "amount"),
     WelcomeGranted: ("welcome_granted", "amount"),
     BonusUnlocked: ("bonus_unlocked", "amount"),
+    BonusReleased: ("bonus_released", "amount"),
     RebateAccrued: ("rebate_accrued", "rebate"),
     RebatePayout: ("rebate_paid", "amount"),
     CommissionPayout: ("commission_paid", "amount"),

@@ -172,3 +172,57 @@ def test_a_tier_not_offered_is_ineligible_and_a_percent_out_of_range_is_invalid(
     assert one(s.deposit("std", "500", bonus_percent=1001), "event.rejected")["reason"] == "invalid_field"
     assert one(s.emit("deposit", client_id="c1", account_id="std", deposit_id="dx", amount="500", source="external",
                       bonus_percent="0"), "event.rejected")["reason"] == "invalid_field"
+
+
+def test_a_convertible_bonus_is_released_per_lot_at_each_close() -> None:
+    from tests.support import Scenario, of_type, one
+
+    s = Scenario(rules_of("convertible-bonus"))
+    s.client("c1")
+    s.account("std")
+    granted = one(s.deposit("std", "200", bonus_percent=50), "bonus.granted")  # 100 USD, 50 lots at 2 USD
+    assert (granted["amount"], granted["required_lots"]) == ("100", "50")
+    opened_at = s.ts()
+    s.advance(minutes=6)
+    s.fill("std", "f1", lots="10.005", opened_at=opened_at)              # 20.01 USD
+    s.fill("std", "f2", lots="3", opened_at=s.ts())                      # held 1 s: not counted
+    s.fill("std", "f3", lots="0.0025", opened_at=opened_at)              # 0.005: carried
+    released = one(s.close_day("2026-11-24"), "bonus.released")
+    assert (released["amount"], released["carried"], released["bonus_id"]) == ("20.01", "0.005", granted["bonus_id"])
+    assert released["date"] == "2026-11-24" and released["account_id"] == "std"
+    s.advance(days=1)
+    s.emit("trade.bust", client_id="c1", fill_id="f1")                   # takes back 20.01
+    s.fill("std", "f4", lots="15", opened_at=opened_at)                  # 30
+    released = one(s.close_day("2026-11-25"), "bonus.released")
+    assert (released["amount"], released["carried"]) == ("9.99", "0.005")  # 0.005 - 20.01 + 30
+    s.advance(days=1)
+    s.fill("std", "f5", lots="500", opened_at=opened_at)                 # past the rest: up to 100 in all
+    closed = s.close_day("2026-11-26")
+    assert (one(closed, "bonus.released")["amount"], one(closed, "bonus.released")["carried"]) == ("70", "0")
+    assert not of_type(s.outputs, "bonus.unlocked"), "released, never unlocked whole"
+    released_all = sum(Decimal(o["amount"]) for o in of_type(s.outputs, "bonus.released"))
+    assert released_all == Decimal("100"), "the whole bonus, once every lot is traded"
+    assert not of_type(s.fill("std", "f6", lots="5", opened_at=opened_at), "bonus.progress")  # nothing left
+
+
+def test_convertible_bonuses_on_a_generated_day_release_two_dollars_a_lot() -> None:
+    lines = list(SampleDay(clients=300, fills=4000, days=3, seed=8).lines())
+    outputs = replayed(lines, rules_of("convertible-bonus"))
+    granted = {o["bonus_id"]: Decimal(o["amount"]) for o in outputs if o["type"] == "bonus.granted"}
+    lots: dict[str, Decimal] = {}
+    for o in outputs:
+        if o["type"] == "bonus.progress":
+            lots[o["bonus_id"]] = Decimal(o["lots_traded"])  # the last one: where it stands
+    released: dict[str, Decimal] = {}
+    carried: dict[str, Decimal] = {}
+    for o in outputs:
+        if o["type"] == "bonus.released":
+            released[o["bonus_id"]] = released.get(o["bonus_id"], Decimal(0)) + Decimal(o["amount"])
+            carried[o["bonus_id"]] = Decimal(o["carried"])
+    assert len(released) > 10
+    assert not [o for o in outputs if o["type"] == "bonus.unlocked"]
+    for bonus_id, paid in released.items():
+        assert paid <= granted[bonus_id]
+        # every close paid what the lots released by then, to the cent; the last close saw them all
+        # (the generated day's closes come after its fills), so paid + carried = 2 USD a lot
+        assert paid + carried[bonus_id] == q6(lots[bonus_id] * 2), bonus_id

@@ -33,6 +33,7 @@ CONTRACT_OUTPUT_FIELDS = {  # events.md, "Output events": the fields every consu
     "rebate.payout": {"partner_id", "date", "amount", "carried"},
     "commission.payout": {"partner_id", "date", "amount", "carried"},
     "override.payout": {"partner_id", "date", "amount", "carried"},
+    "bonus.released": {"account_id", "bonus_id", "date", "amount", "carried"},
     "fill.reversed": {"account_id", "fill_id", "cashback", "covered", "lots", "rebate", "commission"},
     "event.rejected": {"reason", "error", "raw", "source"},
 }
