@@ -99,7 +99,10 @@ def _whatif(args: argparse.Namespace) -> int:
 
             settings = Settings.from_env()
             history = f"the sequenced log {settings.sequenced_topic} at {settings.kafka_bootstrap}, by ts"
-            found = compare(asyncio.run(sequenced_history(settings)), base, candidate)
+            from streams.offline.replay import Progress
+
+            history_lines = asyncio.run(sequenced_history(settings))
+            found = compare(history_lines, base, candidate, None if args.quiet else Progress(len(history_lines)))
         else:
             history = f"{args.input} ({'by ts' if args.order == 'ts' else 'file order'})"
             found = whatif_file(Path(args.input), base, candidate, show_progress=not args.quiet, order=args.order)

@@ -129,9 +129,11 @@ class Comparison:
 
 
 def compare(lines: Iterable[bytes], base: Rules, candidate: Rules, progress: Progress | None = None,
-            position: Callable[[], int] = lambda: 0) -> Comparison:
-    """Apply every input to both engines; tally their outputs and compare them input by input."""
+            position: Callable[[], int] | None = None) -> Comparison:
+    """Apply every input to both engines; tally their outputs and compare them input by input.
+    ``progress`` is told ``position()`` (bytes read), or the events done when there is none."""
     found = Comparison()
+    where = position or (lambda: found.events_in)
     engines = Engine(base), Engine(candidate)
     a, b = engines
     started = time.perf_counter()
@@ -153,7 +155,7 @@ def compare(lines: Iterable[bytes], base: Rules, candidate: Rules, progress: Pro
             if not n % FREEZE_EVERY_EVENTS:
                 gc.freeze()
                 if progress is not None:
-                    progress.update(position(), found.events_in)
+                    progress.update(where(), found.events_in)
     found.seconds = time.perf_counter() - started
     if progress is not None:
         progress.finish(found.events_in)
@@ -281,11 +283,13 @@ def whatif_file(input_path: Path, base: Rules, candidate: Rules, show_progress: 
     if not input_path.is_file():
         raise WhatifRefused(f"--input {input_path} is not a file")
     size = os.path.getsize(input_path)
-    progress = Progress(size) if show_progress and size >= PROGRESS_MIN_BYTES and order == "file" else None
+    big = size >= PROGRESS_MIN_BYTES
+    progress = Progress(size) if show_progress and big and order == "file" else None
     with open(input_path, "rb", buffering=1 << 20) as source:
         if order == "file":
             return compare(source, base, candidate, progress, source.tell)
-    return compare(_in_ts_order(input_path), base, candidate)
+    history = _in_ts_order(input_path)
+    return compare(history, base, candidate, Progress(len(history)) if show_progress and big else None)
 
 
 def write_report(found: Comparison, about: dict[str, Any], folder: Path) -> dict[str, Any]:
