@@ -9,7 +9,7 @@ from handlers.money import ZERO, fmt, q6, to_usd
 from handlers.rebates import accrue, settle
 from handlers.state import Account, Bonus, ClientState, PayoutLedger
 from handlers.step import Step
-from schemas.inputs import Deposit
+from schemas.inputs import DayClosed, Deposit
 from schemas.outputs import (BonusGranted, BonusProgress, BonusRefusal, BonusRejected, BonusReleased, BonusUnlocked,
                              OutputEvent)
 
@@ -128,16 +128,16 @@ def _progress(client: ClientState, bonus: Bonus, step: Step) -> None:
         required_lots=fmt(bonus.required_lots)))
 
 
-def release(client: ClientState, date: str, cause_id: str, ts: str, step: Step) -> list[OutputEvent]:
-    """Close day ``date`` for a client's convertible bonuses: what their lots released on that
-    day and before, paid as cash rounded down to the cent, the rest carried."""
+def release(client: ClientState, event: DayClosed, step: Step) -> list[OutputEvent]:
+    """Close day ``event.date`` for a client's convertible bonuses: what their lots released on
+    that day and before, paid as cash rounded down to the cent, the rest carried."""
     released: list[OutputEvent] = []
     accounts = {bonus.bonus_id: bonus.account_id for bonus in client.bonuses}
     for bonus_id in sorted(client.releases):
-        paid = settle(client.releases[bonus_id], date)
+        paid = settle(client.releases[bonus_id], event.date)
         if paid is not None:
             released.append(BonusReleased(
-                id=step.output_id("bonus.released", bonus_id), cause_id=cause_id, ts=ts,
-                client_id=client.client_id, account_id=accounts[bonus_id], bonus_id=bonus_id, date=date,
+                id=step.output_id("bonus.released", bonus_id), cause_id=event.id, ts=event.ts,
+                client_id=client.client_id, account_id=accounts[bonus_id], bonus_id=bonus_id, date=event.date,
                 amount=fmt(paid[0]), carried=fmt(paid[1])))
     return released

@@ -295,7 +295,7 @@ def close_day(store: ClientStore, shared: Shared, event: DayClosed, step: Step,
         assert client is not None
         step.outputs.extend(_pay_rebates(client, event, step))
         if client.releases:
-            step.outputs.extend(bonus_rules.release(client, event.date, event.id, event.ts, step))
+            step.outputs.extend(bonus_rules.release(client, event, step))
         if not _payouts_pending(client):
             shared.rebate_clients.discard(client_id)
         store.put(client)
@@ -410,6 +410,11 @@ class Engine:
     def process(self, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
         """One input, exactly as received, to its outputs. Never raises on bad input."""
         return process(self.store, self.shared, self.rules, self.identities, self.partners, raw, source).outputs
+
+    def process_decoded(self, decoded: Decoded | BadInput, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
+        """``process`` of an input already decoded (one decoding for several engines)."""
+        return process_decoded(self.store, self.shared, self.rules, self.identities, self.partners, decoded, raw,
+                               source).outputs
 
 
 def refused(event: InputEvent, refusal: Refusal, raw: bytes, source: dict[str, Any]) -> OutputEvent:

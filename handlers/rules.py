@@ -150,8 +150,9 @@ def _build(doc: dict[str, Any]) -> Rules:
         path = f"deposit_bonus.tiers.{name}"
         if int(name) > 1000:
             raise RulesError(f"deposit bonus tier `{name}` must be at most 1000 percent")
-        for key in sorted(set(tier) - TIER_KEYS):
-            raise RulesError(f"unknown rules key `{path}.{key}`")
+        unknown_keys = sorted(set(tier) - TIER_KEYS)
+        if unknown_keys:
+            raise RulesError(f"unknown rules key `{path}.{unknown_keys[0]}`")
         account_types = _strings(tier, "account_types", path)
         unknown = account_types - set(LIVE_ACCOUNT_TYPES)
         if unknown:

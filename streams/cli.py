@@ -94,13 +94,12 @@ def _whatif(args: argparse.Namespace) -> int:
         if args.from_kafka:
             import asyncio
 
+            from streams.offline.replay import Progress
             from streams.offline.whatif import compare, sequenced_history
             from streams.settings import Settings
 
             settings = Settings.from_env()
             history = f"the sequenced log {settings.sequenced_topic} at {settings.kafka_bootstrap}, by ts"
-            from streams.offline.replay import Progress
-
             history_lines = asyncio.run(sequenced_history(settings))
             found = compare(history_lines, base, candidate, None if args.quiet else Progress(len(history_lines)))
         else:

@@ -1,7 +1,7 @@
 """``rewards whatif``: two rule sets over the same history, and what the change would have cost.
 
 The history is read once. Each input is decoded once and applied by two engines side by side
-(``handlers.engine.process_decoded``), one per rules file, each with its own state: the same
+(``Engine.process_decoded``), one per rules file, each with its own state: the same
 outputs each would give alone in ``rewards replay``. Their outputs are not written; each
 engine's are tallied by program (money per day, per account type, per client and per partner),
 and the two output lists of every input are compared by id. What comes out is
@@ -24,7 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from handlers.engine import Engine, process_decoded
+from handlers.engine import Engine
+from handlers.money import fmt
 from handlers.rules import Rules
 from schemas.codec import decode
 from schemas.outputs import OutputEvent
@@ -146,8 +147,8 @@ def compare(lines: Iterable[bytes], base: Rules, candidate: Rules, progress: Pro
             found.events_in += 1
             decoded = decode(raw)
             origin = {"line": n}
-            out_a = process_decoded(a.store, a.shared, a.rules, a.identities, a.partners, decoded, raw, origin).outputs
-            out_b = process_decoded(b.store, b.shared, b.rules, b.identities, b.partners, decoded, raw, origin).outputs
+            out_a = a.process_decoded(decoded, raw, origin)
+            out_b = b.process_decoded(decoded, raw, origin)
             found.base.add(out_a)
             found.candidate.add(out_b)
             if out_a != out_b:
@@ -180,12 +181,6 @@ def _count_changes(found: Comparison, out_a: list[OutputEvent], out_b: list[Outp
 
 
 # -- the report ------------------------------------------------------------------------------------
-def _money(amount: Decimal) -> str:
-    """Plain notation without trailing zeros, as the outputs write amounts."""
-    text = format(amount.normalize(), "f")
-    return "0" if text in ("-0", "0") else text
-
-
 def _pct(base: Decimal, candidate: Decimal) -> str | None:
     if base == 0:
         return None
@@ -193,7 +188,7 @@ def _pct(base: Decimal, candidate: Decimal) -> str | None:
 
 
 def _row(base: Decimal, candidate: Decimal, **key: str) -> dict[str, Any]:
-    return {**key, "base": _money(base), "candidate": _money(candidate), "difference": _money(candidate - base),
+    return {**key, "base": fmt(base), "candidate": fmt(candidate), "difference": fmt(candidate - base),
             "difference_pct": _pct(base, candidate)}
 
 
