@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.bus import in_ts_order
+from streams.devtools.publish import publish_per_topic
 from streams.offline.replay import replay
 from handlers.rules import Rules
 from streams.settings import Settings
@@ -34,16 +36,22 @@ def comparable(outputs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {o["id"]: {k: v for k, v in o.items() if k != "source"} for o in outputs}
 
 
-async def through_both(lines: list[bytes], rules_file: Path | None, settings: Settings,
-                       start_worker: Any) -> list[dict[str, Any]]:
+async def through_both(lines: list[bytes], rules_file: Path | None, settings: Settings, start_worker: Any,
+                       per_topic: bool = False) -> list[dict[str, Any]]:
     """The lines through `rewards replay` and through a worker (under ``rules_file`` when
-    given); the worker's outputs, checked equal to the replay's."""
-    expected = offline(lines, Rules.from_toml(rules_file.read_text()) if rules_file else Rules.default())
+    given); the worker's outputs, checked equal to the replay's. With ``per_topic`` the lines
+    are published as the source systems do (a producer per topic, independently, with skew) and
+    the replay takes them in `ts` order, as the worker records them; else both in file order."""
+    rules = Rules.from_toml(rules_file.read_text()) if rules_file else Rules.default()
     if rules_file is not None:
         settings = replace(settings, rules_file=str(rules_file))
+    expected = offline(in_ts_order(lines, settings) if per_topic else lines, rules)
     await ensure(settings)
     worker = start_worker(settings=settings)
-    await publish_in_order(settings, lines)
+    if per_topic:
+        await publish_per_topic(lines, settings, skew_ms=200, seed=13)
+    else:
+        await publish_in_order(settings, lines)
     try:
         got = await wait_for_outputs(settings, lambda outs: len({o["id"] for o in outs}) >= len(expected), 60)
     except TimeoutError:
@@ -85,7 +93,7 @@ def generated_day() -> list[bytes]:
 @pytest.mark.parametrize("rules_file", RULES_FILES, ids=lambda p: p.stem)
 async def test_worker_and_replay_agree_under_each_rules_file(rules_file: Path, settings: Settings,
                                                              start_worker: Any) -> None:
-    got = await through_both(generated_day(), rules_file, settings, start_worker)
+    got = await through_both(generated_day(), rules_file, settings, start_worker, per_topic=True)
     shape = {"credit-bonus-first-deposit": "bonus.granted", "convertible-bonus": "bonus.released",
              "notional-commissions": "rebate.accrued"}[rules_file.stem]
     assert any(o["type"] == shape for o in got), f"the day exercises {rules_file.stem} ({shape})"

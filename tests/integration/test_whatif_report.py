@@ -15,7 +15,7 @@ import pytest
 
 from handlers.rules import Rules
 from streams.devtools.localservices import debian_binary
-from streams.devtools.publish import publish
+from streams.devtools.publish import publish_per_topic
 from streams.offline.whatif import compare, report, sequenced_history, write_report
 from streams.offline.whatif_html import BASE_COLOUR, CANDIDATE_COLOUR
 from streams.settings import Settings
@@ -31,7 +31,7 @@ async def test_whatif_from_kafka_finds_what_the_worker_paid(settings: Settings, 
     lines = (SCENARIOS / "sample_day.jsonl").read_bytes().splitlines()
     await ensure(settings)
     worker = start_worker()
-    await publish(lines, settings)
+    await publish_per_topic(lines, settings, skew_ms=200, seed=5)  # a producer per source topic, with skew
     try:
         await wait_caught_up(settings)
     except TimeoutError:
