@@ -39,7 +39,31 @@ IdentityHash = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 def is_money(text: str) -> bool:
-    """True when ``text`` matches MONEY_PATTERN (a non-negative plain decimal)."""
+    """True when ``text`` matches MONEY_PATTERN (a non-negative plain decimal).
+
+    A fill carries three or four amounts, and the same few texts ("0.10" lots, "0.01"
+    commission) come again and again: an amount once accepted is remembered (a set lookup,
+    ~0.08 us, against ~0.5 us for the check), up to a bound."""
+    if text in _ACCEPTED:
+        return True
+    if not _is_money(text):
+        return False
+    if len(_ACCEPTED) >= ACCEPTED_KEPT_MAX:
+        _ACCEPTED.clear()
+    _ACCEPTED.add(text)
+    return True
+
+
+ACCEPTED_KEPT_MAX: Final = 65_536
+_ACCEPTED: set[str] = set()
+
+
+def amounts_remembered() -> int:
+    """How many accepted amounts ``is_money`` remembers now (at most ACCEPTED_KEPT_MAX)."""
+    return len(_ACCEPTED)
+
+
+def _is_money(text: str) -> bool:
     if not text.isascii():
         return False
     head, dot, tail = text.partition(".")

@@ -59,3 +59,14 @@ def test_fmt_is_plain_and_exact(value: Decimal) -> None:
     assert Decimal(text) == value
     assert "E" not in text and text != "-0"
     assert not ("." in text and text.endswith("0"))
+
+
+def test_remembered_amounts_are_bounded_and_a_refused_one_stays_refused() -> None:
+    from schemas import fields
+
+    for n in range(fields.ACCEPTED_KEPT_MAX + 10):
+        assert is_money(f"{n}.5")
+    assert fields.amounts_remembered() <= fields.ACCEPTED_KEPT_MAX
+    for _ in range(2):
+        assert not is_money("01.5") and not is_money("1.1234567") and not is_money("-1")
+        assert is_money("1.5") and is_signed_money("-1.5")
