@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams import connect
-from streams.worker.partitioning import partition_for
+from streams.worker.partitioning import partition_for, partition_of_value
 from streams.settings import Settings
 from streams.worker.wire import Send
 
@@ -145,7 +145,8 @@ class Sender:
                 count = self._partition_counts.get(send.topic)
                 if count is None:
                     count = self._partition_counts[send.topic] = len(await producer.partitions_for(send.topic))
-                partition = partition_for(send.key if send.key is not None else send.value or b"", count)
+                partition = (partition_for(send.key, count) if send.key is not None
+                             else partition_of_value(send.value or b"", count))
             group = groups.get((send.topic, partition))
             if group is None:
                 group = groups[(send.topic, partition)] = []
