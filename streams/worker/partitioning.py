@@ -30,4 +30,5 @@ def hashes_remembered() -> int:
 
 def partition_of_value(value: bytes, partitions: int) -> int:
     """A record without a key: by the hash of its value (each value once: not remembered)."""
-    return (murmur2(value) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(value)
+    return (hashed & 0x7FFFFFFF) % partitions
