@@ -12,9 +12,9 @@ from bisect import insort
 from collections.abc import Iterable
 from decimal import Decimal
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import msgspec
 
 from handlers import bonus as bonus_rules
 from handlers import client as client_rules
@@ -35,21 +35,22 @@ from schemas.outputs import CommissionPayout, OutputEvent, OverridePayout, Rebat
 from schemas.timefmt import day_of
 
 
-class Shared(msgspec.Struct, kw_only=True):
+@dataclass(kw_only=True, slots=True)
+class Shared:
     """What every partition keeps of the events that are not a client's: partner plans, the
     dedupe of plans and day closes, the commissions its clients accrued and not yet reported
     at a day close, which of its clients have rebates pending, and its event-time clock with
     the clients whose inputs are parked (handlers.parking)."""
 
-    plans: dict[str, list[Plan]] = msgspec.field(default_factory=dict)
-    parents: dict[str, list[ParentLink]] = msgspec.field(default_factory=dict)  # partner -> its parent links
-    history: ClientHistory = msgspec.field(default_factory=ClientHistory)
+    plans: dict[str, list[Plan]] = field(default_factory=dict)
+    parents: dict[str, list[ParentLink]] = field(default_factory=dict)  # partner -> its parent links
+    history: ClientHistory = field(default_factory=ClientHistory)
     latest_ts_us: int = 0
-    commissions: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
-    overrides: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # master partner -> not yet reported
-    rebate_clients: set[str] = msgspec.field(default_factory=set)  # with payouts pending: rebates, bonus releases
+    commissions: dict[str, PayoutLedger] = field(default_factory=dict)
+    overrides: dict[str, PayoutLedger] = field(default_factory=dict)  # master partner -> not yet reported
+    rebate_clients: set[str] = field(default_factory=set)  # with payouts pending: rebates, bonus releases
     clock_us: int = 0                  # the newest ts admitted here: the parking window's clock
-    parked: dict[str, int] = msgspec.field(default_factory=dict)  # client -> when its oldest parked input expires
+    parked: dict[str, int] = field(default_factory=dict)  # client -> when its oldest parked input expires
     parked_events: int = 0             # inputs parked here, all clients
     closed_through: str = ""           # the newest day closed: a fill of it or before is late
 
@@ -66,11 +67,12 @@ class CommissionBook(Protocol):
         """Take this partition's commissions and overrides due at ``event.date`` (by partner)."""
 
 
-class Applied(msgspec.Struct):
+@dataclass(slots=True)
+class Applied:
     """What one input did. ``outputs`` are in the order produced: parked inputs that this
     input's time released or expired come before its own outputs."""
 
-    outputs: list[OutputEvent] = msgspec.field(default_factory=list)
+    outputs: list[OutputEvent] = field(default_factory=list)
     refusal: Refusal | None = None  # the input's own; its rejection is in outputs when reported
     parked: bool = False            # the input waits for a prerequisite
     expired: int = 0                # parked inputs applied as they stood after the window
@@ -115,7 +117,8 @@ def process_decoded(store: ClientStore, shared: Shared, rules: Rules, identities
     return out
 
 
-class _Context(msgspec.Struct):
+@dataclass(slots=True)
+class _Context:
     """The parts of a partition one input needs, passed on to the parked inputs it releases."""
 
     store: ClientStore

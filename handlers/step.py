@@ -1,20 +1,20 @@
 """One input event being applied: its time, the rules, and what it has produced so far.
 
-The records made for every input are msgspec Structs: three times cheaper to make than
-dataclasses (ten times, frozen), and the engine makes several per input."""
+Dataclasses: native classes in the compiled build (``handlers.state``)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-import msgspec
+from dataclasses import dataclass, field
 
 from handlers.rules import Rules
 from schemas.inputs import InputEvent
 from schemas.outputs import OutputEvent
 
 
-class CommissionAccrual(msgspec.Struct, frozen=True, gc=False):
+@dataclass(frozen=True, slots=True)
+class CommissionAccrual:
     """A partner's commission, accrued by a client's fill and owed to the partner's ledger
     (which may live in another partition: the caller routes it)."""
 
@@ -24,14 +24,15 @@ class CommissionAccrual(msgspec.Struct, frozen=True, gc=False):
     ts_us: int = 0  # the fill's ts (a bust's accrual keeps its fill's): the partner hierarchy in force then
 
 
-class Step(msgspec.Struct):
+@dataclass(slots=True)
+class Step:
     event: InputEvent
     ts_us: int
     date: str
     rules: Rules
     closed_through: str = ""  # the newest day closed before this event: its fills are late
-    outputs: list[OutputEvent] = msgspec.field(default_factory=list)
-    commissions: list[CommissionAccrual] = msgspec.field(default_factory=list)
+    outputs: list[OutputEvent] = field(default_factory=list)
+    commissions: list[CommissionAccrual] = field(default_factory=list)
 
     def output_id(self, output_type: str, *discriminators: str) -> str:
         """Deterministic: the same input gives the same output id, on any replay."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import msgspec
+from dataclasses import dataclass
 
 from schemas.outputs import RejectionReason
 
 
-class Refusal(msgspec.Struct, frozen=True, gc=False):
+@dataclass(frozen=True, slots=True)
+class Refusal:
     """``reason`` "recopy" is the stream worker's: a second copy of an input already applied,
     skipped without a dead letter. Every other reason becomes an ``event.rejected``."""
 
