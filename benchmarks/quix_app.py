@@ -26,7 +26,8 @@ import orjson
 from quixstreams import Application
 from quixstreams.state.rocksdb import RocksDBOptions
 
-from handlers.engine import PartnerLedgers, Shared, process
+from handlers.engine import PartnerLedgers, process
+from handlers.shared import Shared
 from handlers.history import History
 from handlers.rules import Rules
 from handlers.state import ClientState, FillRecord, Parked, Seen

@@ -6,8 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from handlers.money import ZERO, fmt, q6, to_usd
-from handlers.rebates import accrue, settle
-from handlers.state import Account, Bonus, ClientState, PayoutLedger
+from handlers.rebates import accrue, ledger_of, settle
+from handlers.state import Account, Bonus, ClientState
 from handlers.step import Step
 from schemas.inputs import DayClosed, Deposit
 from schemas.outputs import (BonusGranted, BonusProgress, BonusRefusal, BonusRejected, BonusReleased, BonusUnlocked,
@@ -91,7 +91,7 @@ def credit_turnover(
         credited.append((bonus.bonus_id, take))
         _progress(client, bonus, step)
         if bonus.release_per_lot:  # convertible: cash for these lots at the next day close
-            accrue(client.releases.setdefault(bonus.bonus_id, PayoutLedger()), step.date,
+            accrue(ledger_of(client.releases, bonus.bonus_id), step.date,
                    q6(take * bonus.release_per_lot))
             continue
         if bonus.lots_traded >= bonus.required_lots:

@@ -12,7 +12,6 @@ from bisect import insort
 from collections.abc import Iterable
 from decimal import Decimal
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -21,11 +20,12 @@ from handlers import client as client_rules
 from handlers import history as dedupe
 from handlers import parking
 from handlers.history import ClientHistory, History
+from handlers.shared import Shared
 from handlers.money import ZERO, fmt
-from handlers.rebates import PlanBook, accrue, settle, take_due
+from handlers.rebates import PlanBook, accrue, ledger_of, settle, take_due
 from handlers.overrides import ParentBook, override_accruals
 from handlers.rules import Rules
-from handlers.state import ClientState, ParentLink, Parked, PayoutLedger, Plan
+from handlers.state import ClientState, Parked, PayoutLedger
 from handlers.step import Step
 from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities
@@ -33,26 +33,6 @@ from schemas.codec import BadInput, Decoded, decode, rejection, rejection_digest
 from schemas.inputs import ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerParent, PartnerPlan
 from schemas.outputs import CommissionPayout, OutputEvent, OverridePayout, RebatePayout
 from schemas.timefmt import day_of
-
-
-@dataclass(kw_only=True, slots=True)
-class Shared:
-    """What every partition keeps of the events that are not a client's: partner plans, the
-    dedupe of plans and day closes, the commissions its clients accrued and not yet reported
-    at a day close, which of its clients have rebates pending, and its event-time clock with
-    the clients whose inputs are parked (handlers.parking)."""
-
-    plans: dict[str, list[Plan]] = field(default_factory=dict)
-    parents: dict[str, list[ParentLink]] = field(default_factory=dict)  # partner -> its parent links
-    history: ClientHistory = field(default_factory=ClientHistory)
-    latest_ts_us: int = 0
-    commissions: dict[str, PayoutLedger] = field(default_factory=dict)
-    overrides: dict[str, PayoutLedger] = field(default_factory=dict)  # master partner -> not yet reported
-    rebate_clients: set[str] = field(default_factory=set)  # with payouts pending: rebates, bonus releases
-    clock_us: int = 0                  # the newest ts admitted here: the parking window's clock
-    parked: dict[str, int] = field(default_factory=dict)  # client -> when its oldest parked input expires
-    parked_events: int = 0             # inputs parked here, all clients
-    closed_through: str = ""           # the newest day closed: a fill of it or before is late
 
 
 class ClientStore(Protocol):
@@ -67,17 +47,18 @@ class CommissionBook(Protocol):
         """Take this partition's commissions and overrides due at ``event.date`` (by partner)."""
 
 
-@dataclass(slots=True)
 class Applied:
     """What one input did. ``outputs`` are in the order produced: parked inputs that this
-    input's time released or expired come before its own outputs."""
+    input's time released or expired come before its own outputs. (Made for every input: a
+    class with its own ``__init__``, see ``handlers.step``.)"""
 
-    outputs: list[OutputEvent] = field(default_factory=list)
-    refusal: Refusal | None = None  # the input's own; its rejection is in outputs when reported
-    parked: bool = False            # the input waits for a prerequisite
-    expired: int = 0                # parked inputs applied as they stood after the window
-    event: InputEvent | None = None  # the input, when it was applied (readable, placed here)
-    ts_us: int = 0                  # its ts
+    def __init__(self, outputs: list[OutputEvent] | None = None, refusal: Refusal | None = None) -> None:
+        self.outputs: list[OutputEvent] = [] if outputs is None else outputs
+        self.refusal = refusal              # the input's own; its rejection is in outputs when reported
+        self.parked = False                 # the input waits for a prerequisite
+        self.expired = 0                    # parked inputs applied as they stood after the window
+        self.event: InputEvent | None = None  # the input, when it was applied (readable, placed here)
+        self.ts_us = 0                      # its ts
 
 
 Placement = Callable[[InputEvent], "Refusal | bool"]
@@ -117,16 +98,17 @@ def process_decoded(store: ClientStore, shared: Shared, rules: Rules, identities
     return out
 
 
-@dataclass(slots=True)
 class _Context:
     """The parts of a partition one input needs, passed on to the parked inputs it releases."""
 
-    store: ClientStore
-    shared: Shared
-    rules: Rules
-    identities: IdentityPort
-    commissions: CommissionBook
-    out: Applied
+    def __init__(self, store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
+                 commissions: CommissionBook, out: Applied) -> None:
+        self.store = store
+        self.shared = shared
+        self.rules = rules
+        self.identities = identities
+        self.commissions = commissions
+        self.out = out
 
 
 def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rules: Rules,
@@ -252,10 +234,10 @@ def _apply_client(ctx: _Context, client: ClientState | None, history: History, e
         return refusal
     shares = ctx.rules.override_shares
     for accrual in step.commissions:
-        accrue(shared.commissions.setdefault(accrual.partner_id, PayoutLedger()), accrual.date, accrual.amount)
+        accrue(ledger_of(shared.commissions, accrual.partner_id), accrual.date, accrual.amount)
         if shares:
             for override in override_accruals(ParentBook(shared.parents), accrual, shares):
-                accrue(shared.overrides.setdefault(override.partner_id, PayoutLedger()), override.date, override.amount)
+                accrue(ledger_of(shared.overrides, override.partner_id), override.date, override.amount)
     ctx.out.outputs.extend(step.outputs)
     return None
 
@@ -352,7 +334,7 @@ class PartnerLedgers:
                 totals[partner_id] = totals.get(partner_id, ZERO) + amount
             model = CommissionPayout if kind == "commission.payout" else OverridePayout
             for partner_id in sorted(totals):
-                ledger = ledgers.setdefault(partner_id, PayoutLedger())
+                ledger = ledger_of(ledgers, partner_id)
                 accrue(ledger, event.date, totals[partner_id])
                 paid = settle(ledger, event.date)
                 if paid is not None:

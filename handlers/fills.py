@@ -6,9 +6,9 @@ from decimal import Decimal
 
 from handlers import bonus, cashback, welcome
 from handlers.money import ZERO, fmt, to_standard_lots, to_usd
-from handlers.rebates import PlanBook, accrue, accrue_fill
+from handlers.rebates import PlanBook, accrue, accrue_fill, ledger_of
 from handlers.history import History, live_fill
-from handlers.state import ClientState, FillRecord, PayoutLedger
+from handlers.state import ClientState, FillRecord
 from handlers.step import CommissionAccrual, Step
 from handlers.verdict import Refusal, unknown_account
 from schemas.inputs import TradeBust, TradeFill
@@ -90,7 +90,7 @@ def on_bust(client: ClientState, history: History, event: TradeBust, step: Step)
     if record.partner_id is not None:
         # Reversals are new entries dated by the bust, never edits of the paid history.
         if record.rebate:
-            accrue(client.rebates.setdefault(record.partner_id, PayoutLedger()), step.date, -record.rebate)
+            accrue(ledger_of(client.rebates, record.partner_id), step.date, -record.rebate)
         if record.commission:
             step.commissions.append(CommissionAccrual(record.partner_id, step.date, -record.commission, record.ts_us))
     if record.pnl:

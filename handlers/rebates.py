@@ -47,6 +47,15 @@ class PlanBook:
         return ZERO, ZERO
 
 
+def ledger_of(ledgers: dict[str, PayoutLedger], payee: str) -> PayoutLedger:
+    """The payee's ledger, made when it has none (not one made and dropped on every call, as
+    ``setdefault`` would: a fill with a partner asks for one)."""
+    ledger = ledgers.get(payee)
+    if ledger is None:
+        ledger = ledgers[payee] = PayoutLedger()
+    return ledger
+
+
 def accrue(ledger: PayoutLedger, date: str, amount: Decimal) -> None:
     """Add (or, for a bust, subtract) an accrual dated ``date``."""
     ledger.pending[date] = ledger.pending.get(date, ZERO) + amount
@@ -60,7 +69,7 @@ def accrue_fill(
     rebate, commission = q6(lots_std * rates[0]), q6(lots_std * rates[1])
     assert rebate <= commission, "a plan's rebate never exceeds its commission"
     if rebate:
-        accrue(rebates.setdefault(partner_id, PayoutLedger()), step.date, rebate)
+        accrue(ledger_of(rebates, partner_id), step.date, rebate)
     if commission:
         step.commissions.append(CommissionAccrual(partner_id, step.date, commission, step.ts_us))
     return rebate, commission

@@ -1,31 +1,21 @@
-"""The engine's state: plain, serialisable values (dataclasses, Decimal money).
+"""The engine's state: plain, serialisable values (msgspec Structs, Decimal money).
 
 A client's state is split in two so that the stream worker can store them apart:
 ``ClientState`` is what the programs know about the client (small, read on every event); its
 history (ids seen, fills that can still be busted: ``handlers.history``) is what makes effects
 exactly-once, bounded by the dedupe and bust windows of event time.
-
-Dataclasses, not msgspec Structs: mypyc compiles them into native classes (attribute access
-a C field read), and msgspec encodes and decodes them as it did the Structs, to the same bytes,
-so the worker's changelog is unchanged (tests/unit/test_state_codec.py). The records kept
-encoded as arrays stay Structs, in ``handlers.records``.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from dataclasses import dataclass, field
+import msgspec
 
 from handlers.money import ZERO
-from handlers.records import FillRecord, Parked, ParentLink, Plan, Seen
-
-__all__ = ["Account", "Bonus", "ClientState", "FillRecord", "Parked", "ParentLink", "PayoutLedger", "Plan", "Seen",
-           "Wallet"]
 
 
-@dataclass(kw_only=True, slots=True)
-class Account:
+class Account(msgspec.Struct, kw_only=True):
     account_id: str
     account_type: str
     currency: str
@@ -37,8 +27,7 @@ class Account:
     transferred: Decimal = ZERO        # welcome account: profit already transferred, USD
 
 
-@dataclass(kw_only=True, slots=True)
-class Wallet:
+class Wallet(msgspec.Struct, kw_only=True):
     """The Reward Wallet, JM USD. Conservation (asserted after every change):
     accrued - reversed == balance + allocated + covered."""
 
@@ -49,8 +38,7 @@ class Wallet:
     covered: Decimal = ZERO    # allocated JM USD consumed by coverage, net of bust refunds
 
 
-@dataclass(kw_only=True, slots=True)
-class Bonus:
+class Bonus(msgspec.Struct, kw_only=True):
     bonus_id: str
     account_id: str
     deposit_id: str
@@ -62,36 +50,85 @@ class Bonus:
     release_per_lot: Decimal = ZERO  # a convertible bonus: USD released as cash per lot traded (0: not one)
 
 
-@dataclass(kw_only=True, slots=True)
-class PayoutLedger:
+class PayoutLedger(msgspec.Struct, kw_only=True):
     """What one payee accrued and was paid. ``pending`` holds accruals by the UTC date of the
     entry that made them, so that closing day D pays exactly the entries of D and before."""
 
-    pending: dict[str, Decimal] = field(default_factory=dict)
+    pending: dict[str, Decimal] = msgspec.field(default_factory=dict)
     carried: Decimal = ZERO
     accrued: Decimal = ZERO    # lifetime, net of reversals
     paid: Decimal = ZERO       # lifetime
 
 
-@dataclass(kw_only=True, slots=True)
-class ClientState:
+class ClientState(msgspec.Struct, kw_only=True):
     client_id: str
     country: str
     latest_ts_us: int = 0              # the newest event time applied: the windows' reference
     id_document: bool = False
     phone: bool = False
     identity_hash: str | None = None
-    accounts: dict[str, Account] = field(default_factory=dict)
-    wallet: Wallet = field(default_factory=Wallet)
+    accounts: dict[str, Account] = msgspec.field(default_factory=dict)
+    wallet: Wallet = msgspec.field(default_factory=Wallet)
     welcome_granted: bool = False
     bonus_granted_usd: Decimal = ZERO
     external_deposits: int = 0         # deposits of new money: the first may earn a first-deposit-only tier
-    bonuses: list[Bonus] = field(default_factory=list)
+    bonuses: list[Bonus] = msgspec.field(default_factory=list)
     partner_id: str | None = None
-    rebates: dict[str, PayoutLedger] = field(default_factory=dict)  # by partner id
-    releases: dict[str, PayoutLedger] = field(default_factory=dict)  # convertible bonuses', by bonus id
-    pending_claims: list[str] = field(default_factory=list)  # welcome claims awaiting the registry
+    rebates: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # by partner id
+    releases: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # convertible bonuses', by bonus id
+    pending_claims: list[str] = msgspec.field(default_factory=list)  # welcome claims awaiting the registry
 
     @property
     def verified(self) -> bool:
         return self.id_document and self.phone
+
+
+class FillRecord(msgspec.Struct, kw_only=True, array_like=True, gc=False):
+    """What a fill did, so that a bust can undo exactly that."""
+
+    cause_id: str
+    ts_us: int
+    account_id: str
+    cashback: Decimal
+    covered: Decimal
+    turnover: list[tuple[str, Decimal]]   # (bonus_id, standard lots credited)
+    rebate: Decimal
+    commission: Decimal
+    partner_id: str | None
+    pnl: Decimal                          # welcome account: realized P&L counted, USD
+    busted_by: str | None = None
+
+
+class Seen(msgspec.Struct, array_like=True, gc=False):
+    digest: bytes
+    ts_us: int
+    source: str = ""  # the worker: "topic:partition:offset" of the input it came from
+    # Where the redeliveries of this id rejected so far were read (the worker's input positions;
+    # "" offline): their count tells the next one's rejection id apart, and a second copy of one
+    # of them is still known as a copy.
+    redeliveries: tuple[str, ...] = ()
+
+
+class Parked(msgspec.Struct, array_like=True, gc=False):
+    """An input waiting for its prerequisite (handlers.parking), kept as received so that it is
+    applied, or refused, exactly as it would have been on arrival."""
+
+    ts_us: int
+    raw: bytes
+    source: str = ""                                          # the worker's input position
+    origin: dict[str, str | int] = msgspec.field(default_factory=dict)  # `source` of a rejection
+
+
+class ParentLink(msgspec.Struct, kw_only=True, array_like=True):
+    """From ``ts_us`` on, the partner's parent is ``parent_id`` (None: it has none)."""
+
+    cause_id: str
+    ts_us: int
+    parent_id: str | None
+
+
+class Plan(msgspec.Struct, kw_only=True, array_like=True):
+    cause_id: str
+    ts_us: int
+    rebate_per_lot: dict[str, Decimal]
+    commission_per_lot: dict[str, Decimal]

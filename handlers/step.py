@@ -1,38 +1,39 @@
 """One input event being applied: its time, the rules, and what it has produced so far.
 
-Dataclasses: native classes in the compiled build (``handlers.state``)."""
+Plain classes with their own ``__init__``: made for every input, and in the compiled build
+(``handlers.state``) a native class is made by compiled code only when its ``__init__`` is
+written out (a dataclass's is generated at run time, as Python)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from dataclasses import dataclass, field
 
 from handlers.rules import Rules
 from schemas.inputs import InputEvent
 from schemas.outputs import OutputEvent
 
 
-@dataclass(frozen=True, slots=True)
 class CommissionAccrual:
     """A partner's commission, accrued by a client's fill and owed to the partner's ledger
     (which may live in another partition: the caller routes it)."""
 
-    partner_id: str
-    date: str
-    amount: Decimal
-    ts_us: int = 0  # the fill's ts (a bust's accrual keeps its fill's): the partner hierarchy in force then
+    def __init__(self, partner_id: str, date: str, amount: Decimal, ts_us: int = 0) -> None:
+        self.partner_id = partner_id
+        self.date = date
+        self.amount = amount
+        self.ts_us = ts_us  # the fill's ts (a bust's accrual keeps its fill's): the partner hierarchy in force then
 
 
-@dataclass(slots=True)
 class Step:
-    event: InputEvent
-    ts_us: int
-    date: str
-    rules: Rules
-    closed_through: str = ""  # the newest day closed before this event: its fills are late
-    outputs: list[OutputEvent] = field(default_factory=list)
-    commissions: list[CommissionAccrual] = field(default_factory=list)
+    def __init__(self, *, event: InputEvent, ts_us: int, date: str, rules: Rules, closed_through: str = "") -> None:
+        self.event = event
+        self.ts_us = ts_us
+        self.date = date
+        self.rules = rules
+        self.closed_through = closed_through  # the newest day closed before this event: its fills are late
+        self.outputs: list[OutputEvent] = []
+        self.commissions: list[CommissionAccrual] = []
 
     def output_id(self, output_type: str, *discriminators: str) -> str:
         """Deterministic: the same input gives the same output id, on any replay."""

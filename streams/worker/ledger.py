@@ -27,7 +27,8 @@ from typing import Any, Final
 import msgspec
 
 from handlers import cashback, welcome
-from handlers.engine import Shared, process
+from handlers.engine import process
+from handlers.shared import Shared
 from handlers.history import DEPOSIT, FILL, PARKED, SEEN, ClientHistory, fill_ts
 from handlers.rules import Rules
 from handlers.state import ClientState, FillRecord, Parked, Seen

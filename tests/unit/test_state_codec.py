@@ -1,13 +1,13 @@
 """The worker's changelog holds client states and the partition's shared state encoded by
-msgspec (msgpack maps). The state classes became dataclasses (so that mypyc compiles them into
-native classes); the bytes they encode to must stay those the msgspec Structs wrote before
-(commit 34b38aa), or a worker upgraded in place would misread its changelog."""
+msgspec (msgpack maps). The bytes must stay those written before (commit 34b38aa wrote the ones
+below), or a worker upgraded in place would misread its changelog: a pin for any change to the
+state's classes (handlers.shared says why they stay msgspec Structs, out of the compiled build)."""
 
 from decimal import Decimal
 
 import msgspec
 
-from handlers.engine import Shared
+from handlers.shared import Shared
 from handlers.state import Account, Bonus, ClientState, PayoutLedger, Wallet
 
 # Written by 34b38aa (the state as msgspec Structs) for the objects `sample` makes.

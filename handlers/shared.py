@@ -1,0 +1,33 @@
+"""What every partition keeps of the events that are not a client's (``Shared``).
+
+A msgspec Struct, like the client states (``handlers.state``): the worker keeps it in its
+changelog, encoded by msgspec, and decoding needs the declared field types, which mypyc erases
+from a compiled class (``str | None`` becomes ``type``, ``dict[str, Account]`` becomes ``dict``).
+So the modules that define the persisted state are not compiled (streams.devtools.compile).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from handlers.history import ClientHistory
+from handlers.state import ParentLink, PayoutLedger, Plan
+
+
+class Shared(msgspec.Struct, kw_only=True):
+    """What every partition keeps of the events that are not a client's: partner plans, the
+    dedupe of plans and day closes, the commissions its clients accrued and not yet reported
+    at a day close, which of its clients have rebates pending, and its event-time clock with
+    the clients whose inputs are parked (handlers.parking)."""
+
+    plans: dict[str, list[Plan]] = msgspec.field(default_factory=dict)
+    parents: dict[str, list[ParentLink]] = msgspec.field(default_factory=dict)  # partner -> its parent links
+    history: ClientHistory = msgspec.field(default_factory=ClientHistory)
+    latest_ts_us: int = 0
+    commissions: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
+    overrides: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # master partner -> not yet reported
+    rebate_clients: set[str] = msgspec.field(default_factory=set)  # with payouts pending: rebates, bonus releases
+    clock_us: int = 0                  # the newest ts admitted here: the parking window's clock
+    parked: dict[str, int] = msgspec.field(default_factory=dict)  # client -> when its oldest parked input expires
+    parked_events: int = 0             # inputs parked here, all clients
+    closed_through: str = ""           # the newest day closed: a fill of it or before is late
