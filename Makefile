@@ -17,7 +17,14 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP)
+## The engine compiled with mypyc (handlers/ and the field checks of schemas/) into .build/compiled,
+## rebuilt when one of its sources changes; without a C compiler it says so and the source runs
+## (same outputs, slower). REWARDS_PURE_PYTHON=1 runs the source anyway.
+COMPILED := .build/compiled/manifest.json
+$(COMPILED): $(STAMP) $(wildcard handlers/*.py) schemas/fields.py schemas/timefmt.py schemas/compiled.py
+	$(BIN)/python -m streams.devtools.compile
+
+setup: $(STAMP) $(COMPILED)
 
 ## Pin every dependency with its hashes from pyproject.toml (pip-tools): requirements.lock for the
 ## image, requirements-dev.lock (with the test tools) for `make setup` and CI. Run it after changing
@@ -33,51 +40,55 @@ image:
 	docker build -f deploy/Dockerfile -t rewards:$(VERSION) .
 
 ## The test suite: types, the checked-in JSON Schemas, then the unit, property, integration
-## (real Kafka, Redis and, for the status page, Chromium) and fault (SIGKILL, rebalance) tiers.
-test: $(STAMP)
+## (real Kafka, Redis and, for the status page, Chromium) and fault (SIGKILL, rebalance) tiers, on
+## the compiled engine (required where a C compiler is); then the unit and property tiers again on
+## the Python source.
+test: $(STAMP) $(COMPILED)
 	$(BIN)/mypy
 	$(BIN)/python -m schemas.jsonschema --check
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/property tests/integration tests/faults
+	REWARDS_REQUIRE_COMPILED=$$(command -v cc >/dev/null || command -v gcc >/dev/null && echo 1) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/property tests/integration tests/faults
+	REWARDS_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/property
 
 ## Only the fault tier: SIGKILL mid-run and rebalance, 30k-100k events each.
-test-faults: $(STAMP)
+test-faults: $(STAMP) $(COMPILED)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/faults
 
 ## Only the pure core (no services): seconds.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(COMPILED)
 	$(BIN)/python -m pytest -q tests/unit tests/property
 
 ## A generated broker day (200,000 fills) through the worker, on a local Kafka and Redis
 ## it starts itself; prints the day's summary and the group's lag after it.
-demo: $(STAMP)
+demo: $(STAMP) $(COMPILED)
 	$(BIN)/rewards demo
 
 ## The same kind of day offline, through `rewards replay` (no Kafka): seconds.
-demo-offline: $(STAMP)
+demo-offline: $(STAMP) $(COMPILED)
 	$(BIN)/python -m benchmarks.replay_throughput --events 250000 --keep artifacts/demo
 
 bench: bench-replay bench-worker
 
 ## The worker end to end against a raw aiokafka passthrough, a naive Faust agent and a Quix Streams app
 ## running the same engine (its virtualenv made once, from benchmarks/requirements-quix.txt), one broker.
-bench-worker: $(STAMP)
+bench-worker: $(STAMP) $(COMPILED)
 	$(BIN)/python -m benchmarks.worker_throughput --fills 100000
 
 ## Bounded state: 2,000 clients trading 30, then 60 simulated days through the worker (RSS, live
 ## changelog, cold restart), and the same histories offline.
-bench-soak: $(STAMP)
+bench-soak: $(STAMP) $(COMPILED)
 	$(BIN)/python -m benchmarks.soak --clients 2000 --days 60 --fills-per-day 5000
 
 ## Replay throughput on one core over 1,000,000 generated events.
-bench-replay: $(STAMP)
+bench-replay: $(STAMP) $(COMPILED)
 	$(BIN)/python -m benchmarks.replay_throughput --events 1000000
 
 ## The same over 3,000,000 events: whether the rate holds as the state grows (last tenth against the first steady one).
-bench-replay-growth: $(STAMP)
+bench-replay-growth: $(STAMP) $(COMPILED)
 	$(BIN)/python -m benchmarks.replay_throughput --events 3000000
 
 ## `rewards whatif` against one `rewards replay` of the same 1,000,000 events, as whole commands on one core.
-bench-whatif: $(STAMP)
+bench-whatif: $(STAMP) $(COMPILED)
 	$(BIN)/python -m benchmarks.whatif_time --events 1000000 --rounds 2
 
 ## Regenerate schemas/json/ from the models.
@@ -85,4 +96,4 @@ schemas: $(STAMP)
 	$(BIN)/python -m schemas.jsonschema
 
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .build artifacts .pytest_cache .mypy_cache .hypothesis

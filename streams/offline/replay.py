@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final, TextIO
 
+import handlers
 from handlers.engine import Engine
 from handlers.rules import Rules
 from schemas.codec import encode_outputs
@@ -35,7 +36,8 @@ class Summary:
 
     def render(self) -> str:
         rate = self.events_in / self.seconds if self.seconds else 0.0
-        lines = [f"events in: {self.events_in:,} in {self.seconds:.1f} s ({rate:,.0f} events/s)"]
+        lines = [f"events in: {self.events_in:,} in {self.seconds:.1f} s ({rate:,.0f} events/s)",
+                 f"engine: {handlers.BUILD}"]
         if self.blank_lines:
             lines.append(f"blank lines skipped: {self.blank_lines:,}")
         lines.append(f"outputs: {sum(self.outputs.values()):,}")
