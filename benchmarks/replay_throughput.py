@@ -1,6 +1,10 @@
 """Offline engine throughput: `rewards replay` over a generated file of mixed events, on one
 core. Prints events per second and writes benchmarks/results/replay_throughput.json.
 
+The engine is the compiled build when `make setup` made one (``handlers.BUILD`` says), and the
+same replay runs again on the Python source (REWARDS_PURE_PYTHON=1, a child process) in the same
+run: both rates, and whether their outputs are the same bytes.
+
     python -m benchmarks.replay_throughput --events 1000000
 """
 
@@ -10,10 +14,12 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import handlers
 from handlers.rules import Rules
 from streams.offline.replay import replay_files
 from streams.devtools.sample_day import write
@@ -88,12 +94,37 @@ def steadiness(marks: list[tuple[int, float]], events: int, seconds: float) -> d
             "last_vs_first": round(last / first, 3) if first else 0.0}
 
 
+def pure_python_replay(source: Path, sink: Path) -> dict[str, float]:
+    """The same replay on the Python source, in a child process (the engine is chosen at import)."""
+    env = {**os.environ, "REWARDS_PURE_PYTHON": "1"}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.replay_throughput", "--engine-only", str(source), str(sink)],
+                          env=env, capture_output=True, text=True, check=True)
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
+def same_bytes(one: Path, other: Path) -> bool:
+    with open(one, "rb") as a, open(other, "rb") as b:
+        while True:
+            chunk = a.read(1 << 20)
+            if chunk != b.read(1 << 20):
+                return False
+            if not chunk:
+                return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--cache", default=".cache/bench")
     parser.add_argument("--keep", help="keep the input and output files in this folder")
+    parser.add_argument("--engine-only", nargs=2, metavar=("INPUT", "OUTPUT"),
+                        help="only replay INPUT into OUTPUT and print events and seconds as JSON")
     args = parser.parse_args(argv)
+    if args.engine_only:
+        only = replay_files(Path(args.engine_only[0]), Path(args.engine_only[1]), Rules.default(), show_progress=False)
+        print(json.dumps({"events": only.events_in, "seconds": only.seconds, "engine": handlers.BUILD}))
+        return 0
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the issue asks
@@ -106,6 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     rate = summary.events_in / summary.seconds
     steady = steadiness(summary.marks, summary.events_in, summary.seconds)
     print(f"as the state grows: {steady}", file=sys.stderr)
+    # the same replay on the Python source, in the same run
+    pure = pure_python_replay(source, folder / "pure.jsonl")
+    pure_rate = pure["events"] / pure["seconds"]
+    identical = same_bytes(output, folder / "pure.jsonl")
+    (folder / "pure.jsonl").unlink()
+    print(f"engine: {handlers.BUILD}, {rate:,.0f} events/s; the Python source ({pure['engine']}): "
+          f"{pure_rate:,.0f} events/s; outputs {'identical' if identical else 'DIFFERENT'}", file=sys.stderr)
     # the same input again, stage by stage, in the same run (the figures compare within a run)
     per_event = 1e6 / summary.events_in
     floor_s = floor_seconds(source, folder / "floor.jsonl")
@@ -130,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(summary.seconds, 2),
         "events_per_s": round(rate),
         "target_events_per_s": TARGET_EVENTS_PER_S,
+        "engine": handlers.BUILD,
+        "pure_python_events_per_s": round(pure_rate),
+        "engine_vs_pure_python": round(rate / pure_rate, 2),
+        "outputs_identical_to_pure_python": identical,
         "as_state_grows": steady,
         "us_per_event": stages,
         "naive_reference_events_per_s": round(naive_rate),
@@ -138,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
     print(json.dumps(result))
+    if not identical:
+        print("the compiled and the pure-Python outputs differ: a defect", file=sys.stderr)
+        return 1
     if args.keep:  # the demo: its files are kept, and it records no benchmark result
         print(f"inputs: {source}\noutputs: {output}")
     else:
