@@ -29,6 +29,7 @@ from typing import Any
 import faust
 from aiokafka.errors import ProducerFenced
 
+import handlers
 from handlers.rules import Rules
 from streams.ops import api, logs
 from streams.worker.commissionloop import CommissionLoop
@@ -123,9 +124,9 @@ class Worker:
         settings = self.settings
         host = socket.gethostname() if settings.web_host in ("0.0.0.0", "::", "") else settings.web_host
         log.info("ready: rewards %s, app id %s, serving http://%s:%d/ (status page, /health, /metrics, client API), "
-                 "Kafka at %s (%s)", self.versions["rewards"], settings.app_id, host, settings.web_port,
-                 settings.kafka_bootstrap, settings.kafka_security_protocol,
-                 extra={"event": "ready", "web": f"http://{host}:{settings.web_port}/"})
+                 "Kafka at %s (%s), engine %s", self.versions["rewards"], settings.app_id, host, settings.web_port,
+                 settings.kafka_bootstrap, settings.kafka_security_protocol, handlers.BUILD,
+                 extra={"event": "ready", "web": f"http://{host}:{settings.web_port}/", "engine": handlers.BUILD})
 
     async def _crash(self, exc: BaseException) -> None:
         """A loop's failure crashes the worker (a supervisor restarts it and it recovers from
