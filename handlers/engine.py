@@ -14,17 +14,16 @@ from decimal import Decimal
 from collections.abc import Callable
 from typing import Any, Protocol
 
-
 from handlers import bonus as bonus_rules
 from handlers import client as client_rules
 from handlers import history as dedupe
 from handlers import parking
 from handlers.history import ClientHistory, History
-from handlers.shared import Shared
 from handlers.money import ZERO, fmt
 from handlers.rebates import PlanBook, accrue, ledger_of, settle, take_due
 from handlers.overrides import ParentBook, override_accruals
 from handlers.rules import Rules
+from handlers.shared import Shared
 from handlers.state import ClientState, Parked, PayoutLedger
 from handlers.step import Step
 from handlers.verdict import Refusal

@@ -1,13 +1,13 @@
 """One input event being applied: its time, the rules, and what it has produced so far.
 
-Plain classes with their own ``__init__``: made for every input, and in the compiled build
-(``handlers.state``) a native class is made by compiled code only when its ``__init__`` is
-written out (a dataclass's is generated at run time, as Python)."""
+Plain classes with their own ``__init__``, made for every input: in the compiled build
+(schemas.compiled) they are native classes, made and read by compiled code directly, which a
+msgspec Struct (a module defining one is not compiled) or a dataclass (its generated
+``__init__`` stays Python) would not be."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-
 
 from handlers.rules import Rules
 from schemas.inputs import InputEvent

@@ -9,7 +9,7 @@ Structs in modules left as source (``handlers.shared`` says why). The build goes
 over them, with a manifest of the hashes of the sources it was made from; ``schemas.compiled``
 uses it only while every one of those sources is unchanged (an edited module never runs as its
 stale compiled self), and never when REWARDS_PURE_PYTHON is set. Outputs are the same either
-way (tests/integration/test_compiled_build.py checks it byte for byte).
+way (tests/unit/test_compiled_build.py checks it byte for byte).
 
 Without a C compiler, or if mypyc fails, this says so, writes a manifest saying why, and exits
 0: the engine then runs as Python source, with the same outputs, slower.
