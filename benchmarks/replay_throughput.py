@@ -11,6 +11,7 @@ run: both rates, and whether their outputs are the same bytes.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import platform
@@ -103,16 +104,6 @@ def pure_python_replay(source: Path, sink: Path) -> dict[str, float]:
     return result
 
 
-def same_bytes(one: Path, other: Path) -> bool:
-    with open(one, "rb") as a, open(other, "rb") as b:
-        while True:
-            chunk = a.read(1 << 20)
-            if chunk != b.read(1 << 20):
-                return False
-            if not chunk:
-                return True
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -140,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     # the same replay on the Python source, in the same run
     pure = pure_python_replay(source, folder / "pure.jsonl")
     pure_rate = pure["events"] / pure["seconds"]
-    identical = same_bytes(output, folder / "pure.jsonl")
+    identical = filecmp.cmp(output, folder / "pure.jsonl", shallow=False)
     (folder / "pure.jsonl").unlink()
     print(f"engine: {handlers.BUILD}, {rate:,.0f} events/s; the Python source ({pure['engine']}): "
           f"{pure_rate:,.0f} events/s; outputs {'identical' if identical else 'DIFFERENT'}", file=sys.stderr)

@@ -31,6 +31,11 @@ def build() -> tuple[Path | None, str]:
     return directory, why
 
 
+def source_digest(path: Path) -> str:
+    """What the manifest records of a compiled module's source, and what it is checked against."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def decide(root: Path, build_dir: Path, pure: bool = False) -> tuple[Path | None, str]:
     """Whether the build in ``build_dir`` is of the sources under ``root`` as they are now."""
     if pure:
@@ -51,7 +56,7 @@ def decide(root: Path, build_dir: Path, pure: bool = False) -> tuple[Path | None
         return None, "pure Python (the compiled build's manifest lists no sources: run `make setup`)"
     for name, digest in sources.items():
         try:
-            current = hashlib.sha256((root / name).read_bytes()).hexdigest()
+            current = source_digest(root / name)
         except OSError:
             current = ""
         if current != digest:
