@@ -18,7 +18,7 @@ from streams.devtools.publish import publish_per_topic
 from streams.offline.replay import replay
 from handlers.rules import Rules
 from streams.settings import Settings
-from tests.integration.conftest import ensure, publish_in_order, wait_for_outputs
+from tests.integration.conftest import ensure, wait_for_outputs
 
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
 pytestmark = pytest.mark.integration
@@ -36,22 +36,19 @@ def comparable(outputs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {o["id"]: {k: v for k, v in o.items() if k != "source"} for o in outputs}
 
 
-async def through_both(lines: list[bytes], rules_file: Path | None, settings: Settings, start_worker: Any,
-                       per_topic: bool = False) -> list[dict[str, Any]]:
+async def through_both(lines: list[bytes], rules_file: Path | None, settings: Settings,
+                       start_worker: Any) -> list[dict[str, Any]]:
     """The lines through `rewards replay` and through a worker (under ``rules_file`` when
-    given); the worker's outputs, checked equal to the replay's. With ``per_topic`` the lines
-    are published as the source systems do (a producer per topic, independently, with skew) and
-    the replay takes them in `ts` order, as the worker records them; else both in file order."""
+    given); the worker's outputs, checked equal to the replay's. The lines are published as the
+    source systems do (a producer per topic, independently, with skew) and the replay takes them
+    in `ts` order, as the worker records them."""
     rules = Rules.from_toml(rules_file.read_text()) if rules_file else Rules.default()
     if rules_file is not None:
         settings = replace(settings, rules_file=str(rules_file))
-    expected = offline(in_ts_order(lines, settings) if per_topic else lines, rules)
+    expected = offline(in_ts_order(lines, settings), rules)
     await ensure(settings)
     worker = start_worker(settings=settings)
-    if per_topic:
-        await publish_per_topic(lines, settings, skew_ms=200, seed=13)
-    else:
-        await publish_in_order(settings, lines)
+    await publish_per_topic(lines, settings, skew_ms=200, seed=13)
     try:
         got = await wait_for_outputs(settings, lambda outs: len({o["id"] for o in outs}) >= len(expected), 60)
     except TimeoutError:
@@ -93,7 +90,7 @@ def generated_day() -> list[bytes]:
 @pytest.mark.parametrize("rules_file", RULES_FILES, ids=lambda p: p.stem)
 async def test_worker_and_replay_agree_under_each_rules_file(rules_file: Path, settings: Settings,
                                                              start_worker: Any) -> None:
-    got = await through_both(generated_day(), rules_file, settings, start_worker, per_topic=True)
+    got = await through_both(generated_day(), rules_file, settings, start_worker)
     shape = {"credit-bonus-first-deposit": "bonus.granted", "convertible-bonus": "bonus.released",
              "notional-commissions": "rebate.accrued"}[rules_file.stem]
     assert any(o["type"] == shape for o in got), f"the day exercises {rules_file.stem} ({shape})"
