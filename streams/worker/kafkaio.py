@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from streams import connect
+from streams.ops.metrics import Metrics
 from streams.worker.partitioning import partition_for, partition_of_value
 from streams.settings import Settings
 from streams.worker.wire import Send
@@ -114,7 +115,8 @@ async def stop_producer(producer: AIOKafkaProducer) -> None:
 
 class Sender:
     """The worker's producers, the project's own (not Faust's): a transactional one per
-    sequencer task and per processor partition, and the one way records are sent with them."""
+    sequencer task and per processor partition, the one way records are sent with them, and
+    the one way a turn is committed (``commit_turn``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -126,6 +128,24 @@ class Sender:
         producer = connect.producer(self.settings, transactional_id=transactional_id)
         await connect.start(producer)
         return producer
+
+    async def commit_turn(self, producer: AIOKafkaProducer, sends: list[Send], offsets: dict[TopicPartition, Any],
+                          group: str, metrics: Metrics, kind: str, holder: str) -> None:
+        """A turn's commit, for the processors (streams.worker.processor) and the sequencer's
+        tasks alike: its ``sends`` and ``group``'s ``offsets`` (``{partition: offset}``, or
+        ``(offset, metadata)``) in one Kafka transaction of ``producer``, so that they land
+        together or not at all. A producer fenced by a newer holder raises Fenced, naming the
+        ``holder`` (e.g. "ledger partition 3"): this worker must stop without writing."""
+        try:
+            with metrics.transaction_seconds.labels(kind).time():
+                await producer.begin_transaction()
+                await self.send_all(sends, producer)
+                await producer.send_offsets_to_transaction(offsets, group)
+                await producer.commit_transaction()
+        except ProducerFenced as exc:
+            raise Fenced(f"{holder} was fenced: another worker holds it now (this one was paused or cut off "
+                         "past its session); stopping without writing") from exc
+        metrics.transactions.labels(kind).inc()
 
     async def send_all(self, sends: list[Send], producer: AIOKafkaProducer) -> None:
         """Send with ``producer``, then wait until Kafka has acknowledged

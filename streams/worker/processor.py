@@ -21,7 +21,8 @@ A turn, on every batch read (and every REWARDS_BATCH_WITHIN_MS while nothing com
    read again from ``last + 1`` (it may have been fetched before they were sought there);
 2. per partition, in one Kafka transaction: the effects (outputs, messages to the other
    processors), the state writes to the changelog with the partition's own state (its commit)
-   last, and the group's offsets (for lag); the partitions' transactions run side by side;
+   last, and the group's offsets (for lag); the partitions' transactions run side by side
+   (``Sender.commit_turn``, with which the sequencer's tasks commit too);
 3. the after-turn work of the processor's kind (read model, metrics).
 
 Every reader of the internal topics and changelogs reads ``read_committed``: a turn's outputs
@@ -40,7 +41,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import ProducerFenced
 
 from streams import connect
 from streams.worker.kafkaio import (FINISH_S, Batch, Fenced, Sender, gather_all, group_consumer, read_changelog,
@@ -225,19 +225,10 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         if writes:
             assert processor.last >= self.stamps.get(partition, -1), f"{self.name} {partition}: stamp went back"
             self.stamps[partition] = processor.last
-        producer = self.producers[partition]
-        try:
-            with self.metrics.transaction_seconds.labels(self.kind).time():
-                await producer.begin_transaction()
-                await self.sender.send_all(
-                    sends + [Send(self.changelog, key, value, partition) for key, value in writes], producer)
-                await producer.send_offsets_to_transaction({tp: offset}, self.group)
-                await producer.commit_transaction()
-            self.committed[partition] = offset
-            self.metrics.transactions.labels(self.kind).inc()
-        except ProducerFenced as exc:
-            raise Fenced(f"{self.name} partition {partition} was fenced: another worker holds it now "
-                         "(this one was paused or cut off past its session); stopping without writing") from exc
+        await self.sender.commit_turn(
+            self.producers[partition], sends + [Send(self.changelog, key, value, partition) for key, value in writes],
+            {tp: offset}, self.group, self.metrics, self.kind, f"{self.name} partition {partition}")
+        self.committed[partition] = offset
 
     # -- partitions coming and going -----------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:

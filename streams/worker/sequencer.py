@@ -41,7 +41,6 @@ import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import ProducerFenced
 
 from schemas.codec import RAW_KEPT_BYTES, rejection_digest
 from schemas.timefmt import parse_ts_us
@@ -245,18 +244,9 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         metadata = orjson.dumps({f"{tp.topic}:{tp.partition}": offset for tp, offset in places.items()
                                  if tp.topic in broadcast_topics}).decode()
         positions = {tp: (offset, metadata) for tp, offset in places.items() if tp.topic not in broadcast_topics}
-        producer = task.producer
-        try:
-            with self.metrics.transaction_seconds.labels("sequencer").time():
-                await producer.begin_transaction()
-                await self.sender.send_all(sends, producer)
-                await producer.send_offsets_to_transaction(positions, self.settings.sequencer_group)
-                await producer.commit_transaction()
-            task.places = places
-            self.metrics.transactions.labels("sequencer").inc()
-        except ProducerFenced as exc:
-            raise Fenced(f"sequencer task {task.index} was fenced: another worker holds it now (this one was "
-                         "paused or cut off past its session); stopping without writing") from exc
+        await self.sender.commit_turn(task.producer, sends, positions, self.settings.sequencer_group, self.metrics,
+                                      "sequencer", f"sequencer task {task.index}")
+        task.places = places
 
     # -- tasks coming and going -------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
