@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from handlers.rules import Rules
 from schemas.timefmt import parse_ts_us
+from streams.cli import load_rules
 from streams.devtools.publish import publish_per_topic
 from streams.devtools.sample_day import SampleDay
 from streams.offline.logreplay import replay_log
@@ -94,11 +95,11 @@ def payouts(outputs: dict[str, dict[str, Any]]) -> dict[str, Decimal]:
 
 
 async def a_poisoned_day(settings: Settings, seed: int, poison_seed: int, clients: int = 600,
-                         days: int = 1) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    """A generated history of 30,000 fills over ``days`` (the history), the same with poison
+                         days: int = 1, fills: int = 30_000) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """A generated history of ``fills`` fills over ``days`` (the history), the same with poison
     (what is published) and the poison alone; the deployment's topics are made. (history, lines,
     poison)"""
-    history = list(SampleDay(clients=clients, fills=30_000, days=days, seed=seed).lines())
+    history = list(SampleDay(clients=clients, fills=fills, days=days, seed=seed).lines())
     lines, poison = with_poison(history, seed=poison_seed)
     await ensure(settings)
     return history, lines, poison
@@ -156,7 +157,7 @@ async def assert_exactly_the_replay(settings: Settings, tmp_path: Path, poison: 
     sent = by_id(raw)  # also: no id with two payloads
     truth_file = tmp_path / f"truth-{label}.jsonl"
     namespace = f"truth-{settings.app_id}-{label}"  # this run's: a Redis kept from an earlier run has its own
-    await replay_log(settings, Rules.default(), truth_file, namespace, settings.redis_url)
+    await replay_log(settings, rules_of(settings), truth_file, namespace, settings.redis_url)
     truth = by_id([orjson.loads(line) for line in truth_file.read_bytes().splitlines()])
     lost, extra = sorted(truth.keys() - sent.keys()), sorted(sent.keys() - truth.keys())
     differ = sorted(k for k in truth.keys() & sent.keys() if truth[k] != sent[k])
@@ -168,6 +169,11 @@ async def assert_exactly_the_replay(settings: Settings, tmp_path: Path, poison: 
     assert poison and not_once == [], f"poison not rejected exactly once: {not_once[:5]}"
     await assert_views_equal(settings, truth, namespace)
     return sent
+
+
+def rules_of(settings: Settings) -> Rules:
+    """The rules the deployment's worker runs (its rules file, REWARDS_PARK_WINDOW_S over it)."""
+    return load_rules(settings.rules_file or None, settings.park_window_s)
 
 
 def probe_fills(history: list[bytes], most: int = 200) -> list[bytes]:
