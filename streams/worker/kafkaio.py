@@ -20,14 +20,6 @@ from streams.worker.wire import Send
 
 log = logging.getLogger("rewards.kafka")
 
-# A turn's transaction starts right after the last one's commit, while the broker still writes
-# that one's markers: the broker answers CONCURRENT_TRANSACTIONS until it is done, and aiokafka
-# retries after retry_backoff_ms (100 by default) but for the first partition added (20 ms, as
-# Kafka's Java producer does). A turn that only moves its offsets paid the 100 ms every time:
-# measured on the local broker, 107-112 ms per offsets-only transaction back to back, 27-29 ms
-# with 20 ms (a transaction with records 34-47 against 31-34 ms).
-TRANSACTION_RETRY_BACKOFF_MS: Final = 20
-
 FINISH_S: Final = 20.0  # how long a batch under way may take to finish when the worker is told to stop
 
 
@@ -133,8 +125,7 @@ class Sender:
     async def transactional(self, transactional_id: str) -> AIOKafkaProducer:
         """A started producer with ``transactional_id``: starting it fences every older producer
         of that id (its next send or commit fails) and aborts the transaction it left open."""
-        producer = connect.producer(self.settings, transactional_id=transactional_id,
-                                    retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS)
+        producer = connect.producer(self.settings, transactional_id=transactional_id)
         await connect.start(producer)
         return producer
 
