@@ -21,7 +21,8 @@ A turn, on every batch read (and every REWARDS_BATCH_WITHIN_MS while nothing com
    read again from ``last + 1`` (it may have been fetched before they were sought there);
 2. per partition, in one Kafka transaction: the effects (outputs, messages to the other
    processors), the state writes to the changelog with the partition's own state (its commit)
-   last, and the group's offsets (for lag); the partitions' transactions run side by side
+   last, and the group's offsets (for lag; a turn that would only move those commits them at
+   most every LAG_ONLY_EVERY_S); the partitions' transactions run side by side
    (``Sender.commit_turn``, with which the sequencer's tasks commit too);
 3. the after-turn work of the processor's kind (read model, metrics).
 
@@ -38,7 +39,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
@@ -50,6 +51,14 @@ from streams.settings import Settings
 from streams.worker.wire import Send
 
 Crash = Callable[[BaseException], Awaitable[None]]
+
+# A turn whose only change is the group's offset (moved past transaction markers, for lag)
+# commits it at most this often per partition. Such a transaction, right after the last
+# commit, is answered CONCURRENT_TRANSACTIONS while the broker writes that commit's markers,
+# and aiokafka retries it after its 100 ms backoff: live, half of the processors' transactions
+# were of this kind, each holding its turn ~100 ms. The next turn with records commits the
+# offset anyway; an idle partition's lag reaches 0 within this.
+LAG_ONLY_EVERY_S: Final = 1.0
 
 
 class NotRecovered(Exception):
@@ -105,6 +114,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         self.stamps: dict[int, int] = {}  # partition -> the stamp of its last commit
         self.producers: dict[int, AIOKafkaProducer] = {}  # partition -> its transactional producer
         self.committed: dict[int, int] = {}  # partition -> the group offset last committed
+        self.committed_at: dict[int, float] = {}  # partition -> when its last transaction committed (monotonic)
         self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
         self.pending: list[int] = []  # partitions assigned, paused until the loop has recovered them
         self.lock = asyncio.Lock()
@@ -220,7 +230,8 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
         consumer = self.consumer
         if offset == processor.last + 1 and consumer is not None and tp in consumer.assignment():
             offset = max(offset, await consumer.position(tp))  # past the transaction markers read
-        if not sends and not writes and offset == self.committed.get(partition):
+        if not sends and not writes and (offset == self.committed.get(partition) or
+                                         time.monotonic() - self.committed_at.get(partition, 0.0) < LAG_ONLY_EVERY_S):
             return
         if writes:
             assert processor.last >= self.stamps.get(partition, -1), f"{self.name} {partition}: stamp went back"
@@ -229,6 +240,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             self.producers[partition], sends + [Send(self.changelog, key, value, partition) for key, value in writes],
             {tp: offset}, self.group, self.metrics, self.kind, f"{self.name} partition {partition}")
         self.committed[partition] = offset
+        self.committed_at[partition] = time.monotonic()
 
     # -- partitions coming and going -----------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -237,6 +249,7 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                 self.processors.pop(tp.partition, None)
                 self.stamps.pop(tp.partition, None)
                 self.committed.pop(tp.partition, None)
+                self.committed_at.pop(tp.partition, None)
                 producer = self.producers.pop(tp.partition, None)
                 if producer is not None:
                     await stop_producer(producer)
