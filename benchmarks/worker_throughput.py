@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -310,6 +311,7 @@ async def quix_run(found: Services, settings: Settings, work: Path, onboarding: 
     """The Quix app: seconds and fills, timed as the worker, from its group's first committed
     progress on the fills to zero lag."""
     group, source = "bench-quix", "bench.quix-in"
+    shutil.rmtree(work / "quix-state", ignore_errors=True)  # a last run's state: of a broker that is gone
     for name in (source, "bench.quix-out"):
         await create_topic(settings, name)
     await publish_to(settings, source, onboarding)
