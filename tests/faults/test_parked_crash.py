@@ -10,7 +10,6 @@ the parking window); the fault tier's checks (tests.faults.harness) and a cold r
 from __future__ import annotations
 
 import asyncio
-import io
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -21,13 +20,12 @@ import pytest
 
 from streams.devtools.localservices import free_port
 from streams.devtools.publish import publish_per_topic
-from streams.offline.replay import replay_in_ts_order
 from streams.settings import Settings
 from tests.faults.harness import (a_poisoned_day, assert_running, partitions_of, rules_of, settle_and_check,
                                   wait_until)
 from tests.integration.conftest import wait_caught_up
 from tests.integration.test_operations import fetch, samples
-from tests.integration.test_ordering import comparable
+from tests.integration.test_ordering import comparable, in_ts_order
 
 pytestmark = pytest.mark.integration
 
@@ -105,9 +103,7 @@ async def test_parked_inputs_survive_sigkills(settings: Settings, start_worker: 
     # Every parked input was applied as the same events in ts order apply it, the clients who
     # share an identity with another aside (which of them gets the welcome bonus is decided as
     # their claims reach the registry), with the same counts of each refusal.
-    sink = io.BytesIO()
-    replay_in_ts_order(io.BytesIO(b"".join(line + b"\n" for line in lines)), sink, rules_of(settings))
-    expected = comparable([orjson.loads(line) for line in sink.getvalue().splitlines()])
+    expected = in_ts_order(lines, rules_of(settings))
     got = comparable(list(sent.values()))
     contested = shared_identities(history)
     assert got.keys() == expected.keys()

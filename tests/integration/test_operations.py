@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 import pytest
 
+import handlers
 from streams.devtools.localservices import debian_binary
 from streams.devtools.publish import publish
 from streams.devtools.sample_day import SampleDay
@@ -216,6 +217,4 @@ async def test_without_redis_a_worker_is_ready_and_degraded_and_logs_json(settin
     [ready] = [line for line in lines if line.get("event") == "ready"]
     assert ready["web"] == f"http://{socket.gethostname()}:{worker.port}/"
     assert f"app id {settings.app_id}" in ready["message"] and ready["level"] == "INFO"
-    import handlers
-
     assert ready["engine"] == handlers.BUILD  # the engine it runs, as this test's process sees it

@@ -35,9 +35,10 @@ def history() -> list[bytes]:
     return lines
 
 
-def in_ts_order(lines: list[bytes]) -> dict[str, dict[str, Any]]:
+def in_ts_order(lines: list[bytes], rules: Rules | None = None) -> dict[str, dict[str, Any]]:
+    """`rewards replay --order ts` of the lines (under ``rules``, else the defaults), by id."""
     sink = io.BytesIO()
-    replay_in_ts_order(io.BytesIO(b"".join(line + b"\n" for line in lines)), sink, Rules.default())
+    replay_in_ts_order(io.BytesIO(b"".join(line + b"\n" for line in lines)), sink, rules or Rules.default())
     return comparable([orjson.loads(line) for line in sink.getvalue().splitlines()])
 
 
