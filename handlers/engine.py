@@ -18,6 +18,7 @@ from handlers import bonus as bonus_rules
 from handlers import client as client_rules
 from handlers import history as dedupe
 from handlers import parking
+from handlers import terms as timeline
 from handlers.history import ClientHistory, History
 from handlers.money import ZERO, fmt
 from handlers.rebates import PlanBook, accrue, ledger_of, settle, take_due
@@ -29,8 +30,9 @@ from handlers.step import Step
 from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities
 from schemas.codec import BadInput, Decoded, decode, rejection, rejection_digest
-from schemas.inputs import ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerParent, PartnerPlan
-from schemas.outputs import CommissionPayout, OutputEvent, OverridePayout, RebatePayout
+from schemas.inputs import (ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerParent, PartnerPlan,
+                            ProgramTerms)
+from schemas.outputs import CommissionPayout, OutputEvent, OverridePayout, RebatePayout, TermsAccepted
 from schemas.timefmt import day_of
 
 
@@ -101,13 +103,14 @@ class _Context:
     """The parts of a partition one input needs, passed on to the parked inputs it releases."""
 
     def __init__(self, store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
-                 commissions: CommissionBook, out: Applied) -> None:
+                 commissions: CommissionBook, out: Applied, report: bool = True) -> None:
         self.store = store
         self.shared = shared
-        self.rules = rules
+        self.rules = rules  # the deployment's; an input is applied under the terms at its ts
         self.identities = identities
         self.commissions = commissions
         self.out = out
+        self.report = report  # this partition reports what every partition decides alike
 
 
 def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rules: Rules,
@@ -117,7 +120,7 @@ def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rul
     (a rejection's ``source``); ``source`` the worker's input position, which tells a second copy
     of an input from a redelivery (empty offline). A refusal means the input had no effect; its
     rejection is among the outputs unless ``report_refusal`` is false (or it is a second copy)."""
-    ctx = _Context(store, shared, rules, identities, commissions, Applied())
+    ctx = _Context(store, shared, rules, identities, commissions, Applied(), report_refusal)
     if isinstance(event, ClientEvent):
         refusal = _client_input(ctx, event, ts_us, raw, origin or {}, source)
     else:
@@ -217,7 +220,8 @@ def _apply_client(ctx: _Context, client: ClientState | None, history: History, e
                   ts_us: int) -> Refusal | None:
     """One client event on its client's state; a refusal leaves the state as it was."""
     shared = ctx.shared
-    step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=ctx.rules, closed_through=shared.closed_through)
+    rules = timeline.rules_at(shared.terms, ctx.rules, ts_us)
+    step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=rules, closed_through=shared.closed_through)
     if client is None:
         if not isinstance(event, ClientRegistered):
             return Refusal("unknown_client", f"client {event.client_id!r} is not registered")
@@ -231,7 +235,7 @@ def _apply_client(ctx: _Context, client: ClientState | None, history: History, e
     if refusal is not None:
         assert not step.outputs and not step.commissions, "a refused event has no effect"
         return refusal
-    shares = ctx.rules.override_shares
+    shares = rules.override_shares
     for accrual in step.commissions:
         accrue(ledger_of(shared.commissions, accrual.partner_id), accrual.date, accrual.amount)
         if shares:
@@ -248,9 +252,12 @@ def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str) -> 
     if refusal is not None:
         return refusal
     _advance(ctx, ts_us)
-    step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=rules, closed_through=shared.closed_through)
+    step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=timeline.rules_at(shared.terms, rules, ts_us),
+                closed_through=shared.closed_through)
     refusal = None
-    if isinstance(event, PartnerPlan):
+    if isinstance(event, ProgramTerms):
+        refusal = _terms(ctx, event, ts_us, step)
+    elif isinstance(event, PartnerPlan):
         PlanBook(shared.plans).add(event, ts_us)
     elif isinstance(event, PartnerParent):
         parents = ParentBook(shared.parents)
@@ -267,6 +274,25 @@ def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str) -> 
     shared.history.maybe_prune(shared.latest_ts_us, rules)
     ctx.out.outputs.extend(step.outputs)
     return refusal
+
+
+def _terms(ctx: _Context, event: ProgramTerms, ts_us: int, step: Step) -> Refusal | None:
+    """A version of the program terms joins the timeline, or is refused; either way alike on
+    every partition (handlers.terms). Reported once: by the partition that reports for all."""
+    shared = ctx.shared
+    admitted = timeline.admit(shared.terms, event, ts_us, ctx.rules)
+    if isinstance(admitted, Refusal):
+        return admitted
+    timeline.join(shared.terms, admitted)
+    # Inputs at or past its effective already applied here, under the terms before it: only
+    # when its topic lagged the others beyond the ordering grace (counted, and alerted on).
+    if shared.clock_us >= admitted.effective_us:
+        shared.terms_late += 1
+    if ctx.report:
+        step.outputs.append(TermsAccepted(id=step.output_id("terms.accepted"), cause_id=event.id, ts=event.ts,
+                                          version=admitted.version, effective=admitted.effective,
+                                          digest=admitted.digest))
+    return None
 
 
 def close_day(store: ClientStore, shared: Shared, event: DayClosed, step: Step,

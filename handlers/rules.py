@@ -6,7 +6,7 @@ Parsing takes text, not a path: reading the file is the shell's job.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from importlib import resources
 from typing import Any, Final
@@ -32,6 +32,11 @@ class BonusTier:
     turnover: bool = True             # False: a credit bonus, no lots to trade (never unlocked)
     release_per_lot_usd: Decimal = Decimal(0)  # > 0: convertible, released as cash per lot at day closes
 
+
+# The sections that are not program terms: windows of event time, parking, history limits. A
+# version of the terms (program.terms, handlers.terms) cannot change them: every version keeps
+# the deployment's, so that what the engine remembers and for how long never depends on time.
+STRUCTURAL_SECTIONS: Final = ("busts", "dedupe", "parking")
 
 TIER_KEYS: Final = frozenset({"account_types", "min_deposit_usd", "first_deposit_only", "turnover",
                               "release_per_lot_usd"})
@@ -71,6 +76,23 @@ class Rules:
                 raise RulesError(f"rules file is not valid TOML: {exc}") from None
             _merge(merged, override, "")
         return _build(merged)
+
+    @classmethod
+    def for_terms(cls, terms: dict[str, Any], structural: Rules) -> Rules:
+        """A version of the program terms: the defaults overridden by ``terms`` (a rules file's
+        keys, as a JSON object), with ``structural``'s windows, parking and history limits,
+        which a version may not name."""
+        for section in STRUCTURAL_SECTIONS:
+            if section in terms:
+                named = terms[section]
+                key = f"{section}.{next(iter(named))}" if isinstance(named, dict) and named else section
+                raise RulesError(f"`{key}` is not a program term (windows, parking and history limits "
+                                 "stay the deployment's rules file's)")
+        merged = tomllib.loads(DEFAULT_RULES_TOML)
+        _merge(merged, terms, "")
+        built = _build(merged)
+        return replace(built, bust_window_us=structural.bust_window_us, dedupe_window_us=structural.dedupe_window_us,
+                       park_window_us=structural.park_window_us, park_max_per_client=structural.park_max_per_client)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any], prefix: str) -> None:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import msgspec
 
 from handlers.history import ClientHistory
-from handlers.state import ParentLink, PayoutLedger, Plan
+from handlers.state import ParentLink, PayoutLedger, Plan, TermsVersion
 
 
 class Shared(msgspec.Struct, kw_only=True):
     """What every partition keeps of the events that are not a client's: partner plans, the
     dedupe of plans and day closes, the commissions its clients accrued and not yet reported
-    at a day close, which of its clients have rebates pending, and its event-time clock with
-    the clients whose inputs are parked (handlers.parking)."""
+    at a day close, which of its clients have rebates pending, its event-time clock with
+    the clients whose inputs are parked (handlers.parking), and the timeline of the program
+    terms (handlers.terms)."""
 
     plans: dict[str, list[Plan]] = msgspec.field(default_factory=dict)
     parents: dict[str, list[ParentLink]] = msgspec.field(default_factory=dict)  # partner -> its parent links
@@ -31,3 +32,5 @@ class Shared(msgspec.Struct, kw_only=True):
     parked: dict[str, int] = msgspec.field(default_factory=dict)  # client -> when its oldest parked input expires
     parked_events: int = 0             # inputs parked here, all clients
     closed_through: str = ""           # the newest day closed: a fill of it or before is late
+    terms: list[TermsVersion] = msgspec.field(default_factory=list)  # the terms timeline, by effective
+    terms_late: int = 0                # versions accepted here after an input at or past their effective

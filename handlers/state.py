@@ -127,6 +127,17 @@ class ParentLink(msgspec.Struct, kw_only=True, array_like=True):
     parent_id: str | None
 
 
+class TermsVersion(msgspec.Struct, kw_only=True, array_like=True):
+    """A version of the program terms on a partition's timeline (handlers.terms)."""
+
+    version: str
+    effective_us: int
+    effective: str
+    digest: str          # SHA-256 of ``rules``, hex
+    rules: bytes         # its rules object, canonical JSON (keys sorted)
+    cause_id: str        # the program.terms event that published it
+
+
 class Plan(msgspec.Struct, kw_only=True, array_like=True):
     cause_id: str
     ts_us: int

@@ -8,7 +8,7 @@ Unknown extra fields are ignored: producers may add fields, never rename these.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Final, Literal, Union
+from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
 
@@ -182,6 +182,20 @@ class DayClosed(InputEvent, tag="settlement.day_closed", kw_only=True, frozen=Tr
             raise ValueError(f"`date`: {exc}") from None
 
 
+class ProgramTerms(InputEvent, tag="program.terms", kw_only=True, frozen=True):
+    """A version of the program terms, in force from ``effective`` (event time) until the next
+    version's: ``rules`` has the keys of a rules file (handlers.terms checks them, as it checks
+    the version against the timeline: its refusals have reasons of their own)."""
+
+    version: Id
+    effective: Timestamp
+    rules: dict[str, Any]
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        check_ts("effective", self.effective)
+
+
 def check_ts(name: str, text: str) -> None:
     try:
         parse_ts_us(text)
@@ -204,6 +218,7 @@ AnyInput = Union[
     PartnerPlan,
     PartnerParent,
     DayClosed,
+    ProgramTerms,
 ]
 
 INPUT_MODELS: Final[dict[str, type[InputEvent]]] = {

@@ -188,10 +188,20 @@ class FillReversed(ClientOutput, frozen=True, kw_only=True, gc=False):
     commission: str
 
 
+class TermsAccepted(OutputEvent, frozen=True, kw_only=True, gc=False):
+    """The audit of a version of the program terms joining the timeline (no ``client_id``):
+    ``digest`` is the SHA-256 of its ``rules`` as canonical JSON (keys sorted, no spaces)."""
+
+    type: Literal["terms.accepted"] = "terms.accepted"
+    version: str
+    effective: str
+    digest: str
+
+
 RejectionReason = Literal[
     "malformed", "unknown_type", "invalid_field", "unknown_client", "unknown_account",
     "conflicting_duplicate", "bust_window_expired", "unknown_fill", "duplicate", "stale_event",
-    "parking_full", "too_large", "partner_cycle",
+    "parking_full", "too_large", "partner_cycle", "terms_retroactive", "terms_conflict", "terms_invalid",
 ]
 
 
@@ -216,7 +226,7 @@ OUTPUT_MODELS: Final[tuple[type[OutputEvent], ...]] = (
     CoverageApplied, CashbackAccrued, WalletAllocated, WalletAllocationRejected, WelcomeGranted,
     WelcomeRejected, WelcomeTransferApproved, WelcomeTransferRejected, BonusGranted,
     BonusRejected, BonusProgress, BonusUnlocked, BonusReleased, RebateAccrued, RebatePayout, CommissionPayout,
-    OverridePayout, FillReversed, EventRejected,
+    OverridePayout, FillReversed, TermsAccepted, EventRejected,
 )
 
 

@@ -12,10 +12,10 @@ from aiokafka import TopicPartition
 from schemas.timefmt import parse_ts_us
 from streams.settings import Settings
 
-# Among inputs of equal ``ts``, the order the sequencer gives them (and ``in_ts_order``): who a
-# client is and what accounts it has, then plans, money in, client-area commands, trades, and
+# Among inputs of equal ``ts``, the order the sequencer gives them (and ``in_ts_order``): the
+# versions of the program terms, who a client is and what accounts it has, then plans, money in, client-area commands, trades, and
 # the day's close last.
-TOPIC_PRECEDENCE: Final = ("topic_clients", "topic_partners", "topic_payments", "topic_commands",
+TOPIC_PRECEDENCE: Final = ("topic_programs", "topic_clients", "topic_partners", "topic_payments", "topic_commands",
                            "topic_trades", "topic_settlement")
 
 
@@ -34,6 +34,7 @@ SOURCE_OF: Final = {
     "welcome.transfer": "topic_commands",
     "partner.plan": "topic_partners", "partner.parent": "topic_partners",
     "settlement.day_closed": "topic_settlement",
+    "program.terms": "topic_programs",
 }
 
 

@@ -79,6 +79,8 @@ class Settings:
     topic_partners: str = field(default="partners.plans", metadata={"doc": "input: partner.plan, partner.parent (broadcast)"})
     topic_settlement: str = field(default="settlement.days", metadata={
         "doc": "input: settlement.day_closed (broadcast)"})
+    topic_programs: str = field(default="programs.terms", metadata={
+        "doc": "input: program.terms, the versions of the program terms (broadcast; one partition)"})
     topic_ledger: str = field(default="rewards.ledger", metadata={"doc": "output: every ledger event"})
     topic_deadletter: str = field(default="rewards.deadletter", metadata={
         "doc": "output: event.rejected, with the raw input and its topic/partition/offset"})
@@ -271,7 +273,7 @@ class Settings:
 
     @property
     def broadcast_topics(self) -> tuple[str, ...]:
-        return (self.topic_partners, self.topic_settlement)
+        return (self.topic_partners, self.topic_settlement, self.topic_programs)
 
     @property
     def input_topics(self) -> tuple[str, ...]:

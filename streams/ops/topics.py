@@ -54,7 +54,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     state = {"cleanup.policy": "compact", "segment.ms": lag, "max.compaction.lag.ms": lag,
              "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": str(24 * settings.changelog_segment_ms), **isr}
     kept = ("cleanup.policy", "retention.ms")
-    return ([TopicSpec(topic, "input (its source system's; created here only where missing)", n, input=True)
+    return ([TopicSpec(topic, "input (its source system's; created here only where missing)",
+                       1 if topic == settings.topic_programs else n, input=True)
              for topic in settings.input_topics]
             + [TopicSpec(settings.sequenced_topic, "the recorded order, replayed by `rewards replay --from-kafka`",
                          n, history, kept),
@@ -195,7 +196,11 @@ async def check_copartitioned(settings: Settings) -> str | None:
     """The sequencer merges partition i of every client topic into sequenced partition i: the
     client topics must have REWARDS_PARTITIONS partitions each (co-partitioned, keyed by client_id
     with Kafka's default partitioner). A description of what is wrong, or None."""
-    counts = await partition_counts(settings, settings.client_topics)
+    counts = await partition_counts(settings, settings.client_topics + (settings.topic_programs,))
+    if counts.pop(settings.topic_programs, 0) > 1:
+        return (f"the terms topic {settings.topic_programs} (REWARDS_TOPIC_PROGRAMS) has more than one partition: "
+                "every partition of the worker must read the versions of the program terms in one order. "
+                "Recreate it with one partition, or name a one-partition topic.")
     wrong = {topic: n for topic, n in counts.items() if n != settings.partitions}
     if not wrong:
         return None

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import msgspec
 
-from handlers import cashback, welcome
+from handlers import cashback, terms, welcome
 from handlers.engine import process
 from handlers.shared import Shared
 from handlers.history import DEPOSIT, FILL, PARKED, SEEN, ClientHistory, fill_ts
@@ -405,7 +405,8 @@ class PartitionLedger:
             self.outbox.skipped += 1  # a verdict delivered twice
             return
         client.pending_claims.remove(claim.id)
-        step = Step(event=claim, ts_us=decoded.ts_us, date=day_of(decoded.ts_us), rules=self.rules)
+        step = Step(event=claim, ts_us=decoded.ts_us, date=day_of(decoded.ts_us),
+                    rules=terms.rules_at(self.shared.terms, self.rules, decoded.ts_us))
         welcome.finalize(client, claim, verdict.identity_free, step)
         cashback.assert_conserved(client)
         self.put(client)

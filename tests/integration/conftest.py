@@ -45,6 +45,7 @@ def settings(real_services: Services, tmp_path: Path) -> Settings:
                              topic_clients=f"{run}.clients", topic_trades=f"{run}.trades",
                              topic_payments=f"{run}.payments", topic_commands=f"{run}.commands",
                              topic_partners=f"{run}.partners", topic_settlement=f"{run}.settlement",
+                             topic_programs=f"{run}.programs",
                              topic_ledger=f"{run}.ledger", topic_deadletter=f"{run}.deadletter",
                              partitions=4, batch_within_ms=20, order_grace_ms=100, web_port=free_port(),
                              data_dir=str(tmp_path / "faust"))

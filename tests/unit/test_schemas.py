@@ -14,7 +14,7 @@ from tests.support import Scenario
 CONTRACT_INPUT_TYPES = {
     "client.registered", "client.verified", "account.opened", "account.validated", "trade.fill",
     "trade.bust", "deposit", "wallet.allocate", "welcome.claim", "welcome.transfer",
-    "partner.linked", "partner.plan", "partner.parent", "settlement.day_closed",
+    "partner.linked", "partner.plan", "partner.parent", "settlement.day_closed", "program.terms",
 }
 CONTRACT_OUTPUT_FIELDS = {  # events.md, "Output events": the fields every consumer relies on
     "coverage.applied": {"account_id", "fill_id", "cost", "covered", "charged", "allocated_left"},
@@ -36,6 +36,7 @@ CONTRACT_OUTPUT_FIELDS = {  # events.md, "Output events": the fields every consu
     "bonus.released": {"account_id", "bonus_id", "date", "amount", "carried"},
     "fill.reversed": {"account_id", "fill_id", "cashback", "covered", "lots", "rebate", "commission"},
     "event.rejected": {"reason", "error", "raw", "source"},
+    "terms.accepted": {"version", "effective", "digest"},  # events.md, "Terms over time"
 }
 
 
@@ -44,7 +45,7 @@ def test_every_contract_type_has_a_model() -> None:
     outputs = {type_of(m): set(m.__struct_fields__) for m in OUTPUT_MODELS}
     assert set(outputs) == set(CONTRACT_OUTPUT_FIELDS)
     for output_type, fields in CONTRACT_OUTPUT_FIELDS.items():
-        partner_only = output_type in ("commission.payout", "override.payout")
+        partner_only = output_type in ("commission.payout", "override.payout", "terms.accepted")
         envelope = {"type", "id", "cause_id", "ts"} | (set() if partner_only else {"client_id"})
         assert fields | envelope <= outputs[output_type], output_type
 

@@ -58,10 +58,22 @@ def sample():
     return c, s
 
 
+# The terms timeline (handlers.terms) added two fields at the end of the shared state: a map of
+# 13 entries now (0x8d, was 0x8b), the same 11 first, then `terms` (empty) and `terms_late` (0).
+SHARED_BYTES_WITH_TERMS = (b"\x8d" + SHARED_BYTES[1:] + msgspec.msgpack.encode("terms") + b"\x90"
+                           + msgspec.msgpack.encode("terms_late") + b"\x00")
+
+
 def test_states_encode_to_the_bytes_the_structs_wrote() -> None:
     client, shared = sample()
     assert msgspec.msgpack.encode(client) == CLIENT_BYTES
-    assert msgspec.msgpack.encode(shared) == SHARED_BYTES
+    assert msgspec.msgpack.encode(shared) == SHARED_BYTES_WITH_TERMS
+
+
+def test_a_shared_state_written_before_the_terms_reads_with_an_empty_timeline() -> None:
+    _, shared = sample()
+    decoded = msgspec.msgpack.Decoder(Shared).decode(SHARED_BYTES)
+    assert decoded == shared and decoded.terms == [] and decoded.terms_late == 0
 
 
 def test_what_the_structs_wrote_decodes_to_the_same_state() -> None:
