@@ -177,9 +177,10 @@ def _parked_ts(parked: Parked) -> int:
     return parked.ts_us
 
 
-def _drain(ctx: _Context, client_id: str, history: History) -> None:
+def _drain(ctx: _Context, client_id: str, history: History, settle: bool = False) -> None:
     """Apply the client's parked inputs from the oldest, while what each needs is there or it has
-    waited out the window (then it is applied as it stands and gets its usual refusal)."""
+    waited out the window (then it is applied as it stands and gets its usual refusal); with
+    ``settle``, every one, as if the window had passed."""
     shared, rules, out = ctx.shared, ctx.rules, ctx.out
     queue = history.parked()
     while queue:
@@ -187,7 +188,7 @@ def _drain(ctx: _Context, client_id: str, history: History) -> None:
         head = queue[0]
         event = _parked_event(head)
         client = ctx.store.get(client_id)
-        expired = head.ts_us + rules.park_window_us < shared.clock_us
+        expired = settle or head.ts_us + rules.park_window_us < shared.clock_us
         if not expired:
             need = parking.missing(client, history, event)
             if need is not None:
@@ -208,6 +209,31 @@ def _drain(ctx: _Context, client_id: str, history: History) -> None:
         shared.parked[client_id] = queue[0].ts_us + rules.park_window_us
     else:
         shared.parked.pop(client_id, None)
+
+
+def settle_parked(store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
+                  commissions: CommissionBook) -> Applied:
+    """Apply every parked input as it stands, as the window would once event time passed it
+    (``rewards replay --settle-at-end``: a file ends, the window never passes)."""
+    ctx = _Context(store, shared, rules, identities, commissions, Applied())
+    for _, client_id in sorted((due, c) for c, due in shared.parked.items()):
+        _drain(ctx, client_id, store.history(client_id), settle=True)
+    return ctx.out
+
+
+def waiting(store: ClientStore, shared: Shared) -> list[tuple[str, str, str]]:
+    """Every parked input, oldest client queue first: (its event id, what it waits for, which):
+    ``client`` (its registration), ``account`` (an id), ``fill`` (an id), or ``behind`` (an
+    earlier input of its client that waits)."""
+    found = []
+    for _, client_id in sorted((due, c) for c, due in shared.parked.items()):
+        history = store.history(client_id)
+        queue = history.parked()
+        head = _parked_event(queue[0])
+        kind, ident = parking.missing(store.get(client_id), history, head) or ("behind", "")
+        found.append((head.id, kind, ident))
+        found += [(_parked_event(parked).id, "behind", head.id) for parked in queue[1:]]
+    return found
 
 
 def _parked_event(parked: Parked) -> ClientEvent:
@@ -425,6 +451,14 @@ class Engine:
         """``process`` of an input already decoded (one decoding for several engines)."""
         return process_decoded(self.store, self.shared, self.rules, self.identities, self.partners, decoded, raw,
                                source).outputs
+
+    def settle(self) -> list[OutputEvent]:
+        """Apply every input still parked, as it stands (see ``settle_parked``)."""
+        return settle_parked(self.store, self.shared, self.rules, self.identities, self.partners).outputs
+
+    def waiting(self) -> list[tuple[str, str, str]]:
+        """The inputs still parked: (event id, what it waits for, which)."""
+        return waiting(self.store, self.shared)
 
 
 def refused(event: InputEvent, refusal: Refusal, raw: bytes, source: dict[str, Any]) -> OutputEvent:

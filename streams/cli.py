@@ -41,7 +41,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     try:
         summary = replay_files(Path(args.input), Path(args.output), load_rules(args.rules),
-                               show_progress=not args.quiet, order=args.order)
+                               show_progress=not args.quiet, order=args.order, settle_at_end=args.settle_at_end)
     except ReplayRefused as exc:
         print(f"rewards: {exc}", file=sys.stderr)
         return 2
@@ -90,6 +90,16 @@ def _whatif(args: argparse.Namespace) -> int:
             return 2
         chosen[role] = (rules, {"rules": path or "the default rules", "sha256": hashlib.sha256(text.encode()).hexdigest()})
     (base, base_about), (candidate, candidate_about) = chosen["base"], chosen["candidate"]
+    pinned = None
+    if args.from_ts:
+        from streams.offline.whatif import pinned_version
+
+        try:
+            pinned = pinned_version(Path(args.candidate).read_text("utf-8"), args.from_ts, base)
+        except WhatifRefused as exc:
+            print(f"rewards: {exc}", file=sys.stderr)
+            return 2
+        candidate, candidate_about["from"] = base, args.from_ts
     try:
         if args.from_kafka:
             import asyncio
@@ -101,10 +111,12 @@ def _whatif(args: argparse.Namespace) -> int:
             settings = Settings.from_env()
             history = f"the sequenced log {settings.sequenced_topic} at {settings.kafka_bootstrap}, by ts"
             history_lines = asyncio.run(sequenced_history(settings))
-            found = compare(history_lines, base, candidate, None if args.quiet else Progress(len(history_lines)))
+            found = compare(history_lines, base, candidate, None if args.quiet else Progress(len(history_lines)),
+                            pinned=pinned)
         else:
             history = f"{args.input} ({'by ts' if args.order == 'ts' else 'file order'})"
-            found = whatif_file(Path(args.input), base, candidate, show_progress=not args.quiet, order=args.order)
+            found = whatif_file(Path(args.input), base, candidate, show_progress=not args.quiet, order=args.order,
+                                pinned=pinned)
         content = write_report(found, {"base": base_about, "candidate": candidate_about, "history": history},
                                Path(args.report))
     except WhatifRefused as exc:
@@ -118,6 +130,45 @@ def _whatif(args: argparse.Namespace) -> int:
               f"  ({'+' if not program['difference'].startswith('-') else ''}{program['difference']}"
               f"{'' if pct is None else f', {pct} %'})", file=sys.stderr)
     print(f"report: {Path(args.report) / 'report.html'} and report.json", file=sys.stderr)
+    return 0
+
+
+def _terms(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+    from datetime import UTC, datetime
+
+    from handlers import terms as timeline
+    from streams.ops import terms
+    from streams.settings import Settings
+
+    settings = Settings.from_env()
+    base = load_rules(settings.rules_file or None, settings.park_window_s)
+    entries, accepted = terms.decide(asyncio.run(terms.read_topic(settings)), base)
+    if args.action == "list":
+        now_us = int(time.time() * 1_000_000)
+        print(terms.as_json(entries, accepted, now_us).decode() if args.json else terms.render(entries, accepted,
+                                                                                                 now_us))
+        return 0
+    if not (args.file and args.version and args.effective):
+        print("rewards: terms publish needs FILE, --version and --effective", file=sys.stderr)
+        return 2
+    try:
+        event, built, version = terms.version_event(Path(args.file).read_text("utf-8"), args.version,
+                                                     args.effective, args.note, datetime.now(UTC), base,
+                                                     args.min_notice, settings.order_grace_ms, accepted)
+    except terms.TermsRefused as exc:
+        print(f"rewards: {exc}", file=sys.stderr)
+        return 2
+    before = timeline.rules_at(accepted, base, version.effective_us - 1)
+    print(f"version {args.version}, in force from {args.effective}; against the terms in force before it:")
+    for line in terms.changes(before, built) or ["no change"]:
+        print(f"  {line}")
+    if args.dry_run:
+        print("dry run: not published")
+        return 0
+    asyncio.run(terms.publish(settings, event))
+    print(f"published to {settings.topic_programs} as event {event['id']}")
     return 0
 
 
@@ -298,6 +349,7 @@ READS: Final = {
     "publish": _KAFKA + ", REWARDS_TOPIC_*, REWARDS_COMPRESSION",
     "worker": "every variable of the README's configuration table (" + _KAFKA + ", REDIS_URL, REWARDS_*)",
     "close-day": _KAFKA + ", REWARDS_TOPIC_SETTLEMENT",
+    "terms": _KAFKA + ", REWARDS_TOPIC_PROGRAMS, REWARDS_RULES_FILE, REWARDS_ORDER_GRACE_MS",
     "demo": "nothing: it starts its own Kafka and Redis (or uses KAFKA_BOOTSTRAP_SERVERS and REDIS_URL when set)",
     "lag": _KAFKA + ", " + _TOPICS,
     "topics": _KAFKA + ", " + _TOPICS + ", REWARDS_REPLICATION, REWARDS_MIN_INSYNC_REPLICAS, REWARDS_RETENTION_MS, "
@@ -339,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--order", choices=("file", "ts"), default="file",
                         help="file: the file's order (default); ts: sorted as the worker records it "
                              "(by ts, then topic precedence, then file order)")
+    replay.add_argument("--settle-at-end", action="store_true",
+                        help="apply the inputs still waiting for a prerequisite when the file ends, as they "
+                             "stand (their usual refusal), as the parking window would; without it they are "
+                             "listed in the summary and have no outputs")
     replay.set_defaults(run=_replay)
 
     whatif = command(commands, "whatif", help="run two rules files over the same history and report what the "
@@ -349,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "consumer group; held in memory)")
     whatif.add_argument("--base", help="the rules in force (TOML; default: the default rules)")
     whatif.add_argument("--candidate", required=True, help="the rules to try (TOML)")
+    whatif.add_argument("--from", dest="from_ts", metavar="TS",
+                        help="the candidate only from TS on (RFC 3339 UTC): before it, the history's own terms "
+                             "(the base and its program.terms versions); from it, the candidate, in place of "
+                             "the history's versions taking effect from TS on")
     whatif.add_argument("--report", required=True, help="folder for report.json and report.html (made if missing)")
     whatif.add_argument("--order", choices=("file", "ts"), default="file", help="as for replay")
     whatif.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -373,6 +433,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "and /metrics")
     worker.add_argument("--rules", help="rules file (TOML); default: REWARDS_RULES_FILE, else the defaults")
     worker.set_defaults(run=_worker)
+
+    terms_cmd = command(commands, "terms", help="publish a version of the program terms (a rules file in force "
+                        "from an instant of event time) to the terms topic, or list the timeline found there")
+    terms_cmd.add_argument("action", choices=("publish", "list"))
+    terms_cmd.add_argument("file", nargs="?", help="publish: the rules file (TOML) of the version: program terms only")
+    terms_cmd.add_argument("--version", help="publish: the version's unique name")
+    terms_cmd.add_argument("--effective", metavar="TS", help="publish: when it takes effect (RFC 3339 UTC)")
+    terms_cmd.add_argument("--note", help="publish: a note for people (the topic keeps it)")
+    terms_cmd.add_argument("--min-notice", type=int, default=3600, metavar="S",
+                           help="publish: how far ahead --effective must be, in seconds (default 3600; never "
+                                "under twice REWARDS_ORDER_GRACE_MS and a minute)")
+    terms_cmd.add_argument("--dry-run", action="store_true", help="publish: check and show the change only")
+    terms_cmd.add_argument("--json", action="store_true", help="list: JSON instead of a table")
+    terms_cmd.set_defaults(run=_terms)
 
     close = command(commands, "close-day", help="publish settlement.day_closed for DATE to the settlement topic")
     close.add_argument("date", help="the day to close, YYYY-MM-DD")

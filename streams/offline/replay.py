@@ -33,6 +33,9 @@ class Summary:
     seconds: float = 0.0
     # (events in, seconds since the start) at each batch written: the rate along the run
     marks: list[tuple[int, float]] = field(default_factory=list)
+    # inputs still waiting for a prerequisite when the file ended: (event id, what it waits for, which)
+    waiting: list[tuple[str, str, str]] = field(default_factory=list)
+    settled: int = 0  # with --settle-at-end: parked inputs applied as they stood
 
     def render(self) -> str:
         rate = self.events_in / self.seconds if self.seconds else 0.0
@@ -44,7 +47,25 @@ class Summary:
         lines += [f"  {name:<28}{count:>12,}" for name, count in sorted(self.outputs.items())]
         lines.append(f"rejections: {sum(self.rejections.values()):,}")
         lines += [f"  {name:<28}{count:>12,}" for name, count in sorted(self.rejections.items())]
+        if self.settled:
+            lines.append(f"applied as they stood at the end (--settle-at-end): {self.settled:,} inputs that were "
+                         "still waiting for a prerequisite")
+        if self.waiting:
+            kinds = Counter(kind for _, kind, _ in self.waiting)
+            lines.append(f"still waiting for a prerequisite at the end: {len(self.waiting):,} inputs, no outputs yet "
+                         "(--settle-at-end applies them as they stand, as the parking window would)")
+            lines += [f"  {WAITS_FOR[kind]:<28}{count:>12,}" for kind, count in sorted(kinds.items())]
+            lines += [f"  {event_id}: {WAITS_FOR_ONE[kind].format(which)}" for event_id, kind, which in self.waiting[:WAITING_SHOWN]]
+            if len(self.waiting) > WAITING_SHOWN:
+                lines.append(f"  ... and {len(self.waiting) - WAITING_SHOWN:,} more")
         return "\n".join(lines)
+
+
+WAITING_SHOWN: Final = 10
+WAITS_FOR: Final = {"client": "its client's registration", "account": "an account's opening",
+                    "fill": "the fill it busts", "behind": "an earlier input waiting"}
+WAITS_FOR_ONE: Final = {"client": "waits for its client's registration{}", "account": "waits for account {}'s opening",
+                        "fill": "waits for fill {}", "behind": "waits behind {}, of its client"}
 
 
 FREEZE_EVERY_EVENTS: Final = 1 << 16
@@ -65,12 +86,13 @@ def long_lived_state_gc() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-def replay(source: BinaryIO, sink: BinaryIO, rules: Rules, progress: Progress | None = None) -> Summary:
+def replay(source: BinaryIO, sink: BinaryIO, rules: Rules, progress: Progress | None = None,
+           settle_at_end: bool = False) -> Summary:
     with long_lived_state_gc():
-        return _replay(enumerate(source, 1), sink, rules, progress, source.tell)
+        return _replay(enumerate(source, 1), sink, rules, progress, source.tell, settle_at_end)
 
 
-def replay_in_ts_order(source: BinaryIO, sink: BinaryIO, rules: Rules) -> Summary:
+def replay_in_ts_order(source: BinaryIO, sink: BinaryIO, rules: Rules, settle_at_end: bool = False) -> Summary:
     """The file's events sorted as the sequencer would record them (streams.bus.in_ts_order);
     a rejection's ``source`` still names the line of the file."""
     from streams.bus import ts_order
@@ -80,13 +102,13 @@ def replay_in_ts_order(source: BinaryIO, sink: BinaryIO, rules: Rules) -> Summar
     numbered = [(n, raw) for n, raw in enumerate(lines, 1) if raw.strip()]
     order = ts_order([raw for _, raw in numbered], Settings())
     with long_lived_state_gc():
-        summary = _replay((numbered[i] for i in order), sink, rules, None, lambda: 0)
+        summary = _replay((numbered[i] for i in order), sink, rules, None, lambda: 0, settle_at_end)
     summary.blank_lines = len(lines) - len(numbered)
     return summary
 
 
 def _replay(numbered: Iterable[tuple[int, bytes]], sink: BinaryIO, rules: Rules, progress: Progress | None,
-            position: Callable[[], int]) -> Summary:
+            position: Callable[[], int], settle_at_end: bool = False) -> Summary:
     engine = Engine(rules)
     summary = Summary()
     started = time.perf_counter()
@@ -111,6 +133,15 @@ def _replay(numbered: Iterable[tuple[int, bytes]], sink: BinaryIO, rules: Rules,
             summary.marks.append((summary.events_in, time.perf_counter() - started))
             if progress is not None:
                 progress.update(position(), summary.events_in)
+    if settle_at_end:
+        summary.settled = engine.shared.parked_events
+        for output in engine.settle():
+            outputs[output.type] += 1
+            if isinstance(output, EventRejected):
+                rejections[output.reason] += 1
+            batch.append(output)
+    else:
+        summary.waiting = engine.waiting()
     if batch:
         sink.write(encode_outputs(batch))
     summary.seconds = time.perf_counter() - started
@@ -152,7 +183,7 @@ class ReplayRefused(Exception):
 
 
 def replay_files(input_path: Path, output_path: Path, rules: Rules, show_progress: bool = True,
-                 order: str = "file") -> Summary:
+                 order: str = "file", settle_at_end: bool = False) -> Summary:
     """Replay a file into another. The output is written beside its final name and renamed
     into place when the replay is done: an interrupted or failed run leaves no half file, and
     an existing output stays as it was until a whole new one replaces it."""
@@ -166,9 +197,9 @@ def replay_files(input_path: Path, output_path: Path, rules: Rules, show_progres
     try:
         with open(input_path, "rb", buffering=1 << 20) as source, open(partial, "wb", buffering=1 << 20) as sink:
             if order == "ts":
-                summary = replay_in_ts_order(source, sink, rules)
+                summary = replay_in_ts_order(source, sink, rules, settle_at_end)
             else:
-                summary = replay(source, sink, rules, progress)
+                summary = replay(source, sink, rules, progress, settle_at_end)
         os.replace(partial, output_path)
         return summary
     finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+import tomllib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,11 +25,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
+from handlers import terms
 from handlers.engine import Engine
 from handlers.money import fmt
 from handlers.rules import Rules
-from schemas.codec import decode
+from handlers.state import TermsVersion
+from schemas.codec import BadInput, Decoded, decode
+from schemas.inputs import ProgramTerms
 from schemas.outputs import OutputEvent
+from schemas.timefmt import parse_ts_us
 from streams.offline.replay import PROGRESS_MIN_BYTES, FREEZE_EVERY_EVENTS, Progress, long_lived_state_gc
 
 ZERO: Final = Decimal(0)
@@ -129,14 +134,34 @@ class Comparison:
     seconds: float = 0.0
 
 
+def pinned_version(candidate_toml: str, from_ts: str, base: Rules) -> TermsVersion:
+    """``--candidate FILE --from TS``: the candidate as a version of the terms in force from TS
+    (program terms only: the windows, parking and history limits stay the base's)."""
+    try:
+        doc = tomllib.loads(candidate_toml)
+        from_us = parse_ts_us(from_ts)
+        Rules.for_terms(doc, base)
+    except tomllib.TOMLDecodeError as exc:
+        raise WhatifRefused(f"--candidate is not valid TOML: {exc}") from None
+    except ValueError as exc:  # RulesError too
+        raise WhatifRefused(f"--candidate with --from {from_ts}: {exc}") from None
+    rules = terms.canonical(doc)
+    return TermsVersion(version="whatif-candidate", effective_us=from_us, effective=from_ts,
+                        digest=terms.digest(rules), rules=rules, cause_id="whatif")
+
+
 def compare(lines: Iterable[bytes], base: Rules, candidate: Rules, progress: Progress | None = None,
-            position: Callable[[], int] | None = None) -> Comparison:
+            position: Callable[[], int] | None = None, pinned: TermsVersion | None = None) -> Comparison:
     """Apply every input to both engines; tally their outputs and compare them input by input.
-    ``progress`` is told ``position()`` (bytes read), or the events done when there is none."""
+    ``progress`` is told ``position()`` (bytes read), or the events done when there is none.
+    With ``pinned``, the candidate engine has that version from its effective on, and the
+    history's own versions taking effect from then on are left out of its run."""
     found = Comparison()
     where = position or (lambda: found.events_in)
     engines = Engine(base), Engine(candidate)
     a, b = engines
+    if pinned is not None:
+        b.shared.terms.append(pinned)
     started = time.perf_counter()
     with long_lived_state_gc():
         for n, line in enumerate(lines, 1):
@@ -148,7 +173,8 @@ def compare(lines: Iterable[bytes], base: Rules, candidate: Rules, progress: Pro
             decoded = decode(raw)
             origin = {"line": n}
             out_a = a.process_decoded(decoded, raw, origin)
-            out_b = b.process_decoded(decoded, raw, origin)
+            out_b = ([] if pinned is not None and _from_pinned_on(decoded, pinned)
+                     else b.process_decoded(decoded, raw, origin))
             found.base.add(out_a)
             found.candidate.add(out_b)
             if out_a != out_b:
@@ -165,6 +191,12 @@ def compare(lines: Iterable[bytes], base: Rules, candidate: Rules, progress: Pro
             for account_id, account in client.accounts.items():
                 found.account_types[client.client_id, account_id] = account.account_type
     return found
+
+
+def _from_pinned_on(decoded: Decoded | BadInput, pinned: TermsVersion) -> bool:
+    """A version of the history's that would take effect at or after the pinned one."""
+    return (not isinstance(decoded, BadInput) and isinstance(decoded.event, ProgramTerms)
+            and parse_ts_us(decoded.event.effective) >= pinned.effective_us)
 
 
 def _count_changes(found: Comparison, out_a: list[OutputEvent], out_b: list[OutputEvent]) -> None:
@@ -274,7 +306,7 @@ def _in_ts_order(path: Path) -> list[bytes]:
 
 
 def whatif_file(input_path: Path, base: Rules, candidate: Rules, show_progress: bool = True,
-                order: str = "file") -> Comparison:
+                order: str = "file", pinned: TermsVersion | None = None) -> Comparison:
     if not input_path.is_file():
         raise WhatifRefused(f"--input {input_path} is not a file")
     size = os.path.getsize(input_path)
@@ -282,9 +314,10 @@ def whatif_file(input_path: Path, base: Rules, candidate: Rules, show_progress: 
     progress = Progress(size) if show_progress and big and order == "file" else None
     with open(input_path, "rb", buffering=1 << 20) as source:
         if order == "file":
-            return compare(source, base, candidate, progress, source.tell)
+            return compare(source, base, candidate, progress, source.tell, pinned)
     history = _in_ts_order(input_path)
-    return compare(history, base, candidate, Progress(len(history)) if show_progress and big else None)
+    return compare(history, base, candidate, Progress(len(history)) if show_progress and big else None,
+                   pinned=pinned)
 
 
 def write_report(found: Comparison, about: dict[str, Any], folder: Path) -> dict[str, Any]:
