@@ -3,6 +3,7 @@
     GET /clients/{id}/wallet     balance, lifetime accrued JM USD, reward rate, allocations
     GET /clients/{id}/bonuses    every deposit bonus and its turnover progress
     GET /clients/{id}/rebates    partner rebates accrued, paid and carried
+    GET /terms                   the program terms in force at the ledger's event time, and the next change
     GET /health                  200 while the worker processes Kafka (Redis down: "degraded", still 200),
                                  503 while it starts, after it was fenced, and while it stops
     GET /metrics                 Prometheus text format (streams.ops.metrics)
@@ -72,8 +73,11 @@ def register(app: Any, worker: View) -> None:
     async def status_json(web: Any, request: Any) -> Any:
         return json_response(web, status.status(worker, await model.ping()))
 
+    async def terms(web: Any, request: Any) -> Any:
+        return json_response(web, worker.ledger.terms())
+
     async def status_page(web: Any, request: Any) -> Any:
         return web.bytes(status.PAGE.encode(), content_type="text/html")
 
-    for path, page in (("/health", health), ("/metrics", metrics), ("/status.json", status_json), ("/", status_page)):
+    for path, page in (("/terms", terms), ("/health", health), ("/metrics", metrics), ("/status.json", status_json), ("/", status_page)):
         app.page(path)(page)

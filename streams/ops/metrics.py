@@ -93,6 +93,12 @@ class Metrics:
                                    "check, 0 when it did not: the worker is degraded, not down", registry=registry)
         self.read_model_backlog = Gauge("rewards_read_model_backlog",
                                         "Client views waiting for Redis to come back", registry=registry)
+        self.terms_version = Gauge("rewards_terms_version", "1 for the version of the program terms each held "
+                                   "ledger partition applies at its event time ('rules-file' before the first)",
+                                   ["partition", "version"], registry=registry)
+        self.terms_late = Gauge("rewards_terms_late", "Versions of the terms accepted after inputs at or past their "
+                                "effective were applied, in the partitions held (their topic lagged beyond the "
+                                "ordering grace)", registry=registry)
         self.info = Info("rewards_build", "Versions of the worker", registry=registry)
         self.history = StatusHistory()
 

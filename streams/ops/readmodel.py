@@ -13,9 +13,10 @@ from typing import Any, Final
 import orjson
 import redis.asyncio as redis
 
+from handlers import terms
 from handlers.money import ZERO, fmt
 from handlers.rules import Rules
-from handlers.state import ClientState
+from handlers.state import ClientState, TermsVersion
 
 log = logging.getLogger("rewards.readmodel")
 WARN_EVERY_S: Final = 60.0  # while Redis is down, a reminder this often
@@ -61,6 +62,8 @@ class ReadModel:
         self.client = redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
         self.prefix = prefix
         self.rules = rules  # the wallet view shows the reward rate in force
+        # the terms timeline (every ledger partition has the same): the rate at the client's newest event
+        self.timeline: list[TermsVersion] = []
         self._script: Any = None
         self.backlog: dict[str, tuple[ClientState, int]] = {}  # views not yet written (Redis down)
         self.where = redis_address(url)
@@ -85,7 +88,8 @@ class ReadModel:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for client_id, (client, version) in self.backlog.items():
-                    wallet, bonuses, rebates = views(client, self.rules)
+                    wallet, bonuses, rebates = views(client, terms.rules_at(self.timeline, self.rules,
+                                                                            client.latest_ts_us))
                     await self._script(keys=[self.key(client_id)], args=[version, wallet, bonuses, rebates],
                                        client=pipe)
                 await pipe.execute()

@@ -28,6 +28,8 @@ class Applying(Protocol):
     skipped: int
 
     def assignment(self) -> list[int]: ...
+    def terms(self) -> dict[str, Any]:
+        """The version of the program terms in force at the ledger's event time, and the next."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ def status(worker: View, redis_up: bool) -> dict[str, Any]:
         "total_lag": sum(row["lag"] for row in lags),
         "lag": lags,
         "last_rebalance": _iso(history.last_rebalance),
+        "terms": worker.ledger.terms(),
         "series": series,
     }
 
@@ -129,7 +132,8 @@ PAGE = """<!doctype html>
   <div class="card"><div>Rejected / s (last minute)</div><div class="value" id="rejected-rate">&ndash;</div>
     <div>dead-lettered since start: <span id="dead-lettered">&ndash;</span></div></div>
   <div class="card"><div>Last rebalance</div><div class="value" id="last-rebalance" style="font-size:16px">&ndash;</div>
-    <div>partitions held: <span id="partitions">&ndash;</span> &middot; Redis: <span id="redis">&ndash;</span></div></div>
+    <div>partitions held: <span id="partitions">&ndash;</span> &middot; Redis: <span id="redis">&ndash;</span></div>
+    <div>terms in force: <span id="terms">&ndash;</span> &middot; next: <span id="terms-next">&ndash;</span></div></div>
   <div class="card wide">
     <div class="legend"><b>Throughput since the worker started (last 15 minutes at most)</b> &nbsp;
       <span class="applied">&#9632; applied / s</span><span class="rejected">&#9632; rejected / s</span></div>
@@ -192,6 +196,10 @@ function render(s) {
   document.getElementById("last-rebalance").textContent = s.last_rebalance || "none yet";
   document.getElementById("partitions").textContent = s.partitions.join(", ") || "none";
   document.getElementById("redis").textContent = s.redis;
+  document.getElementById("terms").textContent = s.terms.in_force
+    ? s.terms.in_force.version + " (from " + s.terms.in_force.effective + ")" : "the rules file";
+  document.getElementById("terms-next").textContent = s.terms.next
+    ? s.terms.next.version + " at " + s.terms.next.effective : "none scheduled";
   const peak = niceTop(Math.max(1, ...s.series.map(r => Math.max(r.applied_per_s, r.rejected_per_s))));
   if (s.series.length) axes(s.series, peak);
   document.getElementById("applied-line").setAttribute("points", points(s.series, "applied_per_s", peak));

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from handlers import terms
 from handlers.rules import Rules
 from streams.worker.kafkaio import Sender
 from streams.worker.ledger import PartitionLedger, Topics
@@ -44,6 +45,30 @@ class LedgerLoop(ProcessorLoop[PartitionLedger]):
         # views of the last batches before a crash may not have reached Redis: again (guarded by version)
         await self.read_model.publish(processor.unpublished())
 
+    def _observe_terms(self) -> None:
+        metrics = self.metrics
+        metrics.terms_version.clear()
+        for partition, ledger in self.processors.items():
+            in_force = terms.version_at(ledger.shared.terms, ledger.shared.clock_us)
+            metrics.terms_version.labels(str(partition), "rules-file" if in_force is None else in_force.version).set(1)
+            self.read_model.timeline = ledger.shared.terms
+        metrics.terms_late.set(sum(ledger.shared.terms_late for ledger in self.processors.values()))
+
+    def terms(self) -> dict[str, Any]:
+        """The terms in force at the newest event time of the partitions held, and the next change."""
+        if not self.processors:
+            return {"in_force": None, "next": None, "versions": 0, "late": 0, "event_time": None}
+        ledger = max(self.processors.values(), key=lambda held: held.shared.clock_us)
+        clock = ledger.shared.clock_us
+        in_force = terms.version_at(ledger.shared.terms, clock)
+        upcoming = [v for v in ledger.shared.terms if v.effective_us > clock]
+        return {"in_force": None if in_force is None else {"version": in_force.version, "effective": in_force.effective,
+                                                           "digest": in_force.digest},
+                "next": None if not upcoming else {"version": upcoming[0].version, "effective": upcoming[0].effective},
+                "versions": len(ledger.shared.terms), "late": sum(held.shared.terms_late
+                                                                  for held in self.processors.values()),
+                "event_time": clock}
+
     async def on_partitions_assigned(self, assigned: list[Any]) -> None:
         await super().on_partitions_assigned(assigned)
         self.metrics.rebalanced(len(assigned))
@@ -70,6 +95,7 @@ class LedgerLoop(ProcessorLoop[PartitionLedger]):
             if len(ledger.cache) > CACHE_MAX:
                 ledger.forget_cache()
         metrics.parked.set(sum(ledger.shared.parked_events for ledger in self.processors.values()))
+        self._observe_terms()
         self.applied += len(appended)
         metrics.observe_outputs(outputs)
         metrics.observe_applied(types, event_ts, appended)

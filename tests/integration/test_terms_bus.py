@@ -6,12 +6,14 @@ recorded gives the worker's outputs byte for byte."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from decimal import Decimal
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -23,6 +25,7 @@ from streams.devtools.sample_day import SampleDay
 from streams.offline.logreplay import replay_log
 from streams.settings import Settings
 from tests.integration.conftest import ensure, read_all, wait_caught_up, wait_for_outputs
+from tests.integration.test_client_api import get
 from tests.integration.test_contract import comparable, offline, through_both
 
 pytestmark = pytest.mark.integration
@@ -110,13 +113,26 @@ async def test_a_backlog_through_a_sigkill_around_the_change_then_replay_from_ka
     worker = start_worker()
     await wait_for_outputs(settings, lambda outs: len(outs) >= before_change, 60)
     worker.kill()
-    start_worker(name="after-kill")
+    restarted = start_worker(name="after-kill")
     got = await wait_for_outputs(settings, lambda outs: len({o["id"] for o in outs}) >= len(expected), 90)
     await wait_caught_up(settings)
     got = await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic)
     assert comparable(got) == comparable(expected)
     assert Counter(o["id"] for o in got) == Counter(o["id"] for o in expected)  # none twice
     check_the_timeline(got, lines)
+    # the status page's terms, the API's, and the metric of the version each partition applies
+    for _ in range(100):  # the restarted worker's partitions recovered
+        status, terms = await get(restarted.port, "/terms")
+        if terms["versions"]:
+            break
+        await asyncio.sleep(0.3)
+    assert status == 200 and (terms["in_force"] or {}).get("version") == "rate-12" and terms["next"] is None, terms
+    assert terms["versions"] == 3 and terms["late"] == 0
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{restarted.port}/metrics") as response:
+            metrics = await response.text()
+    assert [line for line in metrics.splitlines() if line.startswith("rewards_terms_version{")] == [
+        f'rewards_terms_version{{partition="{p}",version="rate-12"}} 1.0' for p in range(settings.partitions)]
     replayed = tmp_path / "replayed.jsonl"
     await replay_log(settings, Rules.default(), replayed, "terms-check")
     assert sorted(orjson.dumps(o) for o in got) == sorted(replayed.read_bytes().splitlines())
