@@ -139,7 +139,7 @@ def _terms(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from handlers import terms as timeline
-    from streams.ops import terms
+    from streams.offline import terms
     from streams.settings import Settings
 
     settings = Settings.from_env()

@@ -7,7 +7,10 @@ recorded gives the worker's outputs byte for byte."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +27,7 @@ from streams.devtools.publish import publish_per_topic
 from streams.devtools.sample_day import SampleDay
 from streams.offline.logreplay import replay_log
 from streams.settings import Settings
-from tests.integration.conftest import ensure, read_all, wait_caught_up, wait_for_outputs
+from tests.integration.conftest import ensure, read_all, settings_env, wait_caught_up, wait_for_outputs
 from tests.integration.test_client_api import get
 from tests.integration.test_contract import comparable, offline, through_both
 
@@ -136,3 +139,59 @@ async def test_a_backlog_through_a_sigkill_around_the_change_then_replay_from_ka
     replayed = tmp_path / "replayed.jsonl"
     await replay_log(settings, Rules.default(), replayed, "terms-check")
     assert sorted(orjson.dumps(o) for o in got) == sorted(replayed.read_bytes().splitlines())
+
+
+def rewards_terms(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streams.cli", "terms", *args], env=settings_env(settings),
+                          capture_output=True, text=True, timeout=60)
+
+
+def iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_terms_publish_checks_as_the_worker_does_and_list_shows_the_timeline(settings: Settings,
+                                                                                     tmp_path: Path) -> None:
+    await ensure(settings)
+    now = datetime.now(timezone.utc)
+    rate = tmp_path / "rate.toml"
+    rate.write_text('[cashback]\nrate = "0.12"\n')
+    other = tmp_path / "other.toml"
+    other.write_text('[cashback]\nrate = "0.13"\n')
+    structural = tmp_path / "structural.toml"
+    structural.write_text('[parking]\nwindow_seconds = 5\n')
+    later = iso(now + timedelta(hours=2))
+
+    dry = rewards_terms(settings, "publish", str(rate), "--version", "v12", "--effective", later, "--dry-run")
+    assert dry.returncode == 0 and "cashback_rate: 0.10 -> 0.12" in dry.stdout and "not published" in dry.stdout
+    assert rewards_terms(settings, "list").stdout.startswith("no versions published")
+    done = rewards_terms(settings, "publish", str(rate), "--version", "v12", "--effective", later, "--note", "12 %")
+    assert done.returncode == 0, done.stderr
+    again = rewards_terms(settings, "publish", str(other), "--version", "v12", "--effective", iso(now + timedelta(hours=3)))
+    assert again.returncode == 2 and "terms_conflict" in again.stderr and "\n" == again.stderr[-1:]
+    soon = rewards_terms(settings, "publish", str(other), "--version", "v13", "--effective", iso(now + timedelta(seconds=30)))
+    assert soon.returncode == 2 and "at least 3,600 s ahead" in soon.stderr
+    wrong = rewards_terms(settings, "publish", str(structural), "--version", "vp", "--effective", later)
+    assert wrong.returncode == 2 and "`parking.window_seconds` is not a program term" in wrong.stderr
+    assert "Traceback" not in again.stderr + soon.stderr + wrong.stderr
+
+    # a source that backdates a version: refused on the topic, as every partition refuses it
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic_programs, orjson.dumps({
+            "type": "program.terms", "id": "backdated", "ts": iso(now), "version": "old",
+            "effective": iso(now - timedelta(days=1)), "rules": {}}))
+    finally:
+        await producer.stop()
+    listed = rewards_terms(settings, "list")
+    assert listed.returncode == 0
+    rows = listed.stdout.splitlines()
+    assert rows[1].split()[:4] == ["v12", later, "next", "accepted"] and "(12 %)" in rows[1]
+    assert rows[2].split()[:3] == ["old", iso(now - timedelta(days=1)), "refused"] and "terms_retroactive" in rows[2]
+    as_json = orjson.loads(rewards_terms(settings, "list", "--json").stdout)
+    assert as_json["in_force"] is None and as_json["next"] == {"version": "v12", "effective": later}
+    assert [(v["version"], v["accepted"], v["reason"]) for v in as_json["versions"]] == [
+        ("v12", True, ""), ("old", False, "terms_retroactive")]

@@ -1,4 +1,5 @@
-"""``rewards terms``: publish a version of the program terms, and list the timeline on the topic.
+"""``rewards terms``: publish a version of the program terms, and list the timeline on the
+topic (a replay of the terms topic).
 
 Whether a version joins the timeline depends only on it and the versions before it on the terms
 topic (handlers.terms), so the list reads the topic from its start and decides each version as
@@ -9,7 +10,7 @@ path: it stamps a new version's ``ts`` and checks that its ``effective`` leaves 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -96,12 +97,12 @@ async def read_topic(settings: Settings) -> list[tuple[int, bytes]]:
 def flat(rules: Rules) -> dict[str, str]:
     """A Rules as "key: value" lines' parts, for a difference a person reads."""
     found: dict[str, str] = {}
-    for name in rules.__slots__:
+    for name in (field.name for field in fields(rules)):
         value: Any = getattr(rules, name)
         if name == "bonus_tiers":
             for percent, tier in sorted(value.items()):
-                for field in tier.__slots__:
-                    found[f"bonus_tiers.{percent}.{field}"] = _text(getattr(tier, field))
+                for field in fields(tier):
+                    found[f"bonus_tiers.{percent}.{field.name}"] = _text(getattr(tier, field.name))
             continue
         found[name] = _text(value)
     return found
