@@ -177,3 +177,38 @@ def test_overrides_on_a_partner_hierarchy_cost_the_shares_of_the_commissions(his
         # per fill to the micro-dollar, paid daily to the cent with carry: within cents of the shares
         assert abs(got[partner] - amount) < Decimal("0.05"), (partner, got[partner], amount)
     assert Decimal(programs["overrides_paid"]["candidate"]) == sum(got.values(), Decimal(0))
+
+
+def test_a_candidate_from_an_instant_changes_only_what_comes_after_it(history: list[bytes]) -> None:
+    """`--candidate B --from TS`: the history's own terms before TS, B from it on (and in place of
+    the history's versions taking effect from TS on)."""
+    from streams.offline.whatif import WhatifRefused, pinned_version
+
+    without_allocations = [line for line in history if b'"wallet.allocate"' not in line]
+    days = sorted({orjson.loads(line)["ts"][:10] for line in without_allocations})
+    second_day = f"{days[1]}T00:00:00Z"
+    later_version = orjson.dumps({"type": "program.terms", "id": "t-hist", "ts": f"{days[0]}T00:00:00Z",
+                                  "version": "history's", "effective": f"{days[1]}T12:00:00Z",
+                                  "rules": {"cashback": {"rate": "0.5"}}})
+    pinned = pinned_version(CANDIDATE_12, second_day, Rules.default())
+    found = compare([later_version] + without_allocations, Rules.default(),
+                    Rules.default(), pinned=pinned)
+    cashback = next(p for p in report(found, about())["programs"] if p["program"] == "cashback_accrued")
+    by_day = {row["day"]: row for row in cashback["by_day"]}
+    assert by_day[days[0]]["difference"] == "0"
+    # the base pays 10 % until noon of the second day and 50 % after; the candidate 12 % all day
+    assert by_day[days[1]]["difference"] != "0" and Decimal(by_day[days[1]]["candidate"]) > 0
+    with pytest.raises(WhatifRefused, match="`parking.window_seconds` is not a program term"):
+        pinned_version("[parking]\nwindow_seconds = 1\n", second_day, Rules.default())
+
+
+def test_a_candidate_from_an_instant_alone_is_a_fifth_more_after_it(history: list[bytes]) -> None:
+    from streams.offline.whatif import pinned_version
+
+    without_allocations = [line for line in history if b'"wallet.allocate"' not in line]
+    days = sorted({orjson.loads(line)["ts"][:10] for line in without_allocations})
+    found = compare(without_allocations, Rules.default(), Rules.default(),
+                    pinned=pinned_version(CANDIDATE_12, f"{days[1]}T00:00:00Z", Rules.default()))
+    cashback = next(p for p in report(found, about())["programs"] if p["program"] == "cashback_accrued")
+    by_day = {row["day"]: row for row in cashback["by_day"]}
+    assert by_day[days[0]]["difference"] == "0" and by_day[days[1]]["difference_pct"] == "20.00"
