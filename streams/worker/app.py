@@ -170,7 +170,9 @@ class Worker:
 def run(worker: Worker) -> None:
     """Run the worker until it is told to stop (Faust's worker: signals and the event loop; the
     log is the worker's own, streams.ops.logs)."""
-    logs.setup(worker.settings.log_level, worker.settings.log_format)
+    settings = worker.settings
+    logs.setup(settings.log_level, settings.log_format,
+               secrets=(settings.kafka_sasl_password, settings.kafka_ssl_key_password))
     shell = faust.Worker(worker.app, quiet=True, override_logging=False, redirect_stdouts=False)
     shell.spinner = None  # a terminal spinner's escape codes have no place in a log
     shell.execute_from_commandline()

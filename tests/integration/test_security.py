@@ -133,3 +133,28 @@ def test_the_commands_connect_with_a_client_certificate(secured: LocalKafka, set
     [line] = refused.stderr.strip().splitlines()
     assert line.startswith(f"rewards: cannot connect to Kafka at {secured.ssl_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
     assert "does not require a client certificate (KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE)" in line
+
+
+async def test_a_worker_with_plain_at_debug_logs_no_secret_and_the_clear_text_warning_once(
+        secured: LocalKafka, settings: Settings, start_worker: Any) -> None:
+    """PLAIN over SASL_PLAINTEXT, REWARDS_LOG_LEVEL=DEBUG: every Kafka client of the worker logs in
+    (its SASL bytes hold the password) and aiokafka warns of the clear text at each connection."""
+    settings = secured_settings(settings, secured.sasl_bootstrap, "SASL_PLAINTEXT", "PLAIN", log_level="DEBUG")
+    lines = (SCENARIOS / "sample_day.jsonl").read_bytes().splitlines()
+    expected = comparable(offline(in_ts_order(lines, settings)))
+    await ensure_topics(settings)
+    worker = start_worker(settings=settings)
+    await publish_per_topic(lines, settings, skew_ms=200, seed=8)
+    got: dict[str, Any] = {}
+    for _ in range(120):
+        got = comparable(await read_outputs(settings))
+        if len(got) >= len(expected) or worker.process.poll() is not None:
+            break
+        await asyncio.sleep(0.5)
+    assert got == expected, worker.tail()
+    worker.stop()
+    log = worker.log_path.read_text(errors="replace")
+    _, password = SASL_USER
+    assert password not in log
+    assert log.count("in the clear") == 1
+    assert " DEBUG " in log  # it did log at DEBUG

@@ -11,7 +11,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.ops.topics import changelog_topics, ensure_topics
+from streams.ops.topics import changelog_topics, ensure_topics, topic_plan
 from streams.settings import Settings
 from tests.integration.conftest import settings_env
 
@@ -77,8 +77,9 @@ def test_topics_reports_what_kafka_refused_and_fails(settings: Settings) -> None
                             text=True, timeout=120)
     assert topics.returncode == 1, topics.stderr
     assert "(created)" not in topics.stdout
-    assert topics.stdout.count("(REFUSED by Kafka)") == len(topics.stdout.strip().splitlines()) == 14
-    assert topics.stderr.startswith("rewards: Kafka refused to create 14 topics ")
+    every = len(topic_plan(settings))  # 15: seven inputs (the terms topic among them), eight of its own
+    assert topics.stdout.count("(REFUSED by Kafka)") == len(topics.stdout.strip().splitlines()) == every == 15
+    assert topics.stderr.startswith(f"rewards: Kafka refused to create {every} topics ")
     assert "Unable to replicate the partition 1000 time(s)" in topics.stderr
     worker = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env=env, capture_output=True, text=True,
                             timeout=120)
