@@ -25,7 +25,7 @@ from handlers.rebates import PlanBook, accrue, ledger_of, settle, take_due
 from handlers.overrides import ParentBook, override_accruals
 from handlers.rules import Rules
 from handlers.shared import Shared
-from handlers.state import ClientState, Parked, PayoutLedger
+from handlers.state import ClientState, Parked, PayoutLedger, PendingTerms
 from handlers.step import Step
 from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities
@@ -103,14 +103,13 @@ class _Context:
     """The parts of a partition one input needs, passed on to the parked inputs it releases."""
 
     def __init__(self, store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
-                 commissions: CommissionBook, out: Applied, report: bool = True) -> None:
+                 commissions: CommissionBook, out: Applied) -> None:
         self.store = store
         self.shared = shared
         self.rules = rules  # the deployment's; an input is applied under the terms at its ts
         self.identities = identities
         self.commissions = commissions
         self.out = out
-        self.report = report  # this partition reports what every partition decides alike
 
 
 def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rules: Rules,
@@ -120,11 +119,11 @@ def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rul
     (a rejection's ``source``); ``source`` the worker's input position, which tells a second copy
     of an input from a redelivery (empty offline). A refusal means the input had no effect; its
     rejection is among the outputs unless ``report_refusal`` is false (or it is a second copy)."""
-    ctx = _Context(store, shared, rules, identities, commissions, Applied(), report_refusal)
+    ctx = _Context(store, shared, rules, identities, commissions, Applied())
     if isinstance(event, ClientEvent):
         refusal = _client_input(ctx, event, ts_us, raw, origin or {}, source)
     else:
-        refusal = _shared_input(ctx, event, ts_us, source)
+        refusal = _shared_input(ctx, event, ts_us, source, raw, origin or {})
     if refusal is not None:
         ctx.out.refusal = refusal
         if report_refusal and refusal.reason != "recopy":
@@ -271,7 +270,8 @@ def _apply_client(ctx: _Context, client: ClientState | None, history: History, e
     return None
 
 
-def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str) -> Refusal | None:
+def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str, raw: bytes,
+                  origin: dict[str, Any]) -> Refusal | None:
     shared, rules = ctx.shared, ctx.rules
     event_digest = dedupe.digest(event)
     refusal = dedupe.admit(shared.history, shared.latest_ts_us, event, event_digest, ts_us, rules, source)
@@ -282,7 +282,7 @@ def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str) -> 
                 closed_through=shared.closed_through)
     refusal = None
     if isinstance(event, ProgramTerms):
-        refusal = _terms(ctx, event, ts_us, step)
+        refusal = _terms(ctx, event, ts_us, raw, origin)
     elif isinstance(event, PartnerPlan):
         PlanBook(shared.plans).add(event, ts_us)
     elif isinstance(event, PartnerParent):
@@ -302,23 +302,41 @@ def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str) -> 
     return refusal
 
 
-def _terms(ctx: _Context, event: ProgramTerms, ts_us: int, step: Step) -> Refusal | None:
-    """A version of the program terms joins the timeline, or is refused; either way alike on
-    every partition (handlers.terms). Reported once: by the partition that reports for all."""
+def _terms(ctx: _Context, event: ProgramTerms, ts_us: int, raw: bytes, origin: dict[str, Any]) -> Refusal | None:
+    """A version of the program terms that passes its own checks (handlers.terms) waits for the
+    verdict on whether it came in time, before any input at or past its effective, on every
+    partition: ``conclude_terms``. Either way alike on every partition."""
     shared = ctx.shared
     admitted = timeline.admit(shared.terms, event, ts_us, ctx.rules)
     if isinstance(admitted, Refusal):
         return admitted
-    timeline.join(shared.terms, admitted)
-    # Inputs at or past its effective already applied here, under the terms before it: only
-    # when its topic lagged the others beyond the ordering grace (counted, and alerted on).
-    if shared.clock_us >= admitted.effective_us:
-        shared.terms_late += 1
-    if ctx.report:
-        step.outputs.append(TermsAccepted(id=step.output_id("terms.accepted"), cause_id=event.id, ts=event.ts,
-                                          version=admitted.version, effective=admitted.effective,
-                                          digest=admitted.digest))
+    shared.terms_pending.append(PendingTerms(version=admitted, raw=raw, origin=origin,
+                                             late_here=shared.clock_us >= admitted.effective_us))
     return None
+
+
+def conclude_terms(shared: Shared, event_id: str, in_time: bool, report: bool = True) -> list[OutputEvent]:
+    """The verdict on a pending version (``_terms``): in time, it joins the timeline
+    (``terms.accepted``); else it is refused ``terms_late``. Its outputs only where ``report``
+    (one partition reports for all). Nothing for a version not pending: refused by its own
+    checks, or concluded before."""
+    found = next((pending for pending in shared.terms_pending if pending.version.cause_id == event_id), None)
+    if found is None:
+        return []
+    shared.terms_pending.remove(found)
+    version = found.version
+    decoded = decode(found.raw)
+    assert not isinstance(decoded, BadInput) and isinstance(decoded.event, ProgramTerms), "decoded before"
+    event = decoded.event
+    if in_time:
+        timeline.join(shared.terms, version)
+        return [TermsAccepted(id=f"terms.accepted:{event.id}", cause_id=event.id, ts=event.ts, version=version.version,
+                              effective=version.effective, digest=version.digest)] if report else []
+    shared.terms_late += 1
+    refusal = Refusal("terms_late", f"version {version.version!r} takes effect at {version.effective}, but inputs at "
+                      "or after that instant were applied before it came (its topic lagged the others beyond the "
+                      "ordering grace): refused on every partition; publish it again, ahead")
+    return [refused(event, refusal, found.raw, found.origin)] if report else []
 
 
 def close_day(store: ClientStore, shared: Shared, event: DayClosed, step: Step,
@@ -445,12 +463,22 @@ class Engine:
 
     def process(self, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
         """One input, exactly as received, to its outputs. Never raises on bad input."""
-        return process(self.store, self.shared, self.rules, self.identities, self.partners, raw, source).outputs
+        outputs = process(self.store, self.shared, self.rules, self.identities, self.partners, raw, source).outputs
+        return outputs + self._conclude_terms() if self.shared.terms_pending else outputs
 
     def process_decoded(self, decoded: Decoded | BadInput, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
         """``process`` of an input already decoded (one decoding for several engines)."""
-        return process_decoded(self.store, self.shared, self.rules, self.identities, self.partners, decoded, raw,
-                               source).outputs
+        outputs = process_decoded(self.store, self.shared, self.rules, self.identities, self.partners, decoded, raw,
+                                  source).outputs
+        return outputs + self._conclude_terms() if self.shared.terms_pending else outputs
+
+    def _conclude_terms(self) -> list[OutputEvent]:
+        """In one process the one partition's view is everyone's: a version is in time unless an
+        input at or past its effective was applied before it."""
+        outputs = []
+        for pending in list(self.shared.terms_pending):
+            outputs += conclude_terms(self.shared, pending.version.cause_id, not pending.late_here)
+        return outputs
 
     def settle(self) -> list[OutputEvent]:
         """Apply every input still parked, as it stands (see ``settle_parked``)."""

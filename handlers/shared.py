@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from handlers.history import ClientHistory
-from handlers.state import ParentLink, PayoutLedger, Plan, TermsVersion
+from handlers.state import ParentLink, PayoutLedger, PendingTerms, Plan, TermsVersion
 
 
 class Shared(msgspec.Struct, kw_only=True):
@@ -33,4 +33,5 @@ class Shared(msgspec.Struct, kw_only=True):
     parked_events: int = 0             # inputs parked here, all clients
     closed_through: str = ""           # the newest day closed: a fill of it or before is late
     terms: list[TermsVersion] = msgspec.field(default_factory=list)  # the terms timeline, by effective
-    terms_late: int = 0                # versions accepted here after an input at or past their effective
+    terms_late: int = 0                # versions refused because they came after an input at or past their effective
+    terms_pending: list[PendingTerms] = msgspec.field(default_factory=list)  # waiting for their verdict

@@ -9,6 +9,7 @@ exactly-once, bounded by the dedupe and bust windows of event time.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -136,6 +137,17 @@ class TermsVersion(msgspec.Struct, kw_only=True, array_like=True):
     digest: str          # SHA-256 of ``rules``, hex
     rules: bytes         # its rules object, canonical JSON (keys sorted)
     cause_id: str        # the program.terms event that published it
+
+
+class PendingTerms(msgspec.Struct, kw_only=True, array_like=True):
+    """A version that passed its own checks and waits for the verdict on whether it came in time:
+    before any input at or past its ``effective`` was applied, on every partition
+    (handlers.terms; the worker's sequencer decides it for all, the offline engine at once)."""
+
+    version: TermsVersion
+    raw: bytes                 # the program.terms input as received: a late one's rejection copies it
+    origin: dict[str, Any]     # where it was read
+    late_here: bool            # this partition had applied an input at or past its effective first
 
 
 class Plan(msgspec.Struct, kw_only=True, array_like=True):

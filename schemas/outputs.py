@@ -202,6 +202,7 @@ RejectionReason = Literal[
     "malformed", "unknown_type", "invalid_field", "unknown_client", "unknown_account",
     "conflicting_duplicate", "bust_window_expired", "unknown_fill", "duplicate", "stale_event",
     "parking_full", "too_large", "partner_cycle", "terms_retroactive", "terms_conflict", "terms_invalid",
+    "terms_late",
 ]
 
 

@@ -75,6 +75,20 @@ def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
     return topic, client_id.encode() if isinstance(client_id, str) else None
 
 
+def task_notes(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[str, Any]]:
+    """What each sequencer task noted in its commits' metadata beside its places (keys from "~"):
+    the newest ts it copied and the versions of the terms waiting for their verdict."""
+    notes: dict[int, dict[str, Any]] = {}
+    for tp, found in committed.items():
+        if tp.topic in settings.client_topics and found.metadata:
+            try:
+                places = orjson.loads(found.metadata)
+            except orjson.JSONDecodeError:
+                continue
+            notes[tp.partition] = {name: value for name, value in places.items() if name.startswith("~")}
+    return notes
+
+
 def task_places(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[TopicPartition, int]]:
     """Each sequencer task's place in the broadcast topics: every task reads every broadcast
     partition and keeps its place there as the metadata of its commits on its client partitions
@@ -88,6 +102,8 @@ def task_places(settings: Settings, committed: dict[TopicPartition, Any]) -> dic
                 continue
             task = by_task.setdefault(tp.partition, {})
             for name, offset in places.items():
+                if name.startswith("~"):  # the task's own notes (task_notes), not a place
+                    continue
                 topic, partition = name.rsplit(":", 1)
                 place = TopicPartition(topic, int(partition))
                 task[place] = max(task.get(place, 0), int(offset))

@@ -293,6 +293,11 @@ class Settings:
         return f"{self.group}.commissions"
 
     @property
+    def terms_acks_topic(self) -> str:
+        """The sequencer tasks' word on each version of the terms they record (one partition)."""
+        return f"{self.group}.terms-acks"
+
+    @property
     def ledger_topic(self) -> str:
         return self.topic_ledger
 

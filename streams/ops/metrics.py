@@ -96,9 +96,9 @@ class Metrics:
         self.terms_version = Gauge("rewards_terms_version", "1 for the version of the program terms each held "
                                    "ledger partition applies at its event time ('rules-file' before the first)",
                                    ["partition", "version"], registry=registry)
-        self.terms_late = Gauge("rewards_terms_late", "Versions of the terms accepted after inputs at or past their "
-                                "effective were applied, in the partitions held (their topic lagged beyond the "
-                                "ordering grace)", registry=registry)
+        self.terms_late = Gauge("rewards_terms_late", "Versions of the terms refused as late (terms_late: they came "
+                                "after inputs at or past their effective on some partition, their topic lagging beyond "
+                                "the ordering grace), counted in the partitions held", registry=registry)
         self.info = Info("rewards_build", "Versions of the worker", registry=registry)
         self.history = StatusHistory()
 

@@ -64,7 +64,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                TopicSpec(settings.identity_topic, "between processors: identity requests", n, transit,
                          ("cleanup.policy",)),
                TopicSpec(settings.commission_topic, "between processors: commission reports", n, transit,
-                         ("cleanup.policy",))]
+                         ("cleanup.policy",)),
+               TopicSpec(settings.terms_acks_topic, "between the sequencer's tasks: each one's word on each version "
+                         "of the terms it records (read from the start by every task)", 1, history, kept)]
             + [TopicSpec(name, "a processor's state (compacted changelog)", n, state, ("cleanup.policy",))
                for name in changelog_topics(settings)])
 

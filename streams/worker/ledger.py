@@ -27,7 +27,7 @@ from typing import Any, Final
 import msgspec
 
 from handlers import cashback, terms, welcome
-from handlers.engine import process
+from handlers.engine import conclude_terms, process
 from handlers.shared import Shared
 from handlers.history import DEPOSIT, FILL, PARKED, SEEN, ClientHistory, fill_ts
 from handlers.rules import Rules
@@ -352,6 +352,11 @@ class PartitionLedger:
         kind = record.headers.get(wire.H_KIND, wire.KIND_INPUT)
         if kind == wire.KIND_VERDICT:
             self._verdict(wire.verdicts.decode(record.value))
+            return
+        if kind == wire.KIND_TERMS:  # the sequencer's verdict on a version: the same on every partition
+            verdict = wire.terms_verdicts.decode(record.value)
+            for output in conclude_terms(self.shared, verdict.event_id, verdict.in_time, self.partition == 0):
+                self._emit(output)
             return
         if kind == wire.KIND_PROGRESS:  # for the identity registry, once what came before is applied
             mark = wire.progress_reports.decode(record.value)

@@ -37,6 +37,9 @@ class EventTimeMerge(Generic[S]):
     grace_ms: float
     queues: dict[S, deque[_Head]] = field(default_factory=dict)
     _sequence: int = 0
+    # Nothing at or past it goes out: a version of the program terms waits for its verdict there
+    # (streams.worker.sequencer). ``ready``'s ``barrier_of`` sets it as the version goes out.
+    barrier_us: float = math.inf
 
     def add(self, source: S, ts_us: int, precedence: int, arrived_ms: float, item: Any) -> None:
         self._sequence += 1
@@ -48,10 +51,11 @@ class EventTimeMerge(Generic[S]):
     def buffered(self) -> int:
         return sum(len(queue) for queue in self.queues.values())
 
-    def ready(self, sources: Iterable[S], heard_at: Callable[[S], float | None]) -> list[Any]:
+    def ready(self, sources: Iterable[S], heard_at: Callable[[S], float | None],
+              barrier_of: Callable[[Any], float | None] | None = None) -> list[Any]:
         """Pop what may go out now, in order. ``heard_at(source)`` is the time of the last fetch
         that found the source with nothing more to read, or None while it has records not
-        fetched yet."""
+        fetched yet. ``barrier_of(item)``, of each item let out: a barrier it sets, or None."""
         out: list[Any] = []
         queues = self.queues
         # The earliest hearing among the empty sources bounds every head (None: wait for good).
@@ -66,10 +70,13 @@ class EventTimeMerge(Generic[S]):
             _, i, source = fronts[0]
             queue = queues[source]
             head = queue[0]
-            if floor < head.arrived_ms + self.grace_ms:
+            if head.key[0] >= self.barrier_us or floor < head.arrived_ms + self.grace_ms:
                 return out
             queue.popleft()
             out.append(head.item)
+            barrier = None if barrier_of is None else barrier_of(head.item)
+            if barrier is not None:
+                self.barrier_us = min(self.barrier_us, barrier)
             if queue:
                 heapq.heapreplace(fronts, (queue[0].key, i, source))
             else:

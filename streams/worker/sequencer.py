@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -51,7 +52,7 @@ from streams.worker.kafkaio import Fenced, Sender, gather_all, group_consumer, r
 from streams.worker.merge import EventTimeMerge
 from streams.ops.metrics import Metrics
 from streams.worker.processor import Crash
-from streams.bus import precedence, task_places
+from streams.bus import precedence, task_notes, task_places
 from streams.settings import Settings
 from streams.worker.wire import Send
 
@@ -65,7 +66,16 @@ class _Stamp(msgspec.Struct):
     ts: str
 
 
+class _Version(msgspec.Struct):
+    """What the sequencer reads of a program.terms input: enough to hold inputs for its verdict."""
+
+    id: str
+    ts: str
+    effective: str
+
+
 _stamp = msgspec.json.Decoder(_Stamp)
+_version = msgspec.json.Decoder(_Version)
 
 
 @dataclass
@@ -82,6 +92,9 @@ class _Task:
     last_ts: dict[TopicPartition, int] = field(default_factory=dict)
     clock: int = 0  # the newest ts copied
     reported: tuple[float, int, bool] | None = None  # the last Progress mark: (when, clock, caught up)
+    # versions of the terms copied, waiting for every task's word: event id -> effective (µs)
+    pending: dict[str, int] = field(default_factory=dict)
+    acks: dict[str, dict[int, bool]] = field(default_factory=dict)  # event id -> task -> it was late
 
 
 class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -144,9 +157,15 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             task = self.tasks.get(tp.partition)
             if task is not None:
                 self._take(task, tp, messages, self.consumer)
+        acks = self.settings.terms_acks_topic
         for task in tasks:
             for tp, messages in (await task.broadcast.getmany(timeout_ms=0)).items():
-                self._take(task, tp, messages, task.broadcast)
+                if tp.topic == acks:
+                    for message in messages:
+                        ack = wire.terms_acks.decode(message.value)
+                        task.acks.setdefault(ack.event_id, {}).setdefault(ack.task, ack.late)  # a task's first word
+                else:
+                    self._take(task, tp, messages, task.broadcast)
         sequenced, broadcast = self.settings.sequenced_topic, set(self.settings.broadcast_topics)
         for task in tasks:  # past the transaction markers (and aborted records) of sources written transactionally
             for tp in task.sources:
@@ -157,7 +176,9 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         for task in tasks:
             sends: list[Send] = []
             heard = self._heard(task)
-            for tp, message, ts_us in task.merge.ready(task.sources, heard):
+            for tp, message, ts_us in task.merge.ready(task.sources, heard, self._barrier_of):
+                if tp.topic == self.settings.topic_programs:
+                    sends += self._version_copied(task, message)
                 kind = wire.KIND_BROADCAST if tp.topic in broadcast else wire.KIND_INPUT
                 headers = [(wire.H_SOURCE, wire.Source(tp.topic, tp.partition, message.offset).header()),
                            (wire.H_KIND, kind)]
@@ -169,10 +190,52 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 sends.append(Send(sequenced, key, value, task.index, headers))
                 task.copied[tp] = message.offset + 1
                 task.clock = max(task.clock, ts_us)
+            sends += self._verdicts(task)
             sends += self._progress(task, heard)
             if sends or self._places(task) != task.places:
                 turns.append((task, sends))
         await gather_all(*(self._commit(task, sends) for task, sends in turns))
+
+    # -- versions of the terms: in time on every task, or late on one ----------------------------
+    def _barrier_of(self, item: Any) -> float | None:
+        """A version of the terms holds back what is at or past its effective until its verdict."""
+        tp, message, _ = item
+        if tp.topic != self.settings.topic_programs:
+            return None
+        version = _read_version(message.value)
+        return None if version is None else version[1]
+
+    def _version_copied(self, task: _Task, message: Any) -> list[Send]:
+        """The task's word on a version it copies: whether it had copied an input at or past the
+        version's effective before it (then it came beyond the ordering grace, and the inputs
+        before it were recorded under the terms before it). Written with the copy."""
+        version = _read_version(message.value)
+        if version is None:
+            return []
+        event_id, effective_us = version
+        task.pending[event_id] = effective_us
+        ack = wire.TermsAck(event_id, task.index, task.clock >= effective_us)
+        return [Send(self.settings.terms_acks_topic, event_id.encode(), wire.encode(ack), 0)]
+
+    def _verdicts(self, task: _Task) -> list[Send]:
+        """Each version every task has spoken for: its verdict into the task's sequenced partition,
+        before anything at or past its effective (the merge held that back), and the hold lifted.
+        Every task reads the same words, so every partition gets the same verdict."""
+        sends = []
+        for event_id in sorted(task.pending):
+            words = task.acks.get(event_id, {})
+            if len(words) < self.settings.partitions:
+                continue
+            del task.pending[event_id]
+            verdict = wire.TermsVerdict(event_id, not any(words.values()))
+            if not verdict.in_time:
+                log.warning("version %s of the program terms came after inputs at or past its effective on "
+                            "sequencer task(s) %s: refused on every partition (terms_late)", event_id,
+                            sorted(task_index for task_index, late in words.items() if late))
+            sends.append(Send(self.settings.sequenced_topic, None, wire.encode(verdict), task.index,
+                              [(wire.H_KIND, wire.KIND_TERMS)]))
+        task.merge.barrier_us = min(task.pending.values(), default=math.inf)
+        return sends
 
     def _take(self, task: _Task, tp: TopicPartition, messages: list[Any], consumer: AIOKafkaConsumer) -> None:
         """Into the merge. The grace counts from when an input was published: its Kafka
@@ -241,8 +304,12 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         place in the broadcast topics)."""
         broadcast_topics = self.settings.broadcast_topics
         places = self._places(task)
-        metadata = orjson.dumps({f"{tp.topic}:{tp.partition}": offset for tp, offset in places.items()
-                                 if tp.topic in broadcast_topics}).decode()
+        notes: dict[str, Any] = {f"{tp.topic}:{tp.partition}": offset for tp, offset in places.items()
+                                 if tp.topic in broadcast_topics}
+        notes["~clock"] = task.clock
+        if task.pending:  # versions copied and waiting for their verdict (bus.task_notes)
+            notes["~terms"] = task.pending
+        metadata = orjson.dumps(notes).decode()
         positions = {tp: (offset, metadata) for tp, offset in places.items() if tp.topic not in broadcast_topics}
         await self.sender.commit_turn(task.producer, sends, positions, self.settings.sequencer_group, self.metrics,
                                       "sequencer", f"sequencer task {task.index}")
@@ -322,9 +389,10 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         broadcast = reader(settings, fetch_max_wait_ms=FETCH_WAIT_MS)
         task = _Task(index, broadcast, producer, sources + self.broadcast_partitions,
                      EventTimeMerge(settings.order_grace_ms))
+        acks = TopicPartition(settings.terms_acks_topic, 0)
         try:
             await connect.start(broadcast)
-            broadcast.assign(self.broadcast_partitions)
+            broadcast.assign(self.broadcast_partitions + [acks])
             # Where the task left off: its commits on its client partitions, and their metadata for
             # the broadcast partitions; where there is none, the beginning.
             admin = connect.admin(settings)
@@ -334,6 +402,11 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             finally:
                 await admin.close()
             places = task_places(settings, committed).get(index, {})
+            notes = task_notes(settings, committed).get(index, {})
+            task.clock = int(notes.get("~clock", 0))
+            task.pending = {str(event_id): int(effective) for event_id, effective in notes.get("~terms", {}).items()}
+            task.merge.barrier_us = min(task.pending.values(), default=math.inf)
+            broadcast.seek(acks, (await broadcast.beginning_offsets([acks]))[acks])  # every word, each time
             starts = {tp: found.offset for tp, found in committed.items() if tp in sources and found.offset >= 0}
             starts.update((tp, offset) for tp, offset in places.items() if tp in self.broadcast_partitions)
             unknown = [tp for tp in task.sources if tp not in starts]
@@ -358,3 +431,14 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             return []
         return [(tp.topic, tp.partition, task.places.get(tp), self.consumer.highwater(tp))
                 for task in self.tasks.values() for tp in task.sources if tp.topic in self.settings.client_topics]
+
+
+def _read_version(value: bytes | None) -> tuple[str, int] | None:
+    """(event id, effective in µs) of a program.terms input that may take effect (after its own
+    ts); None for anything else, which the ledger refuses by itself, every partition alike."""
+    try:
+        version = _version.decode(value or b"")
+        ts_us, effective_us = parse_ts_us(version.ts), parse_ts_us(version.effective)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        return None
+    return (version.id, effective_us) if effective_us > ts_us else None

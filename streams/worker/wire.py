@@ -16,6 +16,7 @@ KIND_INPUT: Final = b"in"     # a client's input, routed by key
 KIND_BROADCAST: Final = b"bc"  # a plan or a day close: one copy in every partition
 KIND_VERDICT: Final = b"verdict"  # the identity registry's answer to a welcome claim
 KIND_PROGRESS: Final = b"progress"  # a Progress mark: in the sequenced log, then on the identity topic
+KIND_TERMS: Final = b"terms"  # the sequencer's verdict on a version of the program terms (TermsVerdict)
 
 
 @dataclass(slots=True)
@@ -44,6 +45,23 @@ class Source(msgspec.Struct, frozen=True):
 
     def as_dict(self) -> dict[str, object]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+class TermsAck(msgspec.Struct, frozen=True):
+    """A sequencer task has recorded a version of the terms (on the terms-acks topic, with its
+    copy): whether it had recorded an input at or past the version's effective before it."""
+
+    event_id: str
+    task: int
+    late: bool
+
+
+class TermsVerdict(msgspec.Struct, frozen=True):
+    """Every task has recorded the version (header KIND_TERMS in the sequenced log, before any
+    input at or past its effective): in time on all of them, or late on one."""
+
+    event_id: str
+    in_time: bool
 
 
 class IdentityRequest(msgspec.Struct, frozen=True):
@@ -114,5 +132,7 @@ identity_requests = msgspec.msgpack.Decoder(IdentityRequest)
 progress_reports = msgspec.msgpack.Decoder(Progress)
 registry_states = msgspec.msgpack.Decoder(RegistryState)
 verdicts = msgspec.msgpack.Decoder(Verdict)
+terms_acks = msgspec.msgpack.Decoder(TermsAck)
+terms_verdicts = msgspec.msgpack.Decoder(TermsVerdict)
 commission_reports = msgspec.msgpack.Decoder(CommissionReport)
 close_progress = msgspec.msgpack.Decoder(CloseProgress)

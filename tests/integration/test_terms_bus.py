@@ -195,3 +195,60 @@ async def test_terms_publish_checks_as_the_worker_does_and_list_shows_the_timeli
     assert as_json["in_force"] is None and as_json["next"] == {"version": "v12", "effective": later}
     assert [(v["version"], v["accepted"], v["reason"]) for v in as_json["versions"]] == [
         ("v12", True, ""), ("old", False, "terms_retroactive")]
+
+
+async def test_a_version_late_on_one_partition_is_refused_on_all(settings: Settings, start_worker: Any,
+                                                                 tmp_path: Path) -> None:
+    """The terms topic lags beyond the grace: partition 0 has already applied fills past the
+    version's effective when it comes, the other partitions have not. Every partition refuses it
+    (`terms_late`, reported once), and their own fills past the effective are paid under the
+    terms before it, as partition 0's were: none accepted it while another could not."""
+    from streams.devtools.publish import publish
+    from streams.worker.partitioning import partition_for
+
+    clients: dict[int, list[str]] = {p: [] for p in range(settings.partitions)}
+    for n in range(200):
+        client = f"late-{n}"
+        clients[partition_for(client.encode(), settings.partitions)].append(client)
+    assert all(len(found) >= 2 for found in clients.values())
+    every = [c for found in clients.values() for c in found[:2]]
+
+    def ev(kind: str, n: int, ts: str, **fields: Any) -> bytes:
+        return orjson.dumps({"type": kind, "id": f"{kind}-{n}", "ts": ts, **fields})
+
+    def fill(n: int, client: str, ts: str) -> bytes:
+        return ev("trade.fill", n, ts, client_id=client, account_id=f"{client}-a", fill_id=f"F{n}", symbol="EURUSD",
+                  action="open", lots="1", spread_cost="10", commission="0")
+
+    onboarding = [line for i, c in enumerate(every) for line in (
+        ev("client.registered", i, "2026-12-01T00:00:00Z", client_id=c, country="DE"),
+        ev("account.opened", i, "2026-12-01T00:00:01Z", client_id=c, account_id=f"{c}-a", account_type="standard",
+           currency="USD"))]
+    past_effective_0 = [fill(100 + i, c, "2026-12-01T03:00:00Z") for i, c in enumerate(clients[0][:2])]
+    version = orjson.dumps({"type": "program.terms", "id": "terms-late", "ts": "2026-12-01T00:30:00Z",
+                            "version": "rate-20", "effective": "2026-12-01T02:00:00Z",
+                            "rules": {"cashback": {"rate": "0.2"}}})
+    past_effective_rest = [fill(200 + i, c, "2026-12-01T03:00:00Z")
+                           for i, c in enumerate(c for p in range(1, settings.partitions) for c in clients[p][:2])]
+
+    await ensure(settings)
+    worker = start_worker()
+    await publish(onboarding + past_effective_0, settings)
+    await wait_for_outputs(settings, lambda outs: sum(o["type"] == "cashback.accrued" for o in outs) == 2, 60)
+    await publish([version], settings)   # beyond the grace: partition 0 is past its effective
+    await publish(past_effective_rest, settings)
+    want = 2 + len(past_effective_rest)
+    try:
+        got = await wait_for_outputs(settings, lambda outs: sum(o["type"] == "cashback.accrued" for o in outs) == want
+                                     and any(o["type"] == "event.rejected" for o in outs), 60)
+    except TimeoutError:
+        pytest.fail(worker.tail())
+    await wait_caught_up(settings)
+    got = await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic)
+    assert [(o["cause_id"], o["reason"]) for o in got if o["type"] == "event.rejected"] == [("terms-late", "terms_late")]
+    assert not [o for o in got if o["type"] == "terms.accepted"]
+    assert sorted({o["amount"] for o in got if o["type"] == "cashback.accrued"}) == ["1"]  # 10 % everywhere
+    assert "refused on every partition (terms_late)" in worker.tail()
+    replayed = tmp_path / "replayed.jsonl"
+    await replay_log(settings, Rules.default(), replayed, "late-check")
+    assert sorted(orjson.dumps(o) for o in got) == sorted(replayed.read_bytes().splitlines())

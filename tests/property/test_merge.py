@@ -74,3 +74,28 @@ def test_a_source_late_beyond_the_grace_comes_after() -> None:
     assert merge.ready(["clients", "trades"], lambda s: 150.0) == ["fill"]
     merge.add("clients", 3, 0, 200.0, "registration")
     assert merge.ready(["clients", "trades"], lambda s: 400.0) == ["registration"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(SOURCES), st.integers(0, 100)), max_size=40),
+       st.integers(0, 100), st.integers(1, 50))
+def test_a_barrier_holds_back_what_is_at_or_past_it_until_lifted(events: list[tuple[str, int]], at: int,
+                                                                 gap: int) -> None:
+    """A version of the terms (an item whose barrier_of is its effective) lets nothing at or past
+    its effective out until the barrier is lifted; then the rest comes, in ts order."""
+    merge: EventTimeMerge[str] = EventTimeMerge(0.0)
+    for source, ts in sorted(events, key=lambda e: e[1]):
+        merge.add(source, ts, 0, 0.0, ("input", ts))
+    merge.add("terms", at, 0, 0.0, ("version", at))
+    effective = at + gap
+
+    def barrier_of(item: tuple[str, int]) -> float | None:
+        return effective if item[0] == "version" else None
+
+    every = (*SOURCES, "terms")
+    first = merge.ready(every, lambda s: 1.0, barrier_of)
+    assert ("version", at) in first and all(ts < effective for _, ts in first)
+    assert merge.ready(every, lambda s: 1.0, barrier_of) == []  # still held
+    merge.barrier_us = float("inf")
+    rest = merge.ready(every, lambda s: 1.0, barrier_of)
+    assert all(ts >= effective for _, ts in rest) and len(first) + len(rest) == len(events) + 1
+    assert [ts for _, ts in first + rest] == sorted(ts for _, ts in first + rest)

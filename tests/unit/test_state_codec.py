@@ -58,10 +58,12 @@ def sample():
     return c, s
 
 
-# The terms timeline (handlers.terms) added two fields at the end of the shared state: a map of
-# 13 entries now (0x8d, was 0x8b), the same 11 first, then `terms` (empty) and `terms_late` (0).
-SHARED_BYTES_WITH_TERMS = (b"\x8d" + SHARED_BYTES[1:] + msgspec.msgpack.encode("terms") + b"\x90"
-                           + msgspec.msgpack.encode("terms_late") + b"\x00")
+# The terms timeline (handlers.terms) added three fields at the end of the shared state: a map
+# of 14 entries now (0x8e, was 0x8b), the same 11 first, then `terms` (empty), `terms_late` (0)
+# and `terms_pending` (empty).
+SHARED_BYTES_WITH_TERMS = (b"\x8e" + SHARED_BYTES[1:] + msgspec.msgpack.encode("terms") + b"\x90"
+                           + msgspec.msgpack.encode("terms_late") + b"\x00"
+                           + msgspec.msgpack.encode("terms_pending") + b"\x90")
 
 
 def test_states_encode_to_the_bytes_the_structs_wrote() -> None:
@@ -73,7 +75,7 @@ def test_states_encode_to_the_bytes_the_structs_wrote() -> None:
 def test_a_shared_state_written_before_the_terms_reads_with_an_empty_timeline() -> None:
     _, shared = sample()
     decoded = msgspec.msgpack.Decoder(Shared).decode(SHARED_BYTES)
-    assert decoded == shared and decoded.terms == [] and decoded.terms_late == 0
+    assert decoded == shared and decoded.terms == [] == decoded.terms_pending and decoded.terms_late == 0
 
 
 def test_what_the_structs_wrote_decodes_to_the_same_state() -> None:

@@ -13,7 +13,8 @@ import pytest
 from handlers.engine import Engine
 from handlers.rules import Rules
 from schemas.codec import encode_output
-from streams.worker.ledger import PartitionLedger, Topics
+from streams.worker import wire
+from streams.worker.ledger import PartitionLedger, Record, Topics
 from tests.support import sequenced
 
 DAY = "2026-12-{:02d}T{}Z"
@@ -136,21 +137,37 @@ def test_the_same_version_event_delivered_again_is_a_duplicate_of_the_event() ->
     assert len(life.engine.shared.terms) == 1
 
 
-def test_every_partition_decides_a_version_alike_whatever_it_applied_before() -> None:
+@pytest.mark.parametrize("in_time", [True, False])
+def test_every_partition_takes_the_sequencer_s_verdict_whatever_it_applied_before(in_time: bool) -> None:
     """Partition 0 has applied an input past the version's effective, partition 1 nothing: both
-    accept (the decision is the version's and the timeline's, never a partition's clock), the
-    late one counts it, and only partition 0 reports it."""
+    hold the version until the sequencer's verdict (one for all: streams.worker.sequencer), then
+    both take it alike, and only partition 0 reports it."""
     topics = Topics("ledger", "deadletter", "identity", "commissions", "sequenced")
     ledgers = [PartitionLedger(p, 2, Rules.default(), topics, {}) for p in range(2)]
     early = orjson.dumps({"type": "client.registered", "id": "r", "ts": at(20), "client_id": "c1", "country": "DE"})
     ledgers[0].handle(sequenced(early, 0))
     version = orjson.dumps({"type": "program.terms", "id": "t", "ts": at(1), "version": "v",
                             "effective": at(9), "rules": {"cashback": {"rate": "0.2"}}})
+    verdict = Record(0, 0, None, wire.encode(wire.TermsVerdict("t", in_time)), {wire.H_KIND: wire.KIND_TERMS})
     for offset, ledger in ((1, ledgers[0]), (0, ledgers[1])):
         ledger.handle(sequenced(version, offset))
-    assert [[v.version for v in ledger.shared.terms] for ledger in ledgers] == [["v"], ["v"]]
-    assert [ledger.shared.terms_late for ledger in ledgers] == [1, 0]
-    assert [[o.type for o in ledger.outbox.outputs] for ledger in ledgers] == [["terms.accepted"], []]
+        assert ledger.shared.terms == [] and [p.version.version for p in ledger.shared.terms_pending] == ["v"]
+        assert ledger.outbox.outputs == [] or ledger.partition == 0
+        ledger.handle(Record(ledger.partition, offset + 1, None, verdict.value, verdict.headers))
+        ledger.handle(Record(ledger.partition, offset + 2, None, verdict.value, verdict.headers))  # again: nothing
+    assert [[v.version for v in ledger.shared.terms] for ledger in ledgers] == [["v"], ["v"]] if in_time else [[], []]
+    assert [ledger.shared.terms_pending for ledger in ledgers] == [[], []]
+    assert [ledger.shared.terms_late for ledger in ledgers] == ([0, 0] if in_time else [1, 1])
+    reported = [[(o.type, getattr(o, "reason", None)) for o in ledger.outbox.outputs] for ledger in ledgers]
+    assert reported == [[("terms.accepted", None)] if in_time else [("event.rejected", "terms_late")], []]
+
+
+def test_offline_a_version_after_an_input_past_its_effective_is_late() -> None:
+    life = Life()
+    life.fill(at(9, "00:00:00"))
+    (late,) = life.terms("v", at(1), at(8, "00:00:00"), {"cashback": {"rate": "0.2"}})
+    assert late["reason"] == "terms_late" and "refused on every partition" in late["error"]
+    assert life.engine.shared.terms == [] and life.cashback(at(10)) == "1"
 
 
 def test_the_replay_summary_lists_what_still_waits_and_settle_applies_it(tmp_path: Any) -> None:

@@ -25,11 +25,12 @@ def test_print_defines_every_topic_with_its_settings() -> None:
     settings = Settings.from_env({"REWARDS_REPLICATION": "3", "REWARDS_APP_ID": "rw"})
     printed = commands(settings)
     assert set(printed) == set(topic_plan(settings))
+    single = (settings.topic_programs, settings.terms_acks_topic)
     assert all("--partitions 8 --replication-factor 3" in command
-               for topic, command in printed.items() if topic != settings.topic_programs)
-    # the versions of the terms are read in one order by every partition
-    assert "--partitions 1 --replication-factor 3" in printed[settings.topic_programs]
-    for topic in ("rw.sequenced", "rewards.ledger", "rewards.deadletter"):
+               for topic, command in printed.items() if topic not in single)
+    # the versions of the terms, and the sequencer tasks' word on them, are read in one order by all
+    assert all("--partitions 1 --replication-factor 3" in printed[topic] for topic in single)
+    for topic in ("rw.sequenced", "rewards.ledger", "rewards.deadletter", "rw.terms-acks"):
         assert "--config cleanup.policy=delete" in printed[topic] and "--config retention.ms=-1" in printed[topic]
         assert "--config min.insync.replicas=2" in printed[topic]  # replication 3: two in sync
     for topic in ("rw-state-changelog", "rw-identities-changelog", "rw-commissions-changelog"):
