@@ -245,7 +245,7 @@ def _apply_client(ctx: _Context, client: ClientState | None, history: History, e
                   ts_us: int) -> Refusal | None:
     """One client event on its client's state; a refusal leaves the state as it was."""
     shared = ctx.shared
-    rules = timeline.rules_at(shared.terms, ctx.rules, ts_us)
+    rules = timeline.rules_at(shared.terms, ctx.rules, ts_us) if shared.terms else ctx.rules
     step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=rules, closed_through=shared.closed_through)
     if client is None:
         if not isinstance(event, ClientRegistered):
@@ -278,7 +278,8 @@ def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str, raw
     if refusal is not None:
         return refusal
     _advance(ctx, ts_us)
-    step = Step(event=event, ts_us=ts_us, date=day_of(ts_us), rules=timeline.rules_at(shared.terms, rules, ts_us),
+    step = Step(event=event, ts_us=ts_us, date=day_of(ts_us),
+                rules=timeline.rules_at(shared.terms, rules, ts_us) if shared.terms else rules,
                 closed_through=shared.closed_through)
     refusal = None
     if isinstance(event, ProgramTerms):
