@@ -144,7 +144,9 @@ def _terms(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     base = load_rules(settings.rules_file or None, settings.park_window_s)
-    entries, accepted = terms.decide(asyncio.run(terms.read_topic(settings)), base)
+    entries, accepted = terms.decide(asyncio.run(terms.read_topic(settings)), base,
+                                     asyncio.run(terms.read_words(settings)) if args.action == "list" else None,
+                                     settings.partitions)
     if args.action == "list":
         now_us = int(time.time() * 1_000_000)
         print(terms.as_json(entries, accepted, now_us).decode() if args.json else terms.render(entries, accepted,
@@ -349,7 +351,7 @@ READS: Final = {
     "publish": _KAFKA + ", REWARDS_TOPIC_*, REWARDS_COMPRESSION",
     "worker": "every variable of the README's configuration table (" + _KAFKA + ", REDIS_URL, REWARDS_*)",
     "close-day": _KAFKA + ", REWARDS_TOPIC_SETTLEMENT",
-    "terms": _KAFKA + ", REWARDS_TOPIC_PROGRAMS, REWARDS_RULES_FILE, REWARDS_ORDER_GRACE_MS",
+    "terms": _KAFKA + ", " + _TOPICS + ", REWARDS_RULES_FILE, REWARDS_ORDER_GRACE_MS",
     "demo": "nothing: it starts its own Kafka and Redis (or uses KAFKA_BOOTSTRAP_SERVERS and REDIS_URL when set)",
     "lag": _KAFKA + ", " + _TOPICS,
     "topics": _KAFKA + ", " + _TOPICS + ", REWARDS_REPLICATION, REWARDS_MIN_INSYNC_REPLICAS, REWARDS_RETENTION_MS, "

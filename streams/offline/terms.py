@@ -46,10 +46,14 @@ class Entry:
     error: str = ""
 
 
-def decide(records: list[tuple[int, bytes]], base: Rules) -> tuple[list[Entry], list[TermsVersion]]:
+def decide(records: list[tuple[int, bytes]], base: Rules, words: dict[str, dict[int, bool]] | None = None,
+           tasks: int = 0) -> tuple[list[Entry], list[TermsVersion]]:
     """Each record of the terms topic in its order, accepted or refused as a partition of the
     worker decides it (a record that is no program.terms event is refused too), and the
-    timeline that results."""
+    timeline that results. ``words``: the sequencer tasks' words on the versions
+    (``read_words``), of ``tasks`` tasks: a version that passes its own checks is in time when
+    every task has said so, late (``terms_late``) when one said it was, else still waiting
+    (neither accepted nor refused yet, so not on the timeline). Without ``words``, in time."""
     accepted: list[TermsVersion] = []
     seen: set[str] = set()
     entries = []
@@ -67,9 +71,17 @@ def decide(records: list[tuple[int, bytes]], base: Rules) -> tuple[list[Entry], 
         else:
             verdict = timeline.admit(accepted, event, decoded.ts_us, base)
         seen.add(event.id)
+        said = None if words is None or isinstance(verdict, Refusal) else words.get(event.id, {})
+        if said is not None and any(said.values()):
+            verdict = Refusal("terms_late", f"sequencer task(s) {sorted(t for t, late in said.items() if late)} had "
+                              "recorded inputs at or past its effective before it: refused on every partition")
         if isinstance(verdict, Refusal):
             entries.append(Entry(offset, event.id, event.version, event.effective, event.note, False,
                                  verdict.reason, verdict.error))
+        elif said is not None and len(said) < tasks:
+            entries.append(Entry(offset, event.id, event.version, event.effective, event.note, False, "waiting",
+                                 f"recorded by {len(said)} of the sequencer's {tasks} tasks so far; its verdict "
+                                 "comes when every task has recorded it"))
         else:
             timeline.join(accepted, verdict)
             entries.append(Entry(offset, event.id, event.version, event.effective, event.note, True))
@@ -92,6 +104,32 @@ async def read_topic(settings: Settings) -> list[tuple[int, bytes]]:
     finally:
         await consumer.stop()
     return records
+
+
+async def read_words(settings: Settings) -> dict[str, dict[int, bool]]:
+    """The sequencer tasks' words on the versions they recorded (streams.worker.sequencer): event
+    id -> task -> whether it was late; a task's first word counts. Empty where no worker ran."""
+    from aiokafka import TopicPartition
+
+    from streams import connect
+    from streams.worker import wire
+    from streams.worker.kafkaio import read_to_end, reader
+
+    from streams.ops.topics import partition_counts
+
+    words: dict[str, dict[int, bool]] = {}
+    if not (await partition_counts(settings, [settings.terms_acks_topic])).get(settings.terms_acks_topic):
+        return words  # no worker has run yet
+    consumer = reader(settings)
+    await connect.start(consumer)
+    try:
+        async for _, messages in read_to_end(consumer, [TopicPartition(settings.terms_acks_topic, 0)]):
+            for message in messages:
+                ack = wire.terms_acks.decode(message.value)
+                words.setdefault(ack.event_id, {}).setdefault(ack.task, ack.late)
+    finally:
+        await consumer.stop()
+    return words
 
 
 def flat(rules: Rules) -> dict[str, str]:
@@ -189,7 +227,8 @@ def render(entries: list[Entry], accepted: list[TermsVersion], now_us: int) -> s
             mark = "in force"
         elif upcoming and entry.accepted and entry.event_id == upcoming[0].cause_id:
             mark = "next"
-        status = "accepted" if entry.accepted else f"refused {entry.reason}: {entry.error}"
+        status = ("accepted" if entry.accepted else f"waiting: {entry.error}" if entry.reason == "waiting"
+                  else f"refused {entry.reason}: {entry.error}")
         lines.append(f"{entry.version or '-':<24}{entry.effective or '-':<30}{mark:<10}{status}"
                      + (f"  ({entry.note})" if entry.note else ""))
     if in_force is None:

@@ -150,8 +150,8 @@ def iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def test_terms_publish_checks_as_the_worker_does_and_list_shows_the_timeline(settings: Settings,
-                                                                                     tmp_path: Path) -> None:
+async def test_terms_publish_checks_as_the_worker_does_and_list_shows_the_timeline(
+        settings: Settings, start_worker: Any, tmp_path: Path) -> None:
     await ensure(settings)
     now = datetime.now(timezone.utc)
     rate = tmp_path / "rate.toml"
@@ -189,12 +189,20 @@ async def test_terms_publish_checks_as_the_worker_does_and_list_shows_the_timeli
     listed = rewards_terms(settings, "list")
     assert listed.returncode == 0
     rows = listed.stdout.splitlines()
-    assert rows[1].split()[:4] == ["v12", later, "next", "accepted"] and "(12 %)" in rows[1]
+    # no worker has run: v12 passed its own checks and waits for the sequencer's tasks' word
+    assert rows[1].split()[:3] == ["v12", later, "waiting:"] and "by 0 of the sequencer's 4 tasks" in rows[1]
     assert rows[2].split()[:3] == ["old", iso(now - timedelta(days=1)), "refused"] and "terms_retroactive" in rows[2]
-    as_json = orjson.loads(rewards_terms(settings, "list", "--json").stdout)
+    start_worker()
+    for _ in range(120):  # once the worker's tasks have recorded it: accepted, and next
+        as_json = orjson.loads(rewards_terms(settings, "list", "--json").stdout)
+        if as_json["versions"][0]["accepted"]:
+            break
+        await asyncio.sleep(0.5)
     assert as_json["in_force"] is None and as_json["next"] == {"version": "v12", "effective": later}
     assert [(v["version"], v["accepted"], v["reason"]) for v in as_json["versions"]] == [
         ("v12", True, ""), ("old", False, "terms_retroactive")]
+    rows = rewards_terms(settings, "list").stdout.splitlines()
+    assert rows[1].split()[:4] == ["v12", later, "next", "accepted"] and "(12 %)" in rows[1]
 
 
 async def test_a_version_late_on_one_partition_is_refused_on_all(settings: Settings, start_worker: Any,
