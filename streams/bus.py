@@ -4,6 +4,7 @@ where each sequencer task is in the broadcast topics (its commits' metadata)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Final
 
 import orjson
@@ -75,18 +76,21 @@ def route(raw: bytes, settings: Settings) -> tuple[str, bytes | None]:
     return topic, client_id.encode() if isinstance(client_id, str) else None
 
 
-def task_notes(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[str, Any]]:
-    """What each sequencer task noted in its commits' metadata beside its places (keys from "~"):
-    the newest ts it copied and the versions of the terms waiting for their verdict."""
-    notes: dict[int, dict[str, Any]] = {}
+def _task_metadata(settings: Settings, committed: dict[TopicPartition, Any]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(task, the metadata of its commit) for each client partition a sequencer task committed."""
     for tp, found in committed.items():
         if tp.topic in settings.client_topics and found.metadata:
             try:
-                places = orjson.loads(found.metadata)
+                yield tp.partition, orjson.loads(found.metadata)
             except orjson.JSONDecodeError:
                 continue
-            notes[tp.partition] = {name: value for name, value in places.items() if name.startswith("~")}
-    return notes
+
+
+def task_notes(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[str, Any]]:
+    """What each sequencer task noted in its commits' metadata beside its places (keys from "~"):
+    the newest ts it copied and the versions of the terms waiting for their verdict."""
+    return {task: {name: value for name, value in noted.items() if name.startswith("~")}
+            for task, noted in _task_metadata(settings, committed)}
 
 
 def task_places(settings: Settings, committed: dict[TopicPartition, Any]) -> dict[int, dict[TopicPartition, int]]:
@@ -94,17 +98,12 @@ def task_places(settings: Settings, committed: dict[TopicPartition, Any]) -> dic
     partition and keeps its place there as the metadata of its commits on its client partitions
     (streams.worker.sequencer)."""
     by_task: dict[int, dict[TopicPartition, int]] = {}
-    for tp, found in committed.items():
-        if tp.topic in settings.client_topics and found.metadata:
-            try:
-                places = orjson.loads(found.metadata)
-            except orjson.JSONDecodeError:
+    for index, places in _task_metadata(settings, committed):
+        task = by_task.setdefault(index, {})
+        for name, offset in places.items():
+            if name.startswith("~"):  # the task's own notes (task_notes), not a place
                 continue
-            task = by_task.setdefault(tp.partition, {})
-            for name, offset in places.items():
-                if name.startswith("~"):  # the task's own notes (task_notes), not a place
-                    continue
-                topic, partition = name.rsplit(":", 1)
-                place = TopicPartition(topic, int(partition))
-                task[place] = max(task.get(place, 0), int(offset))
+            topic, partition = name.rsplit(":", 1)
+            place = TopicPartition(topic, int(partition))
+            task[place] = max(task.get(place, 0), int(offset))
     return by_task

@@ -76,6 +76,12 @@ async def test_a_worker_with_the_clusters_credentials_works_over_sasl_ssl(
         secured: LocalKafka, settings: Settings, start_worker: Any) -> None:
     settings = secured_settings(settings, secured.sasl_ssl_bootstrap, "SASL_SSL", "SCRAM-SHA-512",
                                 kafka_ssl_ca_file=str(secured.ca_file))
+    await a_day_through(settings, start_worker)
+
+
+async def a_day_through(settings: Settings, start_worker: Any) -> Any:
+    """The sample day through a worker on ``settings``, published a producer per source topic
+    with skew: its outputs equal the replay's. The worker, still running."""
     lines = (SCENARIOS / "sample_day.jsonl").read_bytes().splitlines()
     expected = comparable(offline(in_ts_order(lines, settings)))
     await ensure_topics(settings)
@@ -89,6 +95,7 @@ async def test_a_worker_with_the_clusters_credentials_works_over_sasl_ssl(
         await asyncio.sleep(0.5)
     assert len(got) == len(expected), f"the worker wrote {len(got)} of {len(expected)} outputs:\n{worker.tail()}"
     assert got == expected
+    return worker
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
@@ -140,18 +147,7 @@ async def test_a_worker_with_plain_at_debug_logs_no_secret_and_the_clear_text_wa
     """PLAIN over SASL_PLAINTEXT, REWARDS_LOG_LEVEL=DEBUG: every Kafka client of the worker logs in
     (its SASL bytes hold the password) and aiokafka warns of the clear text at each connection."""
     settings = secured_settings(settings, secured.sasl_bootstrap, "SASL_PLAINTEXT", "PLAIN", log_level="DEBUG")
-    lines = (SCENARIOS / "sample_day.jsonl").read_bytes().splitlines()
-    expected = comparable(offline(in_ts_order(lines, settings)))
-    await ensure_topics(settings)
-    worker = start_worker(settings=settings)
-    await publish_per_topic(lines, settings, skew_ms=200, seed=8)
-    got: dict[str, Any] = {}
-    for _ in range(120):
-        got = comparable(await read_outputs(settings))
-        if len(got) >= len(expected) or worker.process.poll() is not None:
-            break
-        await asyncio.sleep(0.5)
-    assert got == expected, worker.tail()
+    worker = await a_day_through(settings, start_worker)
     worker.stop()
     log = worker.log_path.read_text(errors="replace")
     _, password = SASL_USER
