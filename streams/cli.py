@@ -374,6 +374,8 @@ def version_line() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streams.offline.terms import MIN_NOTICE_S
+
     parser = argparse.ArgumentParser(prog="rewards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=version_line())
@@ -443,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     terms_cmd.add_argument("--version", help="publish: the version's unique name")
     terms_cmd.add_argument("--effective", metavar="TS", help="publish: when it takes effect (RFC 3339 UTC)")
     terms_cmd.add_argument("--note", help="publish: a note for people (the topic keeps it)")
-    terms_cmd.add_argument("--min-notice", type=int, default=3600, metavar="S",
+    terms_cmd.add_argument("--min-notice", type=int, default=MIN_NOTICE_S, metavar="S",
                            help="publish: how far ahead --effective must be, in seconds (default 3600; never "
                                 "under twice REWARDS_ORDER_GRACE_MS and a minute)")
     terms_cmd.add_argument("--dry-run", action="store_true", help="publish: check and show the change only")

@@ -88,47 +88,40 @@ def decide(records: list[tuple[int, bytes]], base: Rules, words: dict[str, dict[
     return entries, accepted
 
 
-async def read_topic(settings: Settings) -> list[tuple[int, bytes]]:
-    """Every committed record of the terms topic, from its start (no consumer group)."""
+async def _one_partition(settings: Settings, topic: str) -> list[tuple[int, bytes]]:
+    """Every committed record of partition 0 of ``topic``, from its start (no consumer group),
+    as (offset, value); none where the topic does not exist."""
     from aiokafka import TopicPartition
 
     from streams import connect
+    from streams.ops.topics import partition_counts
     from streams.worker.kafkaio import read_to_end, reader
 
+    if not (await partition_counts(settings, [topic])).get(topic):
+        return []
     consumer = reader(settings)
     await connect.start(consumer)
     try:
-        records = []
-        async for _, messages in read_to_end(consumer, [TopicPartition(settings.topic_programs, 0)]):
-            records += [(message.offset, message.value or b"") for message in messages]
+        return [(message.offset, message.value or b"")
+                async for _, messages in read_to_end(consumer, [TopicPartition(topic, 0)]) for message in messages]
     finally:
         await consumer.stop()
-    return records
+
+
+async def read_topic(settings: Settings) -> list[tuple[int, bytes]]:
+    """Every committed record of the terms topic, from its start."""
+    return await _one_partition(settings, settings.topic_programs)
 
 
 async def read_words(settings: Settings) -> dict[str, dict[int, bool]]:
     """The sequencer tasks' words on the versions they recorded (streams.worker.sequencer): event
     id -> task -> whether it was late; a task's first word counts. Empty where no worker ran."""
-    from aiokafka import TopicPartition
-
-    from streams import connect
     from streams.worker import wire
-    from streams.worker.kafkaio import read_to_end, reader
-
-    from streams.ops.topics import partition_counts
 
     words: dict[str, dict[int, bool]] = {}
-    if not (await partition_counts(settings, [settings.terms_acks_topic])).get(settings.terms_acks_topic):
-        return words  # no worker has run yet
-    consumer = reader(settings)
-    await connect.start(consumer)
-    try:
-        async for _, messages in read_to_end(consumer, [TopicPartition(settings.terms_acks_topic, 0)]):
-            for message in messages:
-                ack = wire.terms_acks.decode(message.value)
-                words.setdefault(ack.event_id, {}).setdefault(ack.task, ack.late)
-    finally:
-        await consumer.stop()
+    for _, value in await _one_partition(settings, settings.terms_acks_topic):
+        ack = wire.terms_acks.decode(value)
+        words.setdefault(ack.event_id, {}).setdefault(ack.task, ack.late)
     return words
 
 
