@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: setup lock image test test-fast test-faults demo demo-offline bench bench-replay bench-replay-growth bench-worker bench-soak bench-whatif schemas clean
+.PHONY: setup lock image test test-fast test-faults test-cluster demo demo-offline bench bench-replay bench-replay-growth bench-worker bench-soak bench-whatif schemas clean
 
 ## The exact versions (with hashes) of requirements-dev.lock, then the project itself.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -41,13 +41,23 @@ image:
 
 ## The test suite: types, the checked-in JSON Schemas, then the unit, property, integration
 ## (real Kafka, Redis and, for the status page, Chromium) and fault (SIGKILL, rebalance) tiers, on
-## the compiled engine (required unless its build found no C compiler); then the unit and
-## property tiers again on the Python source.
+## the compiled engine (required unless its build found no C compiler); the cluster tier (three
+## brokers, killed and restarted); then the unit and property tiers again on the Python source.
 test: $(STAMP) $(COMPILED)
 	$(BIN)/mypy
 	$(BIN)/python -m schemas.jsonschema --check
 	REWARDS_REQUIRE_COMPILED=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/property tests/integration tests/faults
+	$(MAKE) --no-print-directory test-cluster
 	REWARDS_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/property
+
+## Only the cluster tier: a three-node KRaft cluster of its own; a node killed (the one leading
+## most partitions, the transaction coordinator, the group coordinator) or every node restarted
+## in turn under two workers, each compared with the ts-order replay. Prints each scenario's
+## figures (.cache/cluster-faults.jsonl).
+test-cluster: $(STAMP) $(COMPILED)
+	rm -f .cache/cluster-faults.jsonl
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/cluster
+	cat .cache/cluster-faults.jsonl
 
 ## Only the fault tier: SIGKILL mid-run and rebalance, 30k-100k events each.
 test-faults: $(STAMP) $(COMPILED)

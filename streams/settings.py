@@ -105,9 +105,19 @@ class Settings:
     batch_max: int = field(default=2000, metadata={
         "doc": "most records a processor (sequencer, ledger, identity registry, commission book) takes per batch"})
     batch_within_ms: int = field(default=50, metadata={"doc": "longest wait to fill a batch"})
-    order_grace_ms: int = field(default=1000, metadata={
+    order_grace_ms: int = field(default=3000, metadata={
         "doc": "how long the sequencer holds an input for the other source topics' earlier events "
-               "(wall time: the most a source may lag the others and still be merged in ts order)"})
+               "(wall time: the most a source may lag the others and still be merged in ts order; a broker's "
+               "controlled shutdown holds its partitions' writes about 2.3 s, unseen by consumers)"})
+    failover_settle_ms: int = field(default=3000, metadata={
+        "doc": "after a source partition's leader changes (a broker failed or restarted), how long the sequencer "
+               "waits from the new leader's first answer for the source systems' producers to send what they "
+               "held (they find the new leader a moment later: a Java producer retries within 1 s), before it "
+               "takes that source as heard from again"})
+    source_wait_max_s: int = field(default=300, metadata={
+        "doc": "the longest the sequencer waits for a source partition whose leader does not answer before it "
+               "merges on without it (logged, counted in rewards_source_waits_given_up; what that source held "
+               "comes later and is taken as a late input)"})
     park_window_s: int = field(default=-1, metadata={
         "doc": "event-time seconds an input waits for its prerequisite before its usual refusal; "
                "-1: the rules file's `[parking] window_seconds` (600), 0: no parking"})
@@ -162,6 +172,11 @@ class Settings:
             raise SettingsError(f"REWARDS_TOPIC_CHECK must be strict or warn, got {self.topic_check!r}")
         if self.order_grace_ms < 0 or self.order_grace_ms > 600_000:
             raise SettingsError("REWARDS_ORDER_GRACE_MS must be between 0 and 600000")
+        if not 0 <= self.failover_settle_ms <= 600_000:
+            raise SettingsError(f"REWARDS_FAILOVER_SETTLE_MS must be between 0 and 600000, got {self.failover_settle_ms}")
+        if not 10 <= self.source_wait_max_s <= 86_400:
+            raise SettingsError(f"REWARDS_SOURCE_WAIT_MAX_S must be between 10 and 86400 (a day), "
+                                f"got {self.source_wait_max_s}")
         if not 1024 <= self.max_input_bytes <= 900_000:
             raise SettingsError("REWARDS_MAX_INPUT_BYTES must be between 1024 and 900000 (the internal topics "
                                 "carry at most Kafka's default 1 MB per record, headers included)")

@@ -105,12 +105,22 @@ class LocalKafka:
     (``sasl_bootstrap``) and SASL_SSL (``sasl_ssl_bootstrap``, with a certificate from a CA made
     here, ``ca_file``), both taking SASL_USER by PLAIN and SCRAM; and SSL with client
     certificates required (``ssl_bootstrap``; ``client_cert`` and ``client_key`` are signed by
-    the same CA)."""
+    the same CA). ``users``: more SASL users (name: password). ``authorizer``: the standard
+    authorizer, nothing allowed without an ACL but to the PLAINTEXT listener's clients (the
+    nodes themselves, and the admin that grants ACLs: ``acls``).
 
-    def __init__(self, folder: Path, secured: bool = False) -> None:
+    ``node_id``, ``cluster_id``, ``controller_port``, ``voters`` and ``replication`` make it one
+    node of a cluster (``LocalKafkaCluster``)."""
+
+    def __init__(self, folder: Path, secured: bool = False, *, node_id: int = 1, cluster_id: str | None = None,
+                 controller_port: int | None = None, voters: str | None = None, replication: int = 1,
+                 users: dict[str, str] | None = None, authorizer: bool = False) -> None:
         self.folder = folder
-        self.broker_port, self.controller_port = free_port(), free_port()
+        self.node_id = node_id
+        self.broker_port, self.controller_port = free_port(), controller_port or free_port()
         self.bootstrap = f"127.0.0.1:{self.broker_port}"
+        voters = voters or f"{node_id}@127.0.0.1:{self.controller_port}"
+        min_isr = min(2, replication)
         listeners = [f"PLAINTEXT://127.0.0.1:{self.broker_port}"]
         protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
         security: list[str] = []
@@ -123,10 +133,15 @@ class LocalKafka:
             listeners += [f"SASL_PLAINTEXT://{self.sasl_bootstrap}", f"SASL_SSL://{self.sasl_ssl_bootstrap}",
                           f"SSL://{self.ssl_bootstrap}"]
             protocols += ["SASL_PLAINTEXT:SASL_PLAINTEXT", "SASL_SSL:SASL_SSL", "SSL:SSL"]
-            security = _sasl_properties(folder)
-            user, password = SASL_USER
-            for mechanism in SASL_MECHANISMS[1:]:
-                scram += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+            known = {SASL_USER[0]: SASL_USER[1], **(users or {})}
+            security = _sasl_properties(folder, known)
+            for user, password in known.items():
+                for mechanism in SASL_MECHANISMS[1:]:
+                    scram += ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+            if authorizer:  # as a secured cluster runs: nothing allowed without an ACL
+                # ANONYMOUS: the PLAINTEXT listener, which the nodes (and a test's admin) use
+                security += ["authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                             "allow.everyone.if.no.acl.found=false", "super.users=User:ANONYMOUS"]
         self.properties = folder / "server.properties"
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -134,8 +149,8 @@ class LocalKafka:
                      "-cp", f"{kafka_jars()}/*"]
         self.properties.write_text("\n".join([
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"node.id={node_id}",
+            f"controller.quorum.voters={voters}",
             f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners={','.join(listeners)}",
             "controller.listener.names=CONTROLLER",
@@ -144,12 +159,16 @@ class LocalKafka:
             *security,
             f"log.dirs={folder / 'data'}",
             "num.partitions=1",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={replication}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={replication}",
             "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={replication}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={replication}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
+            "unclean.leader.election.enable=false",
+            "num.replica.fetchers=1",
             "group.initial.rebalance.delay.ms=0",
             "num.network.threads=2",
             "num.io.threads=2",
@@ -158,7 +177,7 @@ class LocalKafka:
             "",
         ]))
         # "--cluster-id=<id>": a base64 id may begin with "-" and be read as an option.
-        formatted = subprocess.run(self.java + ["kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
+        formatted = subprocess.run(self.java + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id or _cluster_id()}",
                                                 "-c", str(self.properties), "--ignore-formatted", *scram],
                                    capture_output=True, text=True, timeout=120)
         if formatted.returncode != 0:
@@ -166,23 +185,83 @@ class LocalKafka:
 
     def start(self) -> str:
         """Start the broker and wait until it answers; its bootstrap address."""
+        self.launch()
+        self.wait_ready()
+        return self.bootstrap
+
+    def acls(self) -> list[str]:
+        """The ``kafka-acls.sh`` command of this broker's jars (org.apache.kafka.tools.AclCommand)."""
+        return self.java + ["org.apache.kafka.tools.AclCommand"]
+
+    def launch(self) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
         self._log = open(self.folder / "broker.log", "ab")
         self.process = subprocess.Popen(self.java + ["kafka.Kafka", str(self.properties)], stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self) -> None:
+        assert self.process is not None
         _wait_for_kafka(self.bootstrap, self.process, self.folder / "broker.log")
-        return self.bootstrap
 
     def stop(self) -> None:
         """SIGTERM (a controlled shutdown), SIGKILL after 30 s."""
         if self.process is not None:
             _stop(self.process)
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL: the node is gone at once, as a crashed machine is."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
 
 
-def _sasl_properties(folder: Path) -> list[str]:
+class LocalKafkaCluster:
+    """Three combined broker+controller KRaft nodes on one host, set as a production cluster
+    is: replication 3 and min ISR 2 everywhere (the offsets and transaction-state topics too),
+    no unclean leader election. Each node is its own process group, so that a SIGKILL is that
+    node only; ``bootstrap`` names all three. The cluster fault tier (tests/cluster) kills and
+    restarts nodes under a running worker."""
+
+    def __init__(self, folder: Path, size: int = 3) -> None:
+        cluster_id = _cluster_id()
+        ports = [free_port() for _ in range(size)]
+        voters = ",".join(f"{n + 1}@127.0.0.1:{port}" for n, port in enumerate(ports))
+        self.nodes = [LocalKafka(_made(folder / f"node{n + 1}"), node_id=n + 1, cluster_id=cluster_id,
+                                 controller_port=ports[n], voters=voters, replication=size)
+                      for n in range(size)]
+        self.bootstrap = ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self) -> str:
+        """Every node (a KRaft quorum needs a majority before any answers), then wait for each."""
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node.wait_ready()
+        return self.bootstrap
+
+    def node(self, node_id: int) -> LocalKafka:
+        return self.nodes[node_id - 1]
+
+    def stop(self) -> None:
+        """Every node killed: a controlled shutdown of the last ones waits for a quorum that is gone."""
+        for node in self.nodes:
+            node.kill()
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _sasl_properties(folder: Path, users: dict[str, str]) -> list[str]:
     """The broker's SASL and TLS settings; makes a CA (``folder/ca.pem``) and the broker's
     certificate for 127.0.0.1 with openssl."""
     if shutil.which("openssl") is None:
@@ -203,8 +282,8 @@ def _sasl_properties(folder: Path) -> list[str]:
         if made.returncode != 0:
             raise ServiceError(f"openssl {step[0]} failed: {made.stderr[-2000:]}")
     (folder / "broker-keystore.pem").write_text((folder / "broker.key").read_text() + (folder / "broker.crt").read_text())
-    user, password = SASL_USER
-    plain = f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}="{password}";'
+    known = " ".join(f'user_{user}="{password}"' for user, password in users.items())
+    plain = f'org.apache.kafka.common.security.plain.PlainLoginModule required {known};'
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     lines = [f"sasl.enabled.mechanisms={','.join(SASL_MECHANISMS)}",
              "ssl.keystore.type=PEM", f"ssl.keystore.location={folder / 'broker-keystore.pem'}",

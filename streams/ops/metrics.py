@@ -99,6 +99,14 @@ class Metrics:
         self.terms_late = Gauge("rewards_terms_late", "Versions of the terms refused as late (terms_late: they came "
                                 "after inputs at or past their effective on some partition, their topic lagging beyond "
                                 "the ordering grace), counted in the partitions held", registry=registry)
+        self.sources_waited = Gauge("rewards_sources_waited", "Source partitions the sequencer's merge waits for: "
+                                    "unanswered (their leader does not answer), settling (a new leader answers; "
+                                    "their producers may still hold inputs)", ["state"], registry=registry)
+        self.source_wait = Gauge("rewards_source_wait_seconds", "The longest the merge has waited for one source "
+                                 "partition (0: none waited for)", registry=registry)
+        self.source_waits_given_up = Counter("rewards_source_waits_given_up", "Source partitions waited for past "
+                                             "REWARDS_SOURCE_WAIT_MAX_S: merged on without them", registry=registry)
+        self.waiting_sources: list[tuple[str, int, str, float]] = []  # for the status page
         self.info = Info("rewards_build", "Versions of the worker", registry=registry)
         self.history = StatusHistory()
 
@@ -133,6 +141,13 @@ class Metrics:
         for appended in appended_s:
             observe(max(0.0, now - appended))
         self.history.add(applied=sum(types.values()))
+
+    def observe_waits(self, waiting: list[tuple[str, int, str, float]]) -> None:
+        """The sequencer's merge waits for these source partitions: (topic, partition, state, seconds)."""
+        self.waiting_sources = waiting
+        for state in ("unanswered", "settling"):
+            self.sources_waited.labels(state).set(sum(1 for row in waiting if row[2] == state))
+        self.source_wait.set(max((row[3] for row in waiting), default=0))
 
     def rebalanced(self, partitions: int) -> None:
         self.rebalances.inc()

@@ -96,6 +96,8 @@ def status(worker: View, redis_up: bool) -> dict[str, Any]:
         "lag": lags,
         "last_rebalance": _iso(history.last_rebalance),
         "terms": worker.ledger.terms(),
+        "waiting_sources": [{"topic": topic, "partition": partition, "state": state, "seconds": round(seconds, 1)}
+                            for topic, partition, state, seconds in worker.metrics.waiting_sources],
         "series": series,
     }
 
@@ -133,7 +135,8 @@ PAGE = """<!doctype html>
     <div>dead-lettered since start: <span id="dead-lettered">&ndash;</span></div></div>
   <div class="card"><div>Last rebalance</div><div class="value" id="last-rebalance" style="font-size:16px">&ndash;</div>
     <div>partitions held: <span id="partitions">&ndash;</span> &middot; Redis: <span id="redis">&ndash;</span></div>
-    <div>terms in force: <span id="terms">&ndash;</span> &middot; next: <span id="terms-next">&ndash;</span></div></div>
+    <div>terms in force: <span id="terms">&ndash;</span> &middot; next: <span id="terms-next">&ndash;</span></div>
+    <div>sources waited for: <span id="waiting-sources">&ndash;</span></div></div>
   <div class="card wide">
     <div class="legend"><b>Throughput since the worker started (last 15 minutes at most)</b> &nbsp;
       <span class="applied">&#9632; applied / s</span><span class="rejected">&#9632; rejected / s</span></div>
@@ -200,6 +203,9 @@ function render(s) {
     ? s.terms.in_force.version + " (from " + s.terms.in_force.effective + ")" : "the rules file";
   document.getElementById("terms-next").textContent = s.terms.next
     ? s.terms.next.version + " at " + s.terms.next.effective : "none scheduled";
+  document.getElementById("waiting-sources").textContent = s.waiting_sources.length
+    ? s.waiting_sources.map(w => w.topic + ":" + w.partition + " " + w.state + " " + w.seconds + " s").join(", ")
+    : "none (every source answers)";
   const peak = niceTop(Math.max(1, ...s.series.map(r => Math.max(r.applied_per_s, r.rejected_per_s))));
   if (s.series.length) axes(s.series, peak);
   document.getElementById("applied-line").setAttribute("points", points(s.series, "applied_per_s", peak));

@@ -11,6 +11,16 @@ end (records not fetched yet) is waited for without a limit: with a backlog ever
 present and the merge is exact. Events of a source that publishes more than ``grace_ms`` late
 are copied when they come, after what was merged before them; the ledger's parking
 (handlers.parking) takes up the ones whose prerequisite that leaves behind.
+
+A source is heard from only by an answer from its partition's leader (as Kafka Streams tells a
+partition known to be caught up from one whose state is unknown, since KIP-695). While its
+leader does not answer (a broker killed, until another replica leads), the source is unknown and
+every head waits for it, however long the grace; ``Sources`` bounds that wait (``wait_max_ms``,
+minutes) and says which sources are being waited for. A broker failover also stalls the source
+systems' producers that wrote to that leader: they send what they held once they find the new
+one, a moment after the new leader first answers us. So after its leader changes, a source
+counts as heard only from ``settle_ms`` after the new leader's first answer; until then, as of
+its last answer before the change.
 """
 
 from __future__ import annotations
@@ -84,3 +94,89 @@ class EventTimeMerge(Generic[S]):
                 at = heard_at(source)
                 floor = -math.inf if at is None else min(floor, at)
         return out
+
+
+@dataclass(slots=True)
+class _Source:
+    leader: int | None = None
+    seen_at: float | None = None  # the answer last seen
+    held_at: float | None = None  # after a leader change, until settled: the last answer before it
+    back_at: float | None = None  # after a leader change: the new leader's first answer
+    gave_up: bool = False  # waited for past the bound, until it answers again
+    caught: bool = False  # at the last look, its last answer had left nothing to fetch
+
+
+@dataclass
+class Sources(Generic[S]):
+    """When the merge may take each source to have been heard from (the module doc): the answers
+    of its partition's leader, held back after a leader change, and a bound on waiting."""
+
+    settle_ms: float
+    wait_max_ms: float
+    unanswered_ms: float = 2000.0  # no answer for longer (its fetches come every ~100 ms): unknown
+    states: dict[S, _Source] = field(default_factory=dict)
+    settled: list[tuple[S, float]] = field(default_factory=list)  # (source, ms from its last answer to settled)
+    given_up: list[S] = field(default_factory=list)  # newly waited for past the bound
+
+    def heard_at(self, source: S, leader: int | None, answered_ms: float | None, caught_up: bool,
+                 now_ms: float) -> float | None:
+        """What the merge's ``heard_at`` gives for ``source``: the time of its last answer that
+        left nothing to fetch (None: records to fetch; wait). ``leader``: the node leading its
+        partition now, as the client's metadata says (-1 or None: none); ``answered_ms``: the
+        time of its last fetch answer; ``caught_up``: that answer reached the partition's end.
+
+        A failover shows either way: the leader changes (a controlled shutdown moves it at once),
+        or a source that was caught up, so answered every fetch wait, answers again only after
+        more than ``unanswered_ms`` (a killed leader: seconds without an answer, whichever
+        client's metadata learns of the new leader first)."""
+        state = self.states.get(source)
+        if state is None:
+            state = self.states[source] = _Source(leader=leader, seen_at=answered_ms)
+        silent = (state.caught and state.seen_at is not None and answered_ms is not None
+                  and answered_ms - state.seen_at > self.unanswered_ms)
+        if leader != state.leader and state.leader is None:  # the client's metadata came: not a change
+            state.leader = leader
+        elif leader != state.leader or silent:
+            if state.held_at is None:
+                state.held_at = state.seen_at if state.seen_at is not None else -math.inf
+            state.back_at = answered_ms if silent and leader == state.leader else None
+            state.leader = leader
+        if state.held_at is not None:
+            if state.back_at is None and leader is not None and leader >= 0 and answered_ms is not None \
+                    and answered_ms > state.held_at:
+                state.back_at = answered_ms
+            if state.back_at is not None and now_ms >= state.back_at + self.settle_ms:
+                self.settled.append((source, state.back_at + self.settle_ms - state.held_at))
+                state.held_at = state.back_at = None
+        state.seen_at, state.caught = answered_ms, caught_up
+        heard = answered_ms if state.held_at is None else None if state.held_at == -math.inf else state.held_at
+        if heard is not None and now_ms - heard > self.wait_max_ms:  # waited long enough: on without it
+            if not state.gave_up:
+                state.gave_up = True
+                self.given_up.append(source)
+            return now_ms
+        state.gave_up = False
+        return heard if caught_up else None
+
+    def known(self, source: S, now_ms: float) -> bool:
+        """Its leader answered lately, and it is not settling after a leader change."""
+        state = self.states.get(source)
+        return (state is not None and state.held_at is None and state.seen_at is not None
+                and now_ms - state.seen_at <= self.unanswered_ms)
+
+    def waiting(self, now_ms: float) -> list[tuple[S, str, float]]:
+        """The sources being waited for: (source, "unanswered" or "settling", seconds since their
+        last answer counted as heard)."""
+        rows = []
+        for source, state in self.states.items():
+            if state.held_at is not None:
+                since = state.held_at if state.held_at > -math.inf else now_ms
+                rows.append((source, "unanswered" if state.back_at is None else "settling", (now_ms - since) / 1000))
+            elif state.seen_at is not None and now_ms - state.seen_at > self.unanswered_ms:
+                rows.append((source, "unanswered", (now_ms - state.seen_at) / 1000))
+        return rows
+
+    def forget(self, keep: Iterable[S]) -> None:
+        kept = set(keep)
+        for source in [s for s in self.states if s not in kept]:
+            del self.states[source]

@@ -41,6 +41,7 @@ from typing import Any, Final
 import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from schemas.codec import RAW_KEPT_BYTES, rejection_digest
@@ -49,7 +50,7 @@ from streams import connect
 from streams.worker import wire
 from streams.ops.topics import partition_counts
 from streams.worker.kafkaio import Fenced, Sender, gather_all, group_consumer, reader, stop_producer
-from streams.worker.merge import EventTimeMerge
+from streams.worker.merge import EventTimeMerge, Sources
 from streams.ops.metrics import Metrics
 from streams.worker.processor import Crash
 from streams.bus import precedence, task_notes, task_places
@@ -59,6 +60,7 @@ from streams.worker.wire import Send
 log = logging.getLogger("rewards.sequencer")
 
 FETCH_WAIT_MS: Final = 100  # an idle source is heard from this often: part of the merge's latency
+LEADERS_EVERY_MS: Final = 500  # how often the sequencer asks who leads its sources (a failover shows in it)
 PROGRESS_EVERY_S: Final = 0.5  # how often a task's progress is marked in the sequenced log, at most
 
 
@@ -85,6 +87,7 @@ class _Task:
     producer: AIOKafkaProducer  # transactional: <app>-sequencer-<index>
     sources: list[TopicPartition]
     merge: EventTimeMerge[TopicPartition]
+    answers: Sources[TopicPartition]  # which sources were heard from, by their leaders' answers
     read: dict[TopicPartition, int] = field(default_factory=dict)     # after the last record read
     fetched: dict[TopicPartition, int] = field(default_factory=dict)  # the consumer's position: past markers too
     copied: dict[TopicPartition, int] = field(default_factory=dict)   # after the last record copied
@@ -109,6 +112,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.ready = False  # in its group with its first assignment's tasks made (readiness), until it stops
         self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
         self.pending: list[int] = []  # tasks assigned, their partitions paused until the loop has made them
+        self.leaders: AIOKafkaClient = None  # made in the worker's event loop, by run
 
     async def run(self) -> None:
         settings = self.settings
@@ -120,6 +124,11 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.broadcast_partitions = [TopicPartition(topic, p) for topic in settings.broadcast_topics
                                      for p in range(counts.get(topic, 0))]
         consumer.subscribe(list(settings.client_topics), listener=self)
+        # Who leads each source partition (streams.worker.merge.Sources): a client of its own, its
+        # metadata refreshed every LEADERS_EVERY_MS, since the consumers do not tell.
+        self.leaders = AIOKafkaClient(**connect.connection(settings), metadata_max_age_ms=LEADERS_EVERY_MS)
+        await self.leaders.bootstrap()
+        self.leaders.set_topics(list(settings.client_topics) + list(settings.broadcast_topics))
         self.started = True
         try:
             while True:
@@ -149,6 +158,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             for task in tasks:
                 await self._stop_task(task)
             await consumer.stop()
+            await self.leaders.close()
 
     # -- one turn: take in what was read, copy what the merge lets out ---------------------------
     async def _step(self, batch: dict[TopicPartition, list[Any]]) -> None:
@@ -176,6 +186,8 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         for task in tasks:
             sends: list[Send] = []
             heard = self._heard(task)
+            for tp in task.sources:  # each source's answers seen every turn, a leader change among them
+                heard(tp)
             for tp, message, ts_us in task.merge.ready(task.sources, heard, self._barrier_of):
                 if tp.topic == self.settings.topic_programs:
                     sends += self._version_copied(task, message)
@@ -192,8 +204,10 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 task.clock = max(task.clock, ts_us)
             sends += self._verdicts(task)
             sends += self._progress(task, heard)
+            self._observe_sources(task)
             if sends or self._places(task) != task.places:
                 turns.append((task, sends))
+        self.metrics.observe_waits(self.waiting())
         await gather_all(*(self._commit(task, sends) for task, sends in turns))
 
     # -- versions of the terms: in time on every task, or late on one ----------------------------
@@ -268,9 +282,12 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     def _progress(self, task: _Task, heard: Any) -> list[Send]:
         """A Progress mark after the task's copies, when it changed, at most every
         PROGRESS_EVERY_S: the ts it has copied up to, and whether it had copied all its sources
-        had. The ledger partition passes the last one it applied on to the identity registry,
+        had, every one of them known (answering its leader, not settling after a change: a
+        source that does not answer may hold a claim earlier than the registry's next one). The ledger partition passes the last one it applied on to the identity registry,
         which decides welcome claims in ts order by it (streams.worker.registry)."""
-        caught_up = task.merge.buffered() == 0 and all(heard(tp) is not None for tp in task.sources)
+        now_ms = time.time() * 1000
+        caught_up = task.merge.buffered() == 0 and all(heard(tp) is not None and task.answers.known(tp, now_ms)
+                                                       for tp in task.sources)
         now = time.monotonic()
         last = task.reported
         if last is not None and (last[1:] == (task.clock, caught_up) or now - last[0] < PROGRESS_EVERY_S):
@@ -280,13 +297,41 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         return [Send(self.settings.sequenced_topic, None, mark, task.index, [(wire.H_KIND, wire.KIND_PROGRESS)])]
 
     def _heard(self, task: _Task) -> Any:
+        """The merge's ``heard_at``: a source's last answer from its leader that left nothing to
+        fetch, as ``Sources`` lets the merge take it (held after a leader change, bounded)."""
+        now_ms = time.time() * 1000
+        memo: dict[TopicPartition, float | None] = {}
+
         def heard_at(tp: TopicPartition) -> float | None:
-            consumer = task.broadcast if tp.topic in self.settings.broadcast_topics else self.consumer
-            end, at = consumer.highwater(tp), consumer.last_poll_timestamp(tp)
-            if end is None or at is None or task.fetched.get(tp, 0) < end:
-                return None  # records on the broker not fetched yet
-            return float(at)
+            if tp not in memo:
+                consumer = task.broadcast if tp.topic in self.settings.broadcast_topics else self.consumer
+                end, at = consumer.highwater(tp), consumer.last_poll_timestamp(tp)
+                leader = self.leaders.cluster.leader_for_partition(tp)
+                caught_up = end is not None and at is not None and task.fetched.get(tp, 0) >= end
+                memo[tp] = task.answers.heard_at(tp, leader, None if at is None else float(at), caught_up, now_ms)
+            return memo[tp]
         return heard_at
+
+    def _observe_sources(self, task: _Task) -> None:
+        """Log what ``Sources`` saw this turn: a source settled after a leader change, or given up."""
+        answers = task.answers
+        for tp, ms in answers.settled:
+            log.info("source %s:%s answers from its new leader; merged again after %.1f s without it "
+                     "(REWARDS_FAILOVER_SETTLE_MS %s)", tp.topic, tp.partition, ms / 1000, self.settings.failover_settle_ms)
+        for tp in answers.given_up:
+            log.warning("source %s:%s has not answered for %s s (REWARDS_SOURCE_WAIT_MAX_S): the sequencer merges on "
+                        "without it; what it holds is taken as late input when it answers", tp.topic, tp.partition,
+                        self.settings.source_wait_max_s)
+            self.metrics.source_waits_given_up.inc()
+        answers.settled.clear()
+        answers.given_up.clear()
+
+    def waiting(self) -> list[tuple[str, int, str, float]]:
+        """The source partitions the merge waits for now: (topic, partition, "unanswered" or
+        "settling", seconds since their last answer counted)."""
+        now_ms = time.time() * 1000
+        return sorted((tp.topic, tp.partition, state, seconds) for task in list(self.tasks.values())
+                      for tp, state, seconds in task.answers.waiting(now_ms))
 
     @staticmethod
     def _places(task: _Task) -> dict[TopicPartition, int]:
@@ -388,7 +433,8 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         settings = self.settings
         broadcast = reader(settings, fetch_max_wait_ms=FETCH_WAIT_MS)
         task = _Task(index, broadcast, producer, sources + self.broadcast_partitions,
-                     EventTimeMerge(settings.order_grace_ms))
+                     EventTimeMerge(settings.order_grace_ms),
+                     Sources(settings.failover_settle_ms, settings.source_wait_max_s * 1000))
         acks = TopicPartition(settings.terms_acks_topic, 0)
         try:
             await connect.start(broadcast)

@@ -110,8 +110,10 @@ async def diagnosis(settings: Settings, lines: list[bytes], worker: Any) -> str:
                     continue
                 ids.add(doc.get("id"))
                 if isinstance(client, str) and isinstance(ts, str):
-                    if ts < last_ts.get(client, "") and len(out_of_order) < 5:
-                        out_of_order.append(f"{client}: {ts} after {last_ts[client]} at offset {record.offset}")
+                    if ts < last_ts.get(client, ""):
+                        source = dict(record.headers or ()).get(wire.H_SOURCE, b"").decode()
+                        out_of_order.append(f"{client}: {ts} after {last_ts[client]} at {record.partition}:"
+                                            f"{record.offset} (from {source})")
                     last_ts[client] = max(ts, last_ts.get(client, ""))
     finally:
         await consumer.stop()
@@ -124,8 +126,10 @@ async def diagnosis(settings: Settings, lines: list[bytes], worker: Any) -> str:
         truth = comparable([orjson.loads(line) for line in truth_file.read_bytes().splitlines()])
     got = comparable(await read_all(settings.kafka_bootstrap, settings.ledger_topic, settings.deadletter_topic))
     ledger_wrong = sum(1 for k in truth.keys() | got.keys() if truth.get(k) != got.get(k))
+    out_of_order.sort(key=lambda line: line.split(" after ")[1][:26], reverse=True)  # the latest first
     return (f"sequenced log: {never} inputs never copied, {twice} copied more than once, client ts order broken "
-            f"{out_of_order or 'nowhere'}; ledger: {ledger_wrong} outputs differ from the replay of that log\n"
+            f"{len(out_of_order)} times {out_of_order[:8] or ''}; ledger: {ledger_wrong} outputs differ from the "
+            "replay of that log\n"
             + worker.tail())
 
 
