@@ -497,7 +497,8 @@ def command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streams.connect import ConnectionReasons
+    from streams.connect import ConnectionReasons, NotAllowed
+    from streams.ops.topics import TopicsUnreadable
 
     args = build_parser().parse_args(argv)
     reasons = ConnectionReasons.attach()
@@ -520,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"rewards: cannot use Redis at {redis_address(Settings.from_env().redis_url)} (REDIS_URL): {exc}",
               file=sys.stderr)
+        return 2
+    except (NotAllowed, TopicsUnreadable) as exc:  # a missing ACL, named; topics whose settings cannot be read
+        print(f"rewards: {exc}", file=sys.stderr)
         return 2
     except KafkaError as exc:
         from streams.connect import explain

@@ -102,14 +102,57 @@ class ConnectionReasons(logging.Handler):
         return handler
 
 
+class NotAllowed(Exception):
+    """Kafka refused an operation for want of an ACL: one sentence naming the operation, the
+    resource and the principal (README, "Run it on your cluster", lists the grants). Neither a
+    retry nor a restart helps: the worker and the commands stop with it, exit 2."""
+
+    def __init__(self, settings: Settings, operation: str, resource: str, doing: str = "") -> None:
+        self.operation, self.resource = operation, resource
+        where = f"Kafka at {settings.kafka_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"
+        super().__init__(f"{doing}{where} refused {operation} on {resource} to {principal(settings)}: grant it (README, "
+                         "\"Run it on your cluster\", lists every ACL)")
+
+
+# What each of Kafka's authorization errors refused, where the call site did not say more.
+_REFUSED: Final = {"TopicAuthorizationFailedError": ("Read, Write or Describe", "topic"),
+                   "GroupAuthorizationFailedError": ("Read or Describe", "group"),
+                   "TransactionalIdAuthorizationFailed": ("Write or Describe", "transactional id"),
+                   "ClusterAuthorizationFailedError": ("an operation", "the cluster")}
+
+
+def principal(settings: Settings) -> str:
+    """Who the brokers take this client for."""
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL_"):
+        return f"User:{settings.kafka_sasl_username}"
+    if protocol == "SSL" and settings.kafka_ssl_cert_file:
+        return "the principal of the certificate in KAFKA_SSL_CERT_FILE"
+    return "User:ANONYMOUS"
+
+
+def not_allowed(exc: BaseException | None, settings: Settings) -> NotAllowed | None:
+    """The missing grant behind ``exc`` (through its causes), or None when it is something else."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, NotAllowed):
+            return exc
+        refused = _REFUSED.get(type(exc).__name__)
+        if refused is not None:
+            names = ", ".join(sorted(str(arg) for arg in exc.args if isinstance(arg, str | set | frozenset) and arg))
+            return NotAllowed(settings, refused[0], f"{refused[1]} {names}".strip())
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 def explain(exc: BaseException, settings: Settings, reasons: list[str]) -> str:
     """A Kafka failure as one sentence naming the settings to check."""
     text = " ".join([*reasons, type(exc).__name__, str(exc)])
     where = f"Kafka at {settings.kafka_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"
     protocol = settings.kafka_security_protocol
-    if "AuthorizationFailed" in text:
-        return (f"{where} refused an operation to user {settings.kafka_sasl_username or '(none)'}: {exc}; "
-                "grant the ACLs the README lists under \"Run it on your cluster\"")
+    refused = not_allowed(exc, settings)
+    if refused is not None:
+        return str(refused)
     if "SaslAuthenticationFailed" in text or "Authentication failed" in text:
         return (f"{where} refused the credentials: check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD "
                 f"(KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism})")

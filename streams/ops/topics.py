@@ -93,6 +93,10 @@ class TopicsRefused(Exception):
                 f"{', '.join(names)}: {why}" for why, names in by_reason.items()]
 
 
+class TopicsUnreadable(Exception):
+    """The brokers did not give the topics' settings (for another reason than an ACL)."""
+
+
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create the topics that do not exist yet, with the contract's settings; returns the ones
     Kafka created. Raises TopicsRefused, after creating the others, when it refused any (a
@@ -145,6 +149,19 @@ async def check_topics(settings: Settings) -> list[str]:
     finally:
         await admin.close()
     problems = []
+    unreadable: dict[str, str] = {}  # topic -> why its settings could not be read
+    for response in responses:
+        for error, _message, _kind, name, *_ in response.resources:
+            if error:
+                unreadable[name] = for_code(error).__name__
+    if unreadable:
+        names = ", ".join(sorted(unreadable))
+        doing = (f"cannot read the settings of topic{'s' if len(unreadable) > 1 else ''} {names}, to check them against "
+                 "the worker's contract: ")
+        if any("Authorization" in why for why in unreadable.values()):
+            raise connect.NotAllowed(settings, "DescribeConfigs", f"topic{'s' if len(unreadable) > 1 else ''} {names}",
+                                     doing)
+        raise TopicsUnreadable(f"{doing}{', '.join(sorted(set(unreadable.values())))}")
     for topic in described:
         spec = specs[topic["topic"]]
         if len(topic["partitions"]) != spec.partitions:

@@ -23,6 +23,7 @@ import logging
 import platform
 import signal
 import socket
+import sys
 import time
 from typing import Any
 
@@ -97,6 +98,7 @@ class Worker:
         self.read_model = ReadModel(settings.redis_url, settings.redis_prefix, rules)
         self.sender = sender = Sender(settings)
         self.fenced = False
+        self.refused: connect.NotAllowed | None = None  # a missing ACL stopped it (exit 2)
         crash = self._crash
         self.sequencer = SequencerLoop(settings, sender, metrics, crash)
         self.ledger = LedgerLoop(settings, sender, metrics, crash, rules, self.topics, self.read_model)
@@ -138,6 +140,12 @@ class Worker:
                 log.warning("%s", exc)
                 signal.raise_signal(signal.SIGTERM)
             return
+        if isinstance(exc, connect.NotAllowed):  # a missing ACL: stop cleanly, exit 2 (``run``); no restart helps
+            if self.refused is None:
+                self.refused = exc
+                log.critical("%s", exc)
+                signal.raise_signal(signal.SIGTERM)
+            return
         await self.app.crash(exc)
 
     async def _observe(self) -> None:
@@ -175,4 +183,12 @@ def run(worker: Worker) -> None:
                secrets=(settings.kafka_sasl_password, settings.kafka_ssl_key_password))
     shell = faust.Worker(worker.app, quiet=True, override_logging=False, redirect_stdouts=False)
     shell.spinner = None  # a terminal spinner's escape codes have no place in a log
-    shell.execute_from_commandline()
+    try:
+        shell.execute_from_commandline()
+    except SystemExit:
+        if worker.refused is None:
+            raise
+    # A missing ACL: its line last, then exit 2 as for every setting refused (streams.cli), which
+    # tells a supervisor that a restart will not help.
+    print(f"rewards: {worker.refused}", file=sys.stderr)
+    raise SystemExit(2)

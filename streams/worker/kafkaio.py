@@ -126,7 +126,12 @@ class Sender:
         """A started producer with ``transactional_id``: starting it fences every older producer
         of that id (its next send or commit fails) and aborts the transaction it left open."""
         producer = connect.producer(self.settings, transactional_id=transactional_id)
-        await connect.start(producer)
+        try:
+            await connect.start(producer)
+        except Exception as exc:
+            if connect.not_allowed(exc, self.settings) is not None:
+                raise connect.NotAllowed(self.settings, "Write", f"transactional id {transactional_id}") from None
+            raise
         return producer
 
     async def commit_turn(self, producer: AIOKafkaProducer, sends: list[Send], offsets: dict[TopicPartition, Any],

@@ -165,6 +165,10 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
             # The states in memory may hold effects whose outputs are not in Kafka. Stop: a
             # restart recovers the state from the changelog (a supervisor restarts the worker).
             self.processors.clear()
+            refused = connect.not_allowed(exc, self.settings)
+            if refused is not None:  # a missing ACL: no restart helps (streams.worker.app)
+                await self.crash(refused)
+                return
             self.log.critical("%s; stopping so the worker restarts from its changelog",
                               exc if isinstance(exc, NotRecovered) else f"{self.name} turn failed", exc_info=exc)
             await self.crash(exc)

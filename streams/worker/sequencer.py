@@ -147,6 +147,10 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         except Fenced as exc:  # not a failure: the worker stops (streams.worker.app)
             await self.crash(exc)
         except Exception as exc:
+            refused = connect.not_allowed(exc, self.settings)
+            if refused is not None:  # a missing ACL: no restart helps (streams.worker.app)
+                await self.crash(refused)
+                return
             log.critical("sequencer batch failed; stopping so the worker restarts from committed offsets",
                          exc_info=exc)
             await self.crash(exc)
