@@ -193,3 +193,13 @@ def one(outputs: list[dict[str, Any]], output_type: str) -> dict[str, Any]:
     found = of_type(outputs, output_type)
     assert len(found) == 1, f"expected one {output_type}, got {outputs}"
     return found[0]
+
+
+def default_signals() -> None:
+    """``preexec_fn`` of a child process a test signals: SIGINT and SIGTERM back to their
+    defaults there, since the suite may run with them ignored (a background job), which a child
+    inherits."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)

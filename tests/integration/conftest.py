@@ -25,6 +25,7 @@ from streams.devtools.localservices import Services, free_port, services
 from streams.bus import route
 from streams.worker.kafkaio import read_to_end
 from streams.settings import Settings
+from tests.support import default_signals
 
 _ids = itertools.count()
 
@@ -65,7 +66,8 @@ class WorkerProcess:
         self.port = int(env["REWARDS_WEB_PORT"])
         self.log = open(log, "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=default_signals)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

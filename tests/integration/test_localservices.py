@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from tests.support import default_signals
+
 pytestmark = pytest.mark.integration
 
 
@@ -28,7 +30,7 @@ def answers(address: str) -> bool:
 def test_a_signal_stops_the_services_it_started(signum: signal.Signals) -> None:
     env = {name: value for name, value in os.environ.items() if name not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     services = subprocess.Popen([sys.executable, "-m", "streams.devtools.localservices"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     try:
         assert services.stdout is not None
         kafka = services.stdout.readline().strip().removeprefix("KAFKA_BOOTSTRAP_SERVERS=")

@@ -92,12 +92,15 @@ def test_ctrl_c_during_a_replay_leaves_no_file_and_prints_one_line(tmp_path: Pat
     import sys
     import time
 
+    from tests.support import default_signals
+
     big = tmp_path / "big.jsonl"
     write(str(big), clients=500, fills=300_000, seed=5)
     output = tmp_path / "out.jsonl"
     output.write_bytes(b"an earlier replay's output\n")
     replay = subprocess.Popen([sys.executable, "-m", "streams.cli", "replay", "--input", str(big), "--output",
-                               str(output), "--quiet"], stderr=subprocess.PIPE, text=True)
+                               str(output), "--quiet"], stderr=subprocess.PIPE, text=True,
+                              preexec_fn=default_signals)
     partial = tmp_path / f".out.jsonl.partial-{replay.pid}"
     deadline = time.monotonic() + 60
     while not (partial.exists() and partial.stat().st_size > 0):  # under way: it has written some outputs
