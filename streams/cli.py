@@ -21,10 +21,26 @@ from redis.exceptions import RedisError
 from handlers.rules import Rules, RulesError
 
 
-def load_rules(path: str | None, park_window_s: int = -1) -> Rules:
-    """The rules file (or the defaults), with REWARDS_PARK_WINDOW_S over its parking window."""
+def at_least(floor: float, kind: type = int, above: bool = False) -> Any:
+    """An argparse type: a number of ``kind``, at least ``floor`` (over it with ``above``)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < floor or above and value == floor:
+            raise argparse.ArgumentTypeError(f"must be {'over' if above else 'at least'} {floor:g}, got {text}")
+        return value
+    return parse
+
+
+def load_rules(path: str | None, park_window_s: int = -1, named: str = "--rules") -> Rules:
+    """The rules file (or the defaults), with REWARDS_PARK_WINDOW_S over its parking window;
+    ``named``: where the path came from, for the message when it names no file."""
     import dataclasses
 
+    if path is not None and not Path(path).is_file():
+        raise RulesError(f"{named} names {path!r}, which is not a file")
     rules = Rules.default() if path is None else Rules.from_toml(Path(path).read_text("utf-8"))
     if park_window_s >= 0:
         rules = dataclasses.replace(rules, park_window_us=park_window_s * 1_000_000)
@@ -62,7 +78,8 @@ def _replay_from_kafka(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     namespace = args.namespace or f"replay-{int(time.time())}"
-    rules = load_rules(args.rules or settings.rules_file or None, settings.park_window_s)
+    rules = load_rules(args.rules or settings.rules_file or None, settings.park_window_s,
+                       "--rules" if args.rules else "REWARDS_RULES_FILE")
     summary = asyncio.run(replay_log(settings, rules, Path(args.output), namespace,
                                      settings.redis_url if args.to_redis else None))
     print(f"replayed {summary.records:,} records of {settings.sequenced_topic} in {summary.seconds:.1f} s "
@@ -182,7 +199,8 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.settings import Settings
 
     settings = Settings.from_env()
-    rules = load_rules(args.rules or settings.rules_file or None, settings.park_window_s)
+    rules = load_rules(args.rules or settings.rules_file or None, settings.park_window_s,
+                       "--rules" if args.rules else "REWARDS_RULES_FILE")
     problem = writable(settings.data_dir)
     if problem:
         print(f"rewards: REWARDS_DATA_DIR {settings.data_dir!r} {problem}", file=sys.stderr)
@@ -423,10 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("events", help="input events, one JSON object per line")
     publish.add_argument("--per-topic", action="store_true",
                          help="one producer per topic, concurrently, as independent source systems publish")
-    publish.add_argument("--skew-ms", type=int, default=0, metavar="N",
+    publish.add_argument("--skew-ms", type=at_least(0), default=0, metavar="N",
                          help="each topic's producer lags by a random 0..N ms (per event with --rate, "
                               "else at its start); implies --per-topic")
-    publish.add_argument("--rate", type=float, metavar="EVENTS_PER_S",
+    publish.add_argument("--rate", type=at_least(0, float, above=True), metavar="EVENTS_PER_S",
                          help="pace the file: its i-th event is due i/rate s after the start (live, not a "
                               "backlog); implies --per-topic")
     publish.add_argument("--seed", type=int, default=0, help="seed of the random lags")
@@ -468,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     lag = command(commands, "lag", help="the worker group's lag per partition (end offset - committed offset), "
                   "from the broker")
     lag.add_argument("--json", action="store_true", help="JSON instead of a table")
-    lag.add_argument("--max-lag", type=int, metavar="N",
+    lag.add_argument("--max-lag", type=at_least(0), metavar="N",
                      help="exit 1 when any partition's lag is over N (for a probe or a script)")
     lag.add_argument("--group", help="consumer group (default: REWARDS_APP_ID)")
     lag.add_argument("--topic", action="append",

@@ -158,7 +158,7 @@ class Settings:
 
     def validate(self) -> None:
         if self.partitions < 1 or self.partitions > 1024:
-            raise SettingsError("REWARDS_PARTITIONS must be between 1 and 1024")
+            raise SettingsError(f"REWARDS_PARTITIONS must be between 1 and 1024, got {self.partitions}")
         if self.replication < 1:
             raise SettingsError("REWARDS_REPLICATION must be at least 1")
         if not 0 <= self.min_insync_replicas <= self.replication:
