@@ -72,9 +72,12 @@ test-fast: $(STAMP) $(COMPILED)
 demo: $(STAMP) $(COMPILED)
 	$(BIN)/rewards demo
 
-## The same kind of day offline, through `rewards replay` (no Kafka): seconds.
+## The same kind of day offline, through `rewards replay` (no Kafka): seconds. The day and the
+## outputs stay in .cache/demo-offline/.
 demo-offline: $(STAMP) $(COMPILED)
-	$(BIN)/python -m benchmarks.replay_throughput --events 250000 --keep artifacts/demo
+	mkdir -p .cache/demo-offline
+	$(BIN)/rewards sample-day .cache/demo-offline/day.jsonl
+	$(BIN)/rewards replay --input .cache/demo-offline/day.jsonl --output .cache/demo-offline/outputs.jsonl
 
 bench: bench-replay bench-worker
 

@@ -354,6 +354,15 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_day(args: argparse.Namespace) -> int:
+    from streams.devtools.sample_day import write
+
+    count = write(args.output, clients=args.clients, fills=args.fills, days=args.days, seed=args.seed)
+    print(f"rewards: wrote {count:,} input events ({args.fills:,} fills, {args.clients:,} clients, {args.days} "
+          f"day{'s' if args.days != 1 else ''}) to {args.output}", file=sys.stderr)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from streams.devtools import demo
 
@@ -370,6 +379,7 @@ READS: Final = {
     "worker": "every variable of the README's configuration table (" + _KAFKA + ", REDIS_URL, REWARDS_*)",
     "close-day": _KAFKA + ", REWARDS_TOPIC_SETTLEMENT",
     "terms": _KAFKA + ", " + _TOPICS + ", REWARDS_RULES_FILE, REWARDS_ORDER_GRACE_MS",
+    "sample-day": "nothing from the environment",
     "demo": "nothing: it starts its own Kafka and Redis (or uses KAFKA_BOOTSTRAP_SERVERS and REDIS_URL when set)",
     "lag": _KAFKA + ", " + _TOPICS,
     "topics": _KAFKA + ", " + _TOPICS + ", REWARDS_REPLICATION, REWARDS_MIN_INSYNC_REPLICAS, REWARDS_RETENTION_MS, "
@@ -482,6 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated day")
     demo.add_argument("--work", default=".cache/demo", help="folder for the worker's log and data")
     demo.set_defaults(run=_demo)
+
+    day = command(commands, "sample-day", help="write a generated broker day of input events to a .jsonl file (clients "
+                  "onboarding, deposits, commands, fills, plans and day closes, a few malformed), to replay or publish")
+    day.add_argument("output", help="the file to write")
+    day.add_argument("--fills", type=at_least(1), default=200_000, help="trade fills (default 200,000)")
+    day.add_argument("--clients", type=at_least(1), default=3000, help="clients (default 3,000)")
+    day.add_argument("--days", type=at_least(1), default=1, help="days of event time (default 1)")
+    day.add_argument("--seed", type=int, default=7, help="seed: the same seed gives the same file")
+    day.set_defaults(run=_sample_day)
 
     lag = command(commands, "lag", help="the worker group's lag per partition (end offset - committed offset), "
                   "from the broker")

@@ -37,3 +37,16 @@ def test_a_rules_file_that_is_not_there_names_the_variable(monkeypatch: pytest.M
     assert main(["worker"]) == 2
     assert capsys.readouterr().err.strip() == ("rewards: bad rules file: REWARDS_RULES_FILE names "
                                                "'/nowhere/rules.toml', which is not a file")
+
+
+def test_sample_day_writes_a_file_that_replays(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    folder = Path(str(tmp_path))
+    assert main(["sample-day", str(folder / "day.jsonl"), "--fills", "500", "--clients", "40", "--seed", "3"]) == 0
+    lines = (folder / "day.jsonl").read_bytes().splitlines()
+    assert capsys.readouterr().err.strip() == (f"rewards: wrote {len(lines):,} input events (500 fills, 40 clients, "
+                                               f"1 day) to {folder / 'day.jsonl'}")
+    assert sum(b'"trade.fill"' in line for line in lines) >= 500
+    assert main(["replay", "--input", str(folder / "day.jsonl"), "--output", str(folder / "out.jsonl"), "--quiet"]) == 0
+    assert (folder / "out.jsonl").read_bytes().count(b'"cashback.accrued"') > 0
