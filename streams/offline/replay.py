@@ -189,6 +189,8 @@ def replay_files(input_path: Path, output_path: Path, rules: Rules, show_progres
     an existing output stays as it was until a whole new one replaces it."""
     if output_path.is_dir():
         raise ReplayRefused(f"--output {output_path} is a folder; give a file name")
+    if not output_path.parent.is_dir():
+        raise ReplayRefused(f"--output {output_path}: the folder {output_path.parent} does not exist")
     if output_path.exists() and input_path.exists() and os.path.samefile(input_path, output_path):
         raise ReplayRefused(f"--output {output_path} is the input file; replaying would overwrite the events it reads")
     size = os.path.getsize(input_path)

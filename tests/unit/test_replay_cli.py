@@ -86,6 +86,14 @@ def test_replay_refuses_to_write_over_its_input(sample: Path, tmp_path: Path,
     assert events.read_bytes() == sample.read_bytes()
 
 
+def test_an_output_in_a_folder_that_is_not_there_is_named_as_given(sample: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "missing" / "out.jsonl"
+    assert main(["replay", "--input", str(sample), "--output", str(output), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (f"rewards: --output {output}: the folder {output.parent} "
+                                               "does not exist")
+
+
 def test_ctrl_c_during_a_replay_leaves_no_file_and_prints_one_line(tmp_path: Path) -> None:
     import signal
     import subprocess
