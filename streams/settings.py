@@ -295,6 +295,11 @@ class Settings:
         return self.client_topics + self.broadcast_topics
 
     @property
+    def leader_topic(self) -> str:
+        """Faust's own, made by the shell (one partition): nothing the worker's results depend on."""
+        return f"{self.app_id}-__assignor-__leader"
+
+    @property
     def sequenced_topic(self) -> str:
         """The recorded order: every client's inputs, one log (shared by replays)."""
         return f"{self.app_id}.sequenced"

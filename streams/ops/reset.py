@@ -55,7 +55,7 @@ class Plan:
 
 def internal_topics(settings: Settings) -> list[str]:
     return [settings.sequenced_topic, settings.identity_topic, settings.commission_topic, settings.terms_acks_topic,
-            *changelog_topics(settings), f"{settings.app_id}-__assignor-__leader",
+            *changelog_topics(settings), settings.leader_topic,
             *(f"{settings.app_id}-{old}-changelog" for old in ("partners", "closes"))]
 
 

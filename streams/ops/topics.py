@@ -68,7 +68,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                TopicSpec(settings.terms_acks_topic, "between the sequencer's tasks: each one's word on each version "
                          "of the terms it records (read from the start by every task)", 1, history, kept)]
             + [TopicSpec(name, "a processor's state (compacted changelog)", n, state, ("cleanup.policy",))
-               for name in changelog_topics(settings)])
+               for name in changelog_topics(settings)]
+            + [TopicSpec(settings.leader_topic, "the Faust shell's leader topic (the worker's results do not depend "
+                         "on it)", 1, isr)])
 
 
 def topic_plan(settings: Settings) -> dict[str, int]:

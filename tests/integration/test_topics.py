@@ -77,8 +77,8 @@ def test_topics_reports_what_kafka_refused_and_fails(settings: Settings) -> None
                             text=True, timeout=120)
     assert topics.returncode == 1, topics.stderr
     assert "(created)" not in topics.stdout
-    every = len(topic_plan(settings))  # 16: seven inputs (the terms topic among them), nine of its own
-    assert topics.stdout.count("(REFUSED by Kafka)") == len(topics.stdout.strip().splitlines()) == every == 16
+    every = len(topic_plan(settings))  # 17: seven inputs (the terms topic among them), nine of its own, Faust's leader
+    assert topics.stdout.count("(REFUSED by Kafka)") == len(topics.stdout.strip().splitlines()) == every == 17
     assert topics.stderr.startswith(f"rewards: Kafka refused to create {every} topics ")
     assert "Unable to replicate the partition 1000 time(s)" in topics.stderr
     worker = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env=env, capture_output=True, text=True,

@@ -25,10 +25,11 @@ def test_print_defines_every_topic_with_its_settings() -> None:
     settings = Settings.from_env({"REWARDS_REPLICATION": "3", "REWARDS_APP_ID": "rw"})
     printed = commands(settings)
     assert set(printed) == set(topic_plan(settings))
-    single = (settings.topic_programs, settings.terms_acks_topic)
+    single = (settings.topic_programs, settings.terms_acks_topic, settings.leader_topic)
     assert all("--partitions 8 --replication-factor 3" in command
                for topic, command in printed.items() if topic not in single)
-    # the versions of the terms, and the sequencer tasks' word on them, are read in one order by all
+    # the versions of the terms, and the sequencer tasks' word on them, are read in one order by all;
+    # the Faust shell's leader topic (which `rewards reset` deletes) has one partition
     assert all("--partitions 1 --replication-factor 3" in printed[topic] for topic in single)
     for topic in ("rw.sequenced", "rewards.ledger", "rewards.deadletter", "rw.terms-acks"):
         assert "--config cleanup.policy=delete" in printed[topic] and "--config retention.ms=-1" in printed[topic]
