@@ -73,7 +73,8 @@ def status(worker: View, redis_up: bool) -> dict[str, Any]:
     history = worker.metrics.history
     now = time.time()
     first_slot = int(worker.started_at // history.slot_s * history.slot_s)
-    series = [row for row in history.rates(now) if row["t"] >= first_slot]  # nothing from before the start
+    # nothing from before the start, and not the slot still in progress (a steady load would dip there)
+    series = [row for row in history.rates(now) if first_slot <= row["t"] and row["t"] + history.slot_s <= now]
     recent = series[-6:]  # the last minute
     lags = lag_order(worker.settings, history.lags)
     return {
