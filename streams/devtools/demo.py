@@ -29,6 +29,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from streams import connect
+from streams.bus import route
 from streams.ops.topics import ensure_topics
 from streams.ops.topics import partition_counts
 from streams.ops.lag import PartitionLag, group_lag, wait_caught_up
@@ -127,22 +128,24 @@ class Bar:
 
 
 async def caught_up(settings: Settings, bar: Bar, label: str, until: asyncio.Future[Any], worker: subprocess.Popen[bytes],
-                    log: Path, timeout_s: float = 1800) -> None:
+                    log: Path, expected: int, timeout_s: float = 1800) -> None:
     """Until ``until`` (the publishing) is done and the worker's groups' lag is zero on every
-    topic they read, with the bar showing how much of what is on them they have committed."""
+    topic they read. The bar counts the ``expected`` inputs of the client topics: those the
+    sequencer has copied, less those its copies still wait for the ledger with (a fixed total:
+    the internal topics grow as the worker writes them)."""
     def show(rows: list[PartitionLag]) -> None:
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with {worker.returncode}; see {log}")
-        total = sum(row.end for row in rows)
-        bar.show(label, total - sum(row.lag for row in rows), total)
+        copied = sum(row.end - row.lag for row in rows if row.topic in settings.client_topics)
+        waiting = sum(row.lag for row in rows if row.topic == settings.sequenced_topic)
+        bar.show(label, min(expected, max(0, copied - waiting)), expected)
 
     while not until.done():
         show(await group_lag(settings))
         await asyncio.sleep(0.5)
     await until
-    rows = await wait_caught_up(settings, timeout_s=timeout_s, quiet_s=0.5, progress=show)
-    total = sum(row.end for row in rows)
-    bar.show(label, total, total, force=True)
+    await wait_caught_up(settings, timeout_s=timeout_s, quiet_s=0.5, progress=show)
+    bar.show(label, expected, expected, force=True)
     bar.done()
 
 
@@ -220,7 +223,8 @@ async def run(found: Services, fills: int, clients: int, seed: int, work: Path, 
         # it counted as late.
         publishing = asyncio.ensure_future(publish_per_topic(lines, settings, skew_ms=200, rate=PUBLISH_RATE,
                                                              seed=seed))
-        await caught_up(settings, bar, "the day", until=publishing, worker=worker, log=log)
+        expected = sum(1 for line in lines if route(line, settings)[0] in settings.client_topics)
+        await caught_up(settings, bar, "the day", until=publishing, worker=worker, log=log, expected=expected)
         seconds = time.monotonic() - started
         summary = await read_outputs(settings)
         summary.parked = await worker_metric(settings, "rewards_parked_total")
