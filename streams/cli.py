@@ -233,7 +233,6 @@ def _worker(args: argparse.Namespace) -> int:
 def writable(folder: str) -> str | None:
     """What is wrong with ``folder`` as a place to write (it is made if missing), or None."""
     import os
-    from pathlib import Path
 
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -536,6 +535,7 @@ def command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from streams.connect import ConnectionReasons, NotAllowed
     from streams.ops.topics import TopicsUnreadable
+    from streams.settings import SettingsError
 
     args = build_parser().parse_args(argv)
     reasons = ConnectionReasons.attach()
@@ -544,9 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     except RulesError as exc:
         print(f"rewards: bad rules file: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # SettingsError
-        if type(exc).__name__ != "SettingsError":
-            raise
+    except SettingsError as exc:
         print(f"rewards: bad configuration: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
