@@ -387,24 +387,13 @@ READS: Final = {
 }
 
 
-def version_line() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def of(package: str) -> str:
-        try:
-            return version(package)
-        except PackageNotFoundError:
-            return "unknown"
-
-    return (f"rewards {of('rewards')} (Python {sys.version.split()[0]}, aiokafka {of('aiokafka')}, "
-            f"faust-streaming {of('faust-streaming')})")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from streams.offline.terms import MIN_NOTICE_S
 
     parser = argparse.ArgumentParser(prog="rewards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from streams.ops.versions import version_line
+
     parser.add_argument("--version", action="version", version=version_line())
     commands = parser.add_subparsers(dest="command", required=True)
 

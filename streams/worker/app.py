@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import platform
 import signal
 import socket
 import sys
@@ -42,22 +41,11 @@ from streams.ops.readmodel import ReadModel
 from streams.worker.registryloop import RegistryLoop
 from streams.worker.sequencer import SequencerLoop
 from streams import connect
+from streams.ops.versions import versions
 from streams.settings import Settings
 from streams.ops.status import View
 
 log = logging.getLogger("rewards")
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version()}
-    for package in ("rewards", "faust-streaming", "aiokafka"):
-        try:
-            found[package.replace("-", "_")] = version(package)
-        except PackageNotFoundError:
-            found[package.replace("-", "_")] = "unknown"
-    return found
 
 
 def faust_credentials(settings: Settings) -> Any:
