@@ -13,7 +13,6 @@ from streams.ops.metrics import Metrics
 from streams.worker.processor import Crash, ProcessorLoop
 from streams.worker import wire
 from streams.worker.registry import STATE_KEY, RegistryPartition
-from streams.worker.sequencer import PROGRESS_EVERY_S
 from streams.settings import Settings
 
 
@@ -31,7 +30,7 @@ class RegistryLoop(ProcessorLoop[RegistryPartition]):
         registry, once the partitions had copied and applied all their inputs: published up to a
         grace late, held by the merge up to a grace, a progress mark up to PROGRESS_EVERY_S old
         twice over, and a batch or two."""
-        return 2 * self.settings.order_grace_ms + 2 * PROGRESS_EVERY_S * 1000 + 500
+        return 2 * self.settings.order_grace_ms + 2 * wire.PROGRESS_EVERY_S * 1000 + 500
 
     def stamp(self, partition: int, key: bytes, value: bytes) -> int | None:
         return wire.registry_states.decode(value).last if key == STATE_KEY else None

@@ -61,7 +61,6 @@ log = logging.getLogger("rewards.sequencer")
 
 FETCH_WAIT_MS: Final = 100  # an idle source is heard from this often: part of the merge's latency
 LEADERS_EVERY_MS: Final = 500  # how often the sequencer asks who leads its sources (a failover shows in it)
-PROGRESS_EVERY_S: Final = 0.5  # how often a task's progress is marked in the sequenced log, at most
 
 
 class _Stamp(msgspec.Struct):
@@ -285,7 +284,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _progress(self, task: _Task, heard: Any) -> list[Send]:
         """A Progress mark after the task's copies, when it changed, at most every
-        PROGRESS_EVERY_S: the ts it has copied up to, and whether it had copied all its sources
+        wire.PROGRESS_EVERY_S: the ts it has copied up to, and whether it had copied all its sources
         had, every one of them known (answering its leader, not settling after a change: a
         source that does not answer may hold a claim earlier than the registry's next one). The ledger partition passes the last one it applied on to the identity registry,
         which decides welcome claims in ts order by it (streams.worker.registry)."""
@@ -294,7 +293,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                                                        for tp in task.sources)
         now = time.monotonic()
         last = task.reported
-        if last is not None and (last[1:] == (task.clock, caught_up) or now - last[0] < PROGRESS_EVERY_S):
+        if last is not None and (last[1:] == (task.clock, caught_up) or now - last[0] < wire.PROGRESS_EVERY_S):
             return []
         task.reported = (now, task.clock, caught_up)
         mark = wire.encode(wire.Progress(task.index, task.clock, caught_up))

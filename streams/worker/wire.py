@@ -70,6 +70,9 @@ class IdentityRequest(msgspec.Struct, frozen=True):
     claim: bytes  # the welcome.claim event, canonical JSON
 
 
+PROGRESS_EVERY_S: Final = 0.5  # how often a sequencer task marks its Progress in the sequenced log, at most
+
+
 class Progress(msgspec.Struct, frozen=True):
     """How far a partition of the sequenced log has got (header KIND_PROGRESS). The sequencer
     task marks it in its sequenced partition after its copies: it has copied its inputs up to
