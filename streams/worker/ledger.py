@@ -282,7 +282,8 @@ class PartitionLedger:
         self.table = table
         self.replay = replay
         # With log_writes, flush_state also returns every write, for the caller to append to the
-        # table's changelog itself (the worker: see LedgerLoop._batch).
+        # table's changelog itself (the worker: ``commit``, whose writes the processor loop sends
+        # in the turn's transaction, streams.worker.processor).
         self.log_writes = log_writes
         self.shared_key = b"s" + str(partition).encode()
         # The read model: views are written to Redis after the batch's state, so a worker killed
