@@ -259,10 +259,6 @@ class ProcessorLoop(Generic[P], ConsumerRebalanceListener):  # type: ignore[misc
                     await stop_producer(producer)
             self.pending = []
             self.generation += 1
-            self.revoked(revoked)
-
-    def revoked(self, revoked: list[TopicPartition]) -> None:
-        """After partitions were taken away (under the turn's lock)."""
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         """Only noted here; the loop recovers the partitions (``recover``). aiokafka sends no
