@@ -69,13 +69,13 @@ class WorkerEngine:
     registry that is not here."""
 
     def __init__(self, rules: Rules) -> None:
-        from streams.worker.commissions import CommissionBook
+        from streams.worker.commissions import CommissionPartition
 
         self.rules = rules
         self.changelog: dict[bytes, bytes] = {}
         self.ledger = PartitionLedger(0, 1, rules, TOPICS, {}, log_writes=True)
         self.ledger.start_at(0)
-        self.book = CommissionBook(0, 1, rules, TOPICS, {})
+        self.book = CommissionPartition(0, 1, rules, TOPICS, {})
 
     def process(self, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
         self.ledger.handle(sequenced(raw, self.ledger.last + 1))

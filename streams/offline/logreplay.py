@@ -24,7 +24,7 @@ from schemas.codec import encode_outputs
 from schemas.outputs import OutputEvent
 from streams import connect
 from streams.worker import wire
-from streams.worker.commissions import CommissionBook
+from streams.worker.commissions import CommissionPartition
 from streams.worker.kafkaio import read_to_end, reader
 from streams.worker.ledger import PartitionLedger, Record, Topics
 from streams.ops.readmodel import ReadModel
@@ -49,7 +49,7 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
                     commissions="replay:commissions", sequenced=settings.sequenced_topic)
     consumer = reader(settings)
     await connect.start(consumer)
-    books = [CommissionBook(p, n, rules, topics, {}) for p in range(n)]
+    books = [CommissionPartition(p, n, rules, topics, {}) for p in range(n)]
     read_model = ReadModel(redis_url, f"rewards:{namespace}:", rules) if redis_url else None
     try:
         partitions = [TopicPartition(settings.sequenced_topic, p) for p in range(n)]

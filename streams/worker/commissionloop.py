@@ -9,7 +9,7 @@ exist, and reads the topic from its start: every close they knew is recognised.
 from __future__ import annotations
 
 from handlers.rules import Rules
-from streams.worker.commissions import STATE_KEY, CommissionBook, commission_state
+from streams.worker.commissions import STATE_KEY, CommissionPartition, commission_state
 from streams.ops.topics import partition_counts
 from streams.worker.kafkaio import Sender, read_changelog
 from streams.worker.ledger import Topics
@@ -18,7 +18,7 @@ from streams.worker.processor import Crash, ProcessorLoop
 from streams.settings import Settings
 
 
-class CommissionLoop(ProcessorLoop[CommissionBook]):
+class CommissionLoop(ProcessorLoop[CommissionPartition]):
     name = "commission book"
     kind = "commissions"
 
@@ -27,7 +27,7 @@ class CommissionLoop(ProcessorLoop[CommissionBook]):
         super().__init__(settings, sender, metrics, crash, topic=settings.commission_topic,
                          group=settings.commission_group, changelog=settings.commissions_changelog)
         self.rules, self.topics = rules, topics
-        self.upgrades: dict[int, CommissionBook] = {}
+        self.upgrades: dict[int, CommissionPartition] = {}
 
     async def read_tables(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
         tables = await super().read_tables(partitions)
@@ -38,20 +38,20 @@ class CommissionLoop(ProcessorLoop[CommissionBook]):
             closes = await read_changelog(self.settings, old[1], fresh)
             for p in fresh:
                 if partners[p] or closes[p]:
-                    self.upgrades[p] = CommissionBook.upgraded(p, self.settings.partitions, self.rules,
+                    self.upgrades[p] = CommissionPartition.upgraded(p, self.settings.partitions, self.rules,
                                                                self.topics, partners[p], closes[p])
         return tables
 
     def stamp(self, partition: int, key: bytes, value: bytes) -> int | None:
         return commission_state(value).last if key == STATE_KEY else None
 
-    def make(self, partition: int, table: dict[bytes, bytes]) -> CommissionBook:
+    def make(self, partition: int, table: dict[bytes, bytes]) -> CommissionPartition:
         upgraded = self.upgrades.pop(partition, None)
         if upgraded is not None:
             self.log.info("commission partition %s taken from the Faust tables of an earlier version", partition)
             return upgraded
-        return CommissionBook(partition, self.settings.partitions, self.rules, self.topics, table)
+        return CommissionPartition(partition, self.settings.partitions, self.rules, self.topics, table)
 
-    async def after_turn(self, touched: list[CommissionBook]) -> None:
+    async def after_turn(self, touched: list[CommissionPartition]) -> None:
         for book in touched:
             self.metrics.observe_outputs(book.take_payouts())

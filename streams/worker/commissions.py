@@ -3,7 +3,7 @@ partitions has reported its share of the day close.
 
 A ledger partition sends, on a day close, one CommissionReport to every partition of the
 commission topic: the share due to the partners whose key lands there (streams.worker.ledger
-RemoteCommissions). A CommissionBook holds one partition of that topic: the closes in progress
+RemoteCommissions). A CommissionPartition holds one partition of that topic: the closes in progress
 (who has reported, what is due) and the partners' payout ledgers (what is carried to the next
 close; and, with multi-level partners, the master partners' overrides, paid the same way,
 handlers.overrides). The report that completes a close pays it. A report sent twice (its ledger partition
@@ -53,7 +53,7 @@ _state = msgspec.msgpack.Decoder(CommissionState)
 commission_state = _state.decode
 
 
-class CommissionBook(OwnPosition):
+class CommissionPartition(OwnPosition):
     state: CommissionState
 
     def __init__(self, partition: int, partitions: int, rules: Rules, topics: Topics,
@@ -66,7 +66,7 @@ class CommissionBook(OwnPosition):
 
     @classmethod
     def upgraded(cls, partition: int, partitions: int, rules: Rules, topics: Topics,
-                 partners: dict[bytes, bytes], closes: dict[bytes, bytes]) -> CommissionBook:
+                 partners: dict[bytes, bytes], closes: dict[bytes, bytes]) -> CommissionPartition:
         """A book from the two Faust tables of earlier versions (``partners``: partner id ->
         PayoutLedger; ``closes``: close id SEP partition -> CloseProgress). It has applied
         nothing: reading the topic from its start again pays nothing twice, as every close

@@ -9,7 +9,7 @@ client states, and its changelog must hold exactly the history its stores hold.
 
 The identity registry and the commission book are played in process: a verdict record follows
 each identity request in the log (the first claimant owns the identity, as the offline engine
-decides), and the commission reports go to a CommissionBook of one partition."""
+decides), and the commission reports go to a CommissionPartition of one partition."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from hypothesis.stateful import invariant, precondition, rule
 
 from handlers.welcome import IdentityRegistry
 from streams.worker import wire
-from streams.worker.commissions import CommissionBook
+from streams.worker.commissions import CommissionPartition
 from streams.worker.ledger import PartitionLedger, Record, Topics
 from streams.worker.wire import Send
 from tests.property.test_engine_machine import RULES, EngineMachine
@@ -47,7 +47,7 @@ class LedgerMachine(EngineMachine):
         self.log: list[Record] = []
         self.changelog: dict[bytes, bytes] = {}  # what reached the state changelog
         self.ledger = self._recovered()
-        self.book = CommissionBook(0, 1, RULES, TOPICS, {})
+        self.book = CommissionPartition(0, 1, RULES, TOPICS, {})
         self.owners = IdentityRegistry()
         self.worker_sent: dict[tuple[str, bytes], int] = {}  # (output id, content) -> order first sent
         self.commits = self.crashes = self.recopies = 0

@@ -12,7 +12,7 @@ import orjson
 from handlers.rules import Rules
 from handlers.state import PayoutLedger
 from streams.worker import wire
-from streams.worker.commissions import STATE_KEY, CommissionBook
+from streams.worker.commissions import STATE_KEY, CommissionPartition
 from streams.worker.ledger import Topics
 
 TOPICS = Topics(ledger="ledger", deadletter="dead", identity="identity", commissions="commissions", sequenced="seq")
@@ -29,14 +29,14 @@ def report(partition: int, **due: str) -> bytes:
     return wire.encode(wire.CommissionReport(CLOSE, "2026-11-24T00:00:00Z", "2026-11-23", partition, due))
 
 
-def book(table: dict[bytes, bytes] | None = None) -> CommissionBook:
-    fresh = CommissionBook(0, 3, Rules.default(), TOPICS, {} if table is None else table)
+def book(table: dict[bytes, bytes] | None = None) -> CommissionPartition:
+    fresh = CommissionPartition(0, 3, Rules.default(), TOPICS, {} if table is None else table)
     if fresh.last < 0:
         fresh.start_at(0)
     return fresh
 
 
-def paid(book: CommissionBook) -> dict[str, str]:
+def paid(book: CommissionPartition) -> dict[str, str]:
     sends = book.effects()
     payouts = {}
     for send in sends:
@@ -78,7 +78,7 @@ def test_the_faust_tables_of_earlier_versions_are_taken_over() -> None:
     open_close = wire.CloseProgress(reported={0}, due={"p1": ["4"]})
     closes = {b"settlement.day_closed:2026-11-22\x1f0": wire.encode(done), CLOSE.encode() + b"\x1f0": wire.encode(open_close)}
     partners = {b"p1": wire.encode(PayoutLedger(carried=Decimal("0.004"), accrued=Decimal("10.004"), paid=Decimal("10")))}
-    b = CommissionBook.upgraded(0, 3, Rules.default(), TOPICS, partners, closes)
+    b = CommissionPartition.upgraded(0, 3, Rules.default(), TOPICS, partners, closes)
     b.start_at(0)
     old = wire.CommissionReport("settlement.day_closed:2026-11-22", "2026-11-23T00:00:00Z", "2026-11-22", 1, {"p1": "5"})
     b.take(Message(0, wire.encode(old)))  # the old close was paid: nothing again
