@@ -353,6 +353,12 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _services(args: argparse.Namespace) -> int:
+    from streams.devtools.localservices import main as serve
+
+    return serve()
+
+
 def _sample_day(args: argparse.Namespace) -> int:
     from streams.devtools.sample_day import write
 
@@ -379,6 +385,7 @@ READS: Final = {
     "close-day": _KAFKA + ", REWARDS_TOPIC_SETTLEMENT",
     "terms": _KAFKA + ", " + _TOPICS + ", REWARDS_RULES_FILE, REWARDS_ORDER_GRACE_MS",
     "sample-day": "nothing from the environment",
+    "services": "KAFKA_BOOTSTRAP_SERVERS and REDIS_URL: when set, that service is not started",
     "demo": "nothing: it starts its own Kafka and Redis (or uses KAFKA_BOOTSTRAP_SERVERS and REDIS_URL when set)",
     "lag": _KAFKA + ", " + _TOPICS,
     "topics": _KAFKA + ", " + _TOPICS + ", REWARDS_REPLICATION, REWARDS_MIN_INSYNC_REPLICAS, REWARDS_RETENTION_MS, "
@@ -480,6 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated day")
     demo.add_argument("--work", default=".cache/demo", help="folder for the worker's log and data")
     demo.set_defaults(run=_demo)
+
+    serve = command(commands, "services", help="start a local Kafka broker and Redis (as the tests and the demo do), "
+                    "print their addresses as KAFKA_BOOTSTRAP_SERVERS= and REDIS_URL= lines, and run until Ctrl-C or "
+                    "SIGTERM, which stop both")
+    serve.set_defaults(run=_services)
 
     day = command(commands, "sample-day", help="write a generated broker day of input events to a .jsonl file (clients "
                   "onboarding, deposits, commands, fills, plans and day closes, a few malformed), to replay or publish")
