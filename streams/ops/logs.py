@@ -92,17 +92,23 @@ def kind_of(message: str) -> str:
     return "".join(parts)[:300]
 
 
+STARTING_S: Final = 60.0  # a worker's first minute: the group coordinator may not be there yet
+
+
 class Summarise(logging.Filter):
     """The Kafka client's warnings and errors, once per kind (its logger, level and message with
     the numbers taken out but for a broker's host:port, so each broker is summarised apart) per
     SUMMARY_EVERY_S; the next one of a kind after its interval says how many were left out.
-    The clear-text warning (SASL PLAIN without TLS) once per process."""
+    The clear-text warning (SASL PLAIN without TLS) once per process. In the first STARTING_S,
+    "GroupCoordinatorNotAvailable" is not said at all: on a cluster's first start the broker
+    makes its offsets topic then, and the client retries (later, it is a fault, and said)."""
 
     def __init__(self, every_s: float = SUMMARY_EVERY_S, clock: Any = time.monotonic) -> None:
         super().__init__()
         self.every_s, self.clock = every_s, clock
         self.kinds: dict[tuple[str, int, str], tuple[float, int]] = {}  # kind -> (when last let out, left out since)
         self.clear_text_said = False
+        self.started = clock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or not record.name.startswith(_CLIENTS):
@@ -111,6 +117,8 @@ class Summarise(logging.Filter):
         if "in the clear" in message:
             said, self.clear_text_said = self.clear_text_said, True
             return not said
+        if "GroupCoordinatorNotAvailable" in message and self.clock() - self.started < STARTING_S:
+            return False
         kind = (record.name, record.levelno, kind_of(message))
         now = self.clock()
         last = self.kinds.get(kind)

@@ -84,3 +84,17 @@ def test_the_clear_text_warning_once(logged: tuple[io.StringIO, Clock]) -> None:
         clock.now = second * 100.0
         logging.getLogger("aiokafka.conn").warning("Sending username and password in the clear")
     assert out.getvalue().count("in the clear") == 1
+
+
+def test_no_coordinator_yet_is_not_said_in_the_first_minute(logged: tuple[io.StringIO, Clock]) -> None:
+    """Issue 27: a first start on a fresh cluster logged ERROR GroupCoordinatorNotAvailableError
+    while the broker made its offsets topic; later it is a fault, and said."""
+    out, clock = logged
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    for second in (0.5, 2.0, 59.0):
+        clock.now = second
+        coordinator.error("Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError")
+    assert out.getvalue() == ""
+    clock.now = 61.0
+    coordinator.error("Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError")
+    assert out.getvalue().count("GroupCoordinatorNotAvailableError") == 1
