@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,12 +24,12 @@ from aiokafka.admin import NewTopic
 
 from streams import connect
 from streams.bus import in_ts_order
-from streams.devtools.localservices import LocalKafka, ServiceError, free_port
+from streams.devtools.localservices import LocalKafka, free_port
 from streams.ops.topics import topic_specs
 from streams.settings import Settings
 from tests.integration.conftest import WorkerProcess, real_services  # noqa: F401 (fixture)
 from tests.integration.test_contract import SCENARIOS, comparable, offline
-from tests.integration.test_security import read_outputs
+from tests.integration.test_security import read_outputs, secured_broker
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +45,7 @@ def acl_block() -> str:
 
 @pytest.fixture(scope="module")
 def authorized() -> Iterator[LocalKafka]:
-    folder = Path(tempfile.mkdtemp(prefix="rewards-acls-"))
-    try:
-        kafka = LocalKafka(folder, secured=True, users=USERS, authorizer=True)
-    except ServiceError as exc:  # only where the broker runs from jars (no Java: Docker, or a given cluster)
-        pytest.skip(f"no local broker to secure: {exc}")
-    kafka.start()
-    try:
-        yield kafka
-    finally:
-        kafka.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    yield from secured_broker(users=USERS, authorizer=True)
 
 
 def grant(kafka: LocalKafka, block: str) -> None:

@@ -32,11 +32,11 @@ from tests.integration.test_contract import SCENARIOS, comparable, offline
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def secured() -> Iterator[LocalKafka]:
+def secured_broker(**options: Any) -> Iterator[LocalKafka]:
+    """A secured broker of the test module's own (``options``: more of LocalKafka's), started."""
     folder = Path(tempfile.mkdtemp(prefix="rewards-secured-"))
     try:
-        kafka = LocalKafka(folder, secured=True)
+        kafka = LocalKafka(folder, secured=True, **options)
     except ServiceError as exc:  # only where the broker runs from jars (no Java: Docker, or a given cluster)
         pytest.skip(f"no local broker to secure: {exc}")
     kafka.start()
@@ -45,6 +45,11 @@ def secured() -> Iterator[LocalKafka]:
     finally:
         kafka.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[LocalKafka]:
+    yield from secured_broker()
 
 
 def secured_settings(settings: Settings, bootstrap: str, protocol: str, mechanism: str, **more: Any) -> Settings:
