@@ -482,9 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command(commands, "demo", help="a generated broker day through the worker on a local Kafka and Redis, "
                    "with a summary")
-    demo.add_argument("--fills", type=int, default=200_000, help="trade fills in the day (default 200,000)")
-    demo.add_argument("--clients", type=int, default=3000, help="clients (default 3,000)")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the generated day")
+    day_options(demo)
     demo.add_argument("--work", default=".cache/demo", help="folder for the worker's log and data")
     demo.set_defaults(run=_demo)
 
@@ -496,10 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     day = command(commands, "sample-day", help="write a generated broker day of input events to a .jsonl file (clients "
                   "onboarding, deposits, commands, fills, plans and day closes, a few malformed), to replay or publish")
     day.add_argument("output", help="the file to write")
-    day.add_argument("--fills", type=at_least(1), default=200_000, help="trade fills (default 200,000)")
-    day.add_argument("--clients", type=at_least(1), default=3000, help="clients (default 3,000)")
+    day_options(day)
     day.add_argument("--days", type=at_least(1), default=1, help="days of event time (default 1)")
-    day.add_argument("--seed", type=int, default=7, help="seed: the same seed gives the same file")
     day.set_defaults(run=_sample_day)
 
     lag = command(commands, "lag", help="the worker group's lag per partition (end offset - committed offset), "
@@ -524,6 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--execute", action="store_true", help="do it (without it: say what it would do)")
     reset.set_defaults(run=_reset)
     return parser
+
+
+def day_options(parser: argparse.ArgumentParser) -> None:
+    """The generated day's size and seed (rewards demo, rewards sample-day)."""
+    parser.add_argument("--fills", type=at_least(1), default=200_000, help="trade fills in the day (default 200,000)")
+    parser.add_argument("--clients", type=at_least(1), default=3000, help="clients (default 3,000)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the generated day: the same seed, the same day")
 
 
 def command(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
