@@ -175,8 +175,3 @@ class Sources(Generic[S]):
             elif state.seen_at is not None and now_ms - state.seen_at > self.unanswered_ms:
                 rows.append((source, "unanswered", (now_ms - state.seen_at) / 1000))
         return rows
-
-    def forget(self, keep: Iterable[S]) -> None:
-        kept = set(keep)
-        for source in [s for s in self.states if s not in kept]:
-            del self.states[source]
