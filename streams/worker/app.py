@@ -137,9 +137,12 @@ class Worker:
         await self.app.crash(exc)
 
     async def _observe(self) -> None:
-        """Every 5 s: the offsets and lag of the partitions held, for /metrics and the status page."""
+        """Every 5 s: the offsets and lag of the partitions held, and the source partitions the
+        sequencer waits for (also while a turn of its is stuck on a failover), for /metrics and
+        the status page."""
         self.metrics.set_offsets(self.sequencer.offsets() + self.ledger.offsets() + self.registry.offsets()
                                  + self.commissions.offsets())
+        self.metrics.observe_waits(self.sequencer.waiting())
         self.metrics.read_model_backlog.set(len(self.read_model.backlog))
 
     async def _quiet_client_logs(self) -> None:

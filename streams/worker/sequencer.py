@@ -210,7 +210,6 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             self._observe_sources(task)
             if sends or self._places(task) != task.places:
                 turns.append((task, sends))
-        self.metrics.observe_waits(self.waiting())
         await gather_all(*(self._commit(task, sends) for task, sends in turns))
 
     # -- versions of the terms: in time on every task, or late on one ----------------------------
