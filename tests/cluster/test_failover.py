@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 
 from streams import connect
@@ -46,16 +45,22 @@ def history(seed: int) -> list[bytes]:
 
 
 # -- which node -----------------------------------------------------------------------------------
-async def leaders(settings: Settings) -> Counter[int]:
-    """How many of the deployment's partitions each node leads."""
+async def partitions(settings: Settings, *prefixes: str) -> list[dict[str, Any]]:
+    """Every partition of the cluster's topics (of those whose name starts with one of ``prefixes``)."""
     admin = connect.admin(settings)
     await admin.start()
     try:
-        topics = [t for t in await admin.list_topics() if t.startswith((settings.app_id, settings.topic_clients.split(".")[0]))]
+        topics = [t for t in await admin.list_topics() if not prefixes or t.startswith(prefixes)]
         described = await admin.describe_topics(topics)
     finally:
         await admin.close()
-    return Counter(p["leader"] for topic in described for p in topic["partitions"] if p["leader"] >= 0)
+    return [p for topic in described for p in topic["partitions"]]
+
+
+async def leaders(settings: Settings) -> Counter[int]:
+    """How many of the deployment's partitions each node leads."""
+    mine = await partitions(settings, settings.app_id, settings.topic_clients.split(".")[0])
+    return Counter(p["leader"] for p in mine if p["leader"] >= 0)
 
 
 async def coordinator(settings: Settings, kind: int, keys: list[str]) -> int:
@@ -70,13 +75,7 @@ async def coordinator(settings: Settings, kind: int, keys: list[str]) -> int:
 
 
 async def fully_replicated(settings: Settings) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(await admin.list_topics())
-    finally:
-        await admin.close()
-    return all(len(p["isr"]) == len(p["replicas"]) for topic in described for p in topic["partitions"])
+    return all(len(p["isr"]) == len(p["replicas"]) for p in await partitions(settings))
 
 
 # -- the faults -----------------------------------------------------------------------------------
