@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,7 +29,7 @@ from streams.ops.topics import topic_specs
 from streams.settings import Settings
 from tests.integration.conftest import WorkerProcess, real_services  # noqa: F401 (fixture)
 from tests.integration.test_contract import SCENARIOS, comparable, offline
-from tests.integration.test_security import read_outputs, secured_broker
+from tests.integration.test_security import command, outputs_when, secured_broker
 
 pytestmark = pytest.mark.integration
 
@@ -72,9 +72,7 @@ def as_user(kafka: LocalKafka, user: str, redis_url: str, tmp_path: Path) -> Set
                              partitions=2)
 
 
-def run(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env={**os.environ, **settings.as_env()},
-                          capture_output=True, text=True, timeout=timeout)
+run = functools.partial(command, timeout=120)  # a command as the settings' principal
 
 
 async def create_inputs(kafka: LocalKafka, settings: Settings) -> None:
@@ -110,12 +108,7 @@ async def test_the_worker_and_every_command_under_exactly_the_readmes_acls(
     expected = comparable(offline(in_ts_order(day.read_bytes().splitlines(), worker_settings)))
     worker = WorkerProcess(worker_settings, tmp_path / "worker.log")
     try:
-        got: dict[str, Any] = {}
-        for _ in range(240):
-            got = comparable(await read_outputs(worker_settings))
-            if len(got) >= len(expected) or worker.process.poll() is not None:
-                break
-            await asyncio.sleep(0.5)
+        got = await outputs_when(worker_settings, len(expected), worker, tries=240)
         assert got == expected, worker.tail()
         rules = tmp_path / "terms.toml"
         rules.write_text("[cashback]\nrate = \"0.12\"\n")

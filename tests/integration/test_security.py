@@ -84,6 +84,18 @@ async def test_a_worker_with_the_clusters_credentials_works_over_sasl_ssl(
     await a_day_through(settings, start_worker)
 
 
+async def outputs_when(settings: Settings, count: int, worker: Any, tries: int = 120) -> dict[str, Any]:
+    """The outputs, by id, once ``count`` of them are there, or the worker stopped, or ``tries``
+    half-seconds passed."""
+    got: dict[str, Any] = {}
+    for _ in range(tries):
+        got = comparable(await read_outputs(settings))
+        if len(got) >= count or worker.process.poll() is not None:
+            break
+        await asyncio.sleep(0.5)
+    return got
+
+
 async def a_day_through(settings: Settings, start_worker: Any) -> Any:
     """The sample day through a worker on ``settings``, published a producer per source topic
     with skew: its outputs equal the replay's. The worker, still running."""
@@ -92,12 +104,7 @@ async def a_day_through(settings: Settings, start_worker: Any) -> Any:
     await ensure_topics(settings)
     worker = start_worker(settings=settings)
     await publish_per_topic(lines, settings, skew_ms=200, seed=8)  # one producer per source topic, skewed
-    got: dict[str, Any] = {}
-    for _ in range(120):
-        got = comparable(await read_outputs(settings))
-        if len(got) >= len(expected) or worker.process.poll() is not None:
-            break
-        await asyncio.sleep(0.5)
+    got = await outputs_when(settings, len(expected), worker)
     assert len(got) == len(expected), f"the worker wrote {len(got)} of {len(expected)} outputs:\n{worker.tail()}"
     assert got == expected
     return worker
