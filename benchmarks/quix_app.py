@@ -1,7 +1,7 @@
 """The contender of bench-worker: the same rules in a Quix Streams app, as a team would write it
 with that framework. It reads one topic holding every input, keyed by client, already in order
 (bench-worker publishes it so: what the worker's sequencer makes of the source topics), applies
-each input with the engine's own ``handlers.engine.process`` to the client's state kept in Quix
+each input with the engine's own ``handlers.engine.decide`` to the client's state kept in Quix
 state (RocksDB, with its changelog topics), and writes the outputs to one topic, with exactly-once
 processing (Kafka transactions, as the worker).
 
@@ -26,7 +26,7 @@ import orjson
 from quixstreams import Application
 from quixstreams.state.rocksdb import RocksDBOptions
 
-from handlers.engine import PartnerLedgers, process
+from handlers.engine import PartnerLedgers, Partition, Received, decide
 from handlers.shared import Shared
 from handlers.history import History
 from handlers.rules import Rules
@@ -103,7 +103,8 @@ def build(bootstrap: str, group: str, source: str, output: str, state_dir: str) 
     def on_input(raw: bytes, key: Any, timestamp: int, headers: Any, state: Any) -> list[bytes]:
         if key is None and isinstance(getattr(decode(raw), "event", None), DayClosed):
             return []
-        applied = process(QuixStore(state), shared, rules, identities, partners, raw, {"timestamp": timestamp})
+        partition = Partition(QuixStore(state), shared, rules, identities, partners)
+        applied = decide(partition, Received(raw, {"timestamp": timestamp}))
         return [encode_output(output) for output in applied.outputs]
 
     inputs = app.dataframe(app.topic(source, value_deserializer="bytes", key_deserializer="bytes"))

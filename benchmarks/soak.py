@@ -55,7 +55,7 @@ RESULTS = Path(__file__).parent / "results"
 START = date(2026, 11, 23)
 DAY_S = 12.0  # wall seconds per simulated day: the inputs are published at that pace
 SEGMENT_MS = int(DAY_S * 1000 / 24)  # REWARDS_CHANGELOG_SEGMENT_MS: a simulated hour, as a deployment's is an hour
-LEDGER_KINDS = {b"c0": "client state (slot 0)", b"c1": "client state (slot 1)", b"s": "partition's shared state",
+LEDGER_KINDS = {b"c": "client state", b"s": "partition's shared state",
                 b"v": "views marker"}
 HISTORY_KINDS = {b"s": "event id", b"f": "fill", b"d": "deposit", b"p": "parked queue"}
 

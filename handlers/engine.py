@@ -1,9 +1,10 @@
-"""Applying one input event: the same function for the offline engine and for each partition
-of the stream worker. What differs is only where state lives (a ``ClientStore``), how a welcome
-claim reaches the identity registry (an ``IdentityPort``) and where a day's commissions are
-summed across clients (a ``CommissionBook``: in process offline, the worker's partner-keyed
-commission book). ``process`` takes an input from its raw bytes; ``Engine`` is the offline
-composition: ``rewards replay`` is it behind a file reader.
+"""Applying one input event: ``decide(partition, received)``, the same function for the offline engine
+and for each partition of the stream worker; touch it to change how an input's rules are composed.
+
+What differs is only the ``Partition`` it decides for: where client state lives (a ``ClientStore``),
+how a welcome claim reaches the identity registry (an ``IdentityPort``) and where a day's commissions
+are summed across clients (a ``CommissionBook``). ``Engine`` is the offline composition: ``rewards
+replay`` is it behind a file reader.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from bisect import insort
 from collections.abc import Iterable
 from decimal import Decimal
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from handlers import bonus as bonus_rules
 from handlers import client as client_rules
-from handlers import history as dedupe
 from handlers import parking
+from handlers import cashback, welcome
 from handlers import terms as timeline
-from handlers.history import ClientHistory, History
+from handlers.history import ClientHistory, History, admit, digest, remember
 from handlers.money import ZERO, fmt
 from handlers.rebates import PlanBook, accrue, ledger_of, settle, take_due
 from handlers.overrides import ParentBook, override_accruals
@@ -31,7 +33,7 @@ from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities
 from schemas.codec import BadInput, Decoded, decode, rejection, rejection_digest
 from schemas.inputs import (ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerParent, PartnerPlan,
-                            ProgramTerms)
+                            ProgramTerms, WelcomeClaim)
 from schemas.outputs import CommissionPayout, OutputEvent, OverridePayout, RebatePayout, TermsAccepted
 from schemas.timefmt import day_of
 
@@ -67,34 +69,52 @@ Placement = Callable[[InputEvent], "Refusal | bool"]
 applies it: no effect here), or a Refusal (rejected)."""
 
 
-def process(store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
-            commissions: CommissionBook, raw: bytes, origin: dict[str, Any], source: str = "",
-            report: bool = True, placement: Placement | None = None) -> Applied:
-    """One input, exactly as received in ``raw``, to its effects and outputs: the one path from
-    raw bytes to outputs, for the offline engine and for each partition of the worker. Never
-    raises on bad input: unreadable bytes, a wrong placement and a refused event each give one
-    rejection (none when ``report`` is false: another partition reports it). ``origin`` is where
-    it was read (a rejection's ``source``); ``source``, see ``apply``."""
-    return process_decoded(store, shared, rules, identities, commissions, decode(raw), raw, origin, source, report,
-                           placement)
+@dataclass
+class Partition:
+    """What one partition decides with: its clients' store, its shared state, the deployment's rules
+    (an input is applied under the terms in force at its ts) and its two ports."""
+
+    store: ClientStore
+    shared: Shared
+    rules: Rules
+    identities: IdentityPort
+    commissions: CommissionBook
 
 
-def process_decoded(store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
-                    commissions: CommissionBook, decoded: Decoded | BadInput, raw: bytes, origin: dict[str, Any],
-                    source: str = "", report: bool = True, placement: Placement | None = None) -> Applied:
-    """``process`` after ``decode(raw)``: one decoding for several engines (``rewards whatif``)."""
+@dataclass
+class Received:
+    """One input as received: ``raw``, exactly its bytes; ``origin``, where it was read (a rejection's
+    ``source``); ``source``, the worker's input position, which tells a second copy of an input from
+    a redelivery (empty offline); ``report``, whether its rejection is this partition's to report
+    (another partition reports a broadcast's); ``placement``, whether it belongs here (None: yes)."""
+
+    raw: bytes
+    origin: dict[str, Any]
+    source: str = ""
+    report: bool = True
+    placement: Placement | None = None
+
+
+def decide(partition: Partition, received: Received, decoded: Decoded | BadInput | None = None) -> Applied:
+    """One input to its effects on ``partition`` and its outputs: the one path from raw bytes to
+    outputs. Never raises on bad input: unreadable bytes, a wrong placement and a refused event each
+    give one rejection (none where the input is not this partition's to report). ``decoded``: the
+    input decoded already (one decoding for several engines, ``rewards whatif``)."""
+    raw, origin = received.raw, received.origin
+    if decoded is None:
+        decoded = decode(raw)
     if isinstance(decoded, BadInput):
         out = Applied(refusal=Refusal(decoded.reason, decoded.error))
-        if report:
+        if received.report:
             out.outputs.append(rejection(decoded, raw, origin, rejection_id(decoded.cause_id, raw)))
         return out
     event = decoded.event
-    placed = True if placement is None else placement(event)
+    placed = True if received.placement is None else received.placement(event)
     if placed is False:
         return Applied()
     if isinstance(placed, Refusal):
         return Applied([refused(event, placed, raw, origin)], placed)
-    out = apply(store, shared, event, decoded.ts_us, rules, identities, commissions, raw, origin, source, report)
+    out = apply(partition, event, decoded.ts_us, received)
     out.event, out.ts_us = event, decoded.ts_us
     return out
 
@@ -112,22 +132,20 @@ class _Context:
         self.out = out
 
 
-def apply(store: ClientStore, shared: Shared, event: InputEvent, ts_us: int, rules: Rules,
-          identities: IdentityPort, commissions: CommissionBook, raw: bytes = b"",
-          origin: dict[str, Any] | None = None, source: str = "", report_refusal: bool = True) -> Applied:
-    """Apply one decoded input, exactly as received in ``raw``. ``origin`` is where it was read
-    (a rejection's ``source``); ``source`` the worker's input position, which tells a second copy
-    of an input from a redelivery (empty offline). A refusal means the input had no effect; its
-    rejection is among the outputs unless ``report_refusal`` is false (or it is a second copy)."""
-    ctx = _Context(store, shared, rules, identities, commissions, Applied())
+def apply(partition: Partition, event: InputEvent, ts_us: int, received: Received) -> Applied:
+    """Apply one decoded input (see ``decide``). A refusal means the input had no effect; its
+    rejection is among the outputs where it is this partition's to report (never for a second copy)."""
+    ctx = _Context(partition.store, partition.shared, partition.rules, partition.identities, partition.commissions,
+                   Applied())
+    raw, origin, source = received.raw, received.origin, received.source
     if isinstance(event, ClientEvent):
-        refusal = _client_input(ctx, event, ts_us, raw, origin or {}, source)
+        refusal = _client_input(ctx, event, ts_us, raw, origin, source)
     else:
-        refusal = _shared_input(ctx, event, ts_us, source, raw, origin or {})
+        refusal = _shared_input(ctx, event, ts_us, source, raw, origin)
     if refusal is not None:
         ctx.out.refusal = refusal
-        if report_refusal and refusal.reason != "recopy":
-            ctx.out.outputs.append(refused(event, refusal, raw, origin or {}))
+        if received.report and refusal.reason != "recopy":
+            ctx.out.outputs.append(refused(event, refusal, raw, origin))
     return ctx.out
 
 
@@ -147,25 +165,25 @@ def _client_input(ctx: _Context, event: ClientEvent, ts_us: int, raw: bytes, ori
     client_id = event.client_id
     client = store.get(client_id)
     history = store.history(client_id)
-    event_digest = dedupe.digest(event)
-    refusal = dedupe.admit(history, client.latest_ts_us if client else 0, event, event_digest, ts_us, rules, source)
+    event_digest = digest(event)
+    refusal = admit(history, client.latest_ts_us if client else 0, event, event_digest, ts_us, rules, source)
     if refusal is not None:
         return refusal
     _advance(ctx, ts_us)
     if client_id not in shared.parked and (not rules.park_window_us or parking.missing(client, history, event) is None):
         refusal = _apply_client(ctx, client, history, event, ts_us)
         # A refused input is still remembered: its redelivery is a `duplicate`, never applied.
-        dedupe.remember(history, store.get(client_id), event, event_digest, ts_us, source)
+        remember(history, store.get(client_id), event, event_digest, ts_us, source)
         return refusal
     queue = history.parked()
     if len(queue) >= rules.park_max_per_client:
-        dedupe.remember(history, client, event, event_digest, ts_us, source)
+        remember(history, client, event, event_digest, ts_us, source)
         return Refusal("parking_full", f"client {client_id} already has {len(queue)} inputs waiting for "
                                        "a prerequisite (`[parking] max_per_client`)")
     # Parked behind the client's other waiting inputs, in ts order (arrival order among equals).
     insort(queue, Parked(ts_us, raw, source, origin), key=_parked_ts)
     history.put_parked(queue)
-    dedupe.remember(history, None, event, event_digest, ts_us, source)
+    remember(history, None, event, event_digest, ts_us, source)
     shared.parked_events += 1
     ctx.out.parked = True
     _drain(ctx, client_id, history)
@@ -210,13 +228,13 @@ def _drain(ctx: _Context, client_id: str, history: History, settle: bool = False
         shared.parked.pop(client_id, None)
 
 
-def settle_parked(store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
-                  commissions: CommissionBook) -> Applied:
+def settle_parked(partition: Partition) -> Applied:
     """Apply every parked input as it stands, as the window would once event time passed it
     (``rewards replay --settle-at-end``: a file ends, the window never passes)."""
-    ctx = _Context(store, shared, rules, identities, commissions, Applied())
-    for _, client_id in sorted((due, c) for c, due in shared.parked.items()):
-        _drain(ctx, client_id, store.history(client_id), settle=True)
+    ctx = _Context(partition.store, partition.shared, partition.rules, partition.identities, partition.commissions,
+                   Applied())
+    for _, client_id in sorted((due, c) for c, due in partition.shared.parked.items()):
+        _drain(ctx, client_id, partition.store.history(client_id), settle=True)
     return ctx.out
 
 
@@ -273,8 +291,8 @@ def _apply_client(ctx: _Context, client: ClientState | None, history: History, e
 def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str, raw: bytes,
                   origin: dict[str, Any]) -> Refusal | None:
     shared, rules = ctx.shared, ctx.rules
-    event_digest = dedupe.digest(event)
-    refusal = dedupe.admit(shared.history, shared.latest_ts_us, event, event_digest, ts_us, rules, source)
+    event_digest = digest(event)
+    refusal = admit(shared.history, shared.latest_ts_us, event, event_digest, ts_us, rules, source)
     if refusal is not None:
         return refusal
     _advance(ctx, ts_us)
@@ -296,7 +314,7 @@ def _shared_input(ctx: _Context, event: InputEvent, ts_us: int, source: str, raw
     elif isinstance(event, DayClosed):
         close_day(ctx.store, shared, event, step, ctx.commissions)
         shared.closed_through = max(shared.closed_through, event.date)
-    dedupe.remember(shared.history, None, event, event_digest, ts_us, source)  # a refused id too: final
+    remember(shared.history, None, event, event_digest, ts_us, source)  # a refused id too: final
     shared.latest_ts_us = max(shared.latest_ts_us, ts_us)
     shared.history.maybe_prune(shared.latest_ts_us, rules)
     ctx.out.outputs.extend(step.outputs)
@@ -338,6 +356,24 @@ def conclude_terms(shared: Shared, event_id: str, in_time: bool, report: bool = 
                       "or after that instant were applied before it came (its topic lagged the others beyond the "
                       "ordering grace): refused on every partition; publish it again, ahead")
     return [refused(event, refusal, found.raw, found.origin)] if report else []
+
+
+def conclude_claim(partition: Partition, client_id: str, claim_raw: bytes, identity_free: bool) -> Applied | None:
+    """The identity registry's verdict on a welcome claim its client's partition sent (``IdentityPort``):
+    the bonus granted or refused, under the terms at the claim's ts. None: a verdict delivered twice."""
+    client = partition.store.get(client_id)
+    decoded = decode(claim_raw)
+    assert not isinstance(decoded, BadInput) and isinstance(decoded.event, WelcomeClaim), "decoded before"
+    claim = decoded.event
+    if client is None or claim.id not in client.pending_claims:
+        return None
+    client.pending_claims.remove(claim.id)
+    step = Step(event=claim, ts_us=decoded.ts_us, date=day_of(decoded.ts_us),
+                rules=timeline.rules_at(partition.shared.terms, partition.rules, decoded.ts_us))
+    welcome.finalize(client, claim, identity_free, step)
+    cashback.assert_conserved(client)
+    partition.store.put(client)
+    return Applied(step.outputs)
 
 
 def close_day(store: ClientStore, shared: Shared, event: DayClosed, step: Step,
@@ -443,12 +479,19 @@ class Engine:
     """The whole engine in one process."""
 
     def __init__(self, rules: Rules | None = None) -> None:
-        self.rules = rules or Rules.default()
-        self.store = MemoryStore(self.rules)
-        self.shared = Shared()
+        rules = rules or Rules.default()
+        self.store = MemoryStore(rules)
         self.registry = IdentityRegistry()
-        self.identities = InstantIdentities(self.registry)
         self.partners = PartnerLedgers()
+        self.partition = Partition(self.store, Shared(), rules, InstantIdentities(self.registry), self.partners)
+
+    @property
+    def rules(self) -> Rules:
+        return self.partition.rules
+
+    @property
+    def shared(self) -> Shared:
+        return self.partition.shared
 
     @property
     def clients(self) -> dict[str, ClientState]:
@@ -462,15 +505,10 @@ class Engine:
     def commissions(self) -> dict[str, PayoutLedger]:
         return self.partners.ledgers
 
-    def process(self, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
-        """One input, exactly as received, to its outputs. Never raises on bad input."""
-        outputs = process(self.store, self.shared, self.rules, self.identities, self.partners, raw, source).outputs
-        return outputs + self._conclude_terms() if self.shared.terms_pending else outputs
-
-    def process_decoded(self, decoded: Decoded | BadInput, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
-        """``process`` of an input already decoded (one decoding for several engines)."""
-        outputs = process_decoded(self.store, self.shared, self.rules, self.identities, self.partners, decoded, raw,
-                                  source).outputs
+    def process(self, raw: bytes, source: dict[str, Any], decoded: Decoded | BadInput | None = None) -> list[OutputEvent]:
+        """One input, exactly as received (``decoded``: already decoded), to its outputs. Never raises
+        on bad input."""
+        outputs = decide(self.partition, Received(raw, source), decoded).outputs
         return outputs + self._conclude_terms() if self.shared.terms_pending else outputs
 
     def _conclude_terms(self) -> list[OutputEvent]:
@@ -483,7 +521,7 @@ class Engine:
 
     def settle(self) -> list[OutputEvent]:
         """Apply every input still parked, as it stands (see ``settle_parked``)."""
-        return settle_parked(self.store, self.shared, self.rules, self.identities, self.partners).outputs
+        return settle_parked(self.partition).outputs
 
     def waiting(self) -> list[tuple[str, str, str]]:
         """The inputs still parked: (event id, what it waits for, which)."""

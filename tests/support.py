@@ -16,7 +16,8 @@ from handlers.rules import Rules
 from handlers.state import ClientState
 from schemas.outputs import OutputEvent
 from streams.worker import wire
-from streams.worker.ledger import PartitionLedger, Record, Topics
+from streams.worker.ledger import PartitionLedger, Record
+from streams.worker.ports import Topics
 from schemas.codec import encode_output
 
 TOPICS = Topics(ledger="ledger", deadletter="dead", identity="identity", commissions="commissions", sequenced="seq")
@@ -46,7 +47,7 @@ def sequenced(raw: bytes, offset: int) -> Record:
         doc = None
     client = doc.get("client_id") if isinstance(doc, dict) else None
     kind = wire.KIND_BROADCAST if isinstance(doc, dict) and not isinstance(client, str) else wire.KIND_INPUT
-    return Record(0, offset, client.encode() if isinstance(client, str) else None, raw,
+    return Record(offset, client.encode() if isinstance(client, str) else None, raw,
                   {wire.H_SOURCE: wire.Source("in", 0, offset).header(), wire.H_KIND: kind})
 
 
@@ -57,8 +58,8 @@ def history_entries(history: ClientHistory) -> tuple[Any, ...]:
 def assert_journal_is_the_store(running: PartitionLedger, recovered: PartitionLedger) -> None:
     """What a worker recovers from the changelog, every history entry a tombstone has not
     removed, is what the running one holds."""
-    held = {c: history_entries(h) for c, h in running.histories.items() if any(history_entries(h))}
-    assert {c: history_entries(h) for c, h in recovered.histories.items()} == held
+    held = {c: history_entries(h) for c, h in running.store.histories.items() if any(history_entries(h))}
+    assert {c: history_entries(h) for c, h in recovered.store.histories.items()} == held
 
 
 class WorkerEngine:
@@ -73,18 +74,18 @@ class WorkerEngine:
 
         self.rules = rules
         self.changelog: dict[bytes, bytes] = {}
-        self.ledger = PartitionLedger(0, 1, rules, TOPICS, {}, log_writes=True)
+        self.ledger = PartitionLedger(0, 1, rules, TOPICS, {})
         self.ledger.start_at(0)
         self.book = CommissionPartition(0, 1, rules, TOPICS, {})
 
     def process(self, raw: bytes, source: dict[str, Any]) -> list[OutputEvent]:
         self.ledger.handle(sequenced(raw, self.ledger.last + 1))
-        outbox = self.ledger.take_outbox()
+        outbox = self.ledger.outbox.take()
         outputs = list(outbox.outputs)
         for send in outbox.sends:
             if send.topic == TOPICS.commissions and send.value is not None:
                 outputs += self.book.receive(wire.commission_reports.decode(send.value))
-        apply_writes(self.changelog, self.ledger.flush_state()[1])
+        apply_writes(self.changelog, self.ledger.store.flush()[1])
         return outputs
 
     def recovered(self) -> PartitionLedger:
@@ -93,11 +94,11 @@ class WorkerEngine:
 
     @property
     def histories(self) -> Any:
-        return self.ledger.histories
+        return self.ledger.store.histories
 
     @property
     def clients(self) -> dict[str, ClientState]:
-        return {c: state for c in self.ledger.histories if (state := self.ledger.get(c)) is not None}
+        return {c: state for c in self.ledger.store.histories if (state := self.ledger.store.get(c)) is not None}
 
 
 class Scenario:

@@ -68,7 +68,7 @@ async def replay_log(settings: Settings, rules: Rules, output: Path, namespace: 
                     _write(sink, payouts)
                     summary.outputs += len(payouts)
                 if read_model is not None:
-                    await read_model.publish([(ledger.cache[c], v) for c, v in ledger.flush_state()[0].items()])
+                    await read_model.publish([(ledger.store.cache[c], v) for c, v in ledger.store.flush()[0].items()])
     finally:
         await consumer.stop()
     summary.seconds = time.perf_counter() - started
@@ -87,8 +87,8 @@ async def _replay_partition(consumer: AIOKafkaConsumer, tp: TopicPartition,
     async for _, messages in read_to_end(consumer, [tp]):
         records += len(messages)
         for message in messages:
-            ledger.handle(Record(tp.partition, message.offset, message.key, message.value, dict(message.headers or ())))
-        outbox = ledger.take_outbox()
+            ledger.handle(Record(message.offset, message.key, message.value, dict(message.headers or ())))
+        outbox = ledger.outbox.take()
         outputs += outbox.outputs
         reports += [(wire.commission_reports.decode(s.value), s.partition or 0) for s in outbox.sends
                     if s.topic == ledger.topics.commissions and s.value is not None]

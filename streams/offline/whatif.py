@@ -1,7 +1,7 @@
 """``rewards whatif``: two rule sets over the same history, and what the change would have cost.
 
 The history is read once. Each input is decoded once and applied by two engines side by side
-(``Engine.process_decoded``), one per rules file, each with its own state: the same
+(``Engine.process`` of an input decoded once), one per rules file, each with its own state: the same
 outputs each would give alone in ``rewards replay``. Their outputs are not written; each
 engine's are tallied by program (money per day, per account type, per client and per partner),
 and the two output lists of every input are compared by id. What comes out is
@@ -172,9 +172,9 @@ def compare(lines: Iterable[bytes], base: Rules, candidate: Rules, progress: Pro
             found.events_in += 1
             decoded = decode(raw)
             origin = {"line": n}
-            out_a = a.process_decoded(decoded, raw, origin)
+            out_a = a.process(raw, origin, decoded)
             out_b = ([] if pinned is not None and _from_pinned_on(decoded, pinned)
-                     else b.process_decoded(decoded, raw, origin))
+                     else b.process(raw, origin, decoded))
             found.base.add(out_a)
             found.candidate.add(out_b)
             if out_a != out_b:

@@ -22,7 +22,7 @@ from streams.settings import Settings
 
 
 class Applying(Protocol):
-    """What the pages show of the ledger (streams.worker.ledgerloop.LedgerLoop)."""
+    """What the pages show of the ledger (streams.worker.ledgerloop.LedgerJob)."""
 
     applied: int
     skipped: int
@@ -42,7 +42,7 @@ class View:
     versions: dict[str, str]
     started_at: float
     ledger: Applying
-    processing: Callable[[], bool]  # every processor loop is running on Kafka (not starting, fenced or stopping)
+    processing: Callable[[], bool]  # every partition runtime is running on Kafka (not starting, fenced or stopping)
 
     @property
     def applied(self) -> int:

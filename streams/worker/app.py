@@ -1,9 +1,11 @@
-"""The stream worker: the Faust application shell around four processors of the project's own.
+"""The stream worker: the Faust application shell around four processors of the project's own, each a
+job on its own partition runtime (streams.worker.runtime). Touch it to add a processor or a timer:
+it only builds and connects them.
 
     sequencer    input topics -> <app>.sequenced   (one recorded order per client; broadcasts)
                  (group <app>-sequencer: streams.worker.sequencer)
     ledger       <app>.sequenced -> ledger, dead letters, identity requests, commission reports
-                 (group <app>-ledger, state in <app>-state-changelog: streams.worker.ledgerloop)
+                 (group <app>-ledger, state in <app>-state-changelog: streams.worker.ledgerloop, .ledger)
     identity     identity requests, ledger progress -> verdicts back into <app>.sequenced
                  (group <app>-identity, state in <app>-identities-changelog: streams.worker.registryloop)
     commissions  commission reports -> commission.payout, override.payout (a partner's total over all partitions)
@@ -13,7 +15,7 @@ Faust is the shell only: the App, its lifecycle and signals, the web server and 
 timers. No Faust stream, agent or table holds an offset or any state: Faust's commit path has
 open upstream bugs (faust-streaming #596, #606) that were seen here to commit records never
 processed. Every processor reads with aiokafka (streams.worker.kafkaio) and the last three keep their
-position in their own state (streams.worker.processor). This module only builds and connects them.
+position in their own state (streams.worker.processor).
 """
 
 from __future__ import annotations
@@ -32,14 +34,15 @@ from aiokafka.errors import ProducerFenced
 import handlers
 from handlers.rules import Rules
 from streams.ops import api, logs
-from streams.worker.commissionloop import CommissionLoop
+from streams.worker.commissionloop import CommissionJob
 from streams.worker.kafkaio import Fenced, Sender
-from streams.worker.ledger import Topics
-from streams.worker.ledgerloop import LedgerLoop
+from streams.worker.ledgerloop import LedgerJob
+from streams.worker.ports import Topics
 from streams.ops.metrics import Metrics
 from streams.ops.readmodel import ReadModel
-from streams.worker.registryloop import RegistryLoop
-from streams.worker.sequencer import SequencerLoop
+from streams.worker.registryloop import RegistryJob
+from streams.worker.runtime import PartitionRuntime
+from streams.worker.sequencer import SequencerJob
 from streams import connect
 from streams.ops.versions import versions
 from streams.settings import Settings
@@ -87,13 +90,13 @@ class Worker:
         self.sender = sender = Sender(settings)
         self.fenced = False
         self.refused: connect.NotAllowed | None = None  # a missing ACL stopped it (exit 2)
-        crash = self._crash
-        self.sequencer = SequencerLoop(settings, sender, metrics, crash)
-        self.ledger = LedgerLoop(settings, sender, metrics, crash, rules, self.topics, self.read_model)
-        self.registry = RegistryLoop(settings, sender, metrics, crash)
-        self.commissions = CommissionLoop(settings, sender, metrics, crash, rules, self.topics)
-        for loop in (self.sequencer, self.ledger, self.registry, self.commissions):
-            app.task(loop.run)
+        self.sequencer = SequencerJob(settings, metrics)
+        self.ledger = LedgerJob(settings, metrics, rules, self.topics, self.read_model)
+        jobs = (self.sequencer, self.ledger, RegistryJob(settings, metrics),
+                CommissionJob(settings, metrics, rules, self.topics))
+        self.runtimes = [PartitionRuntime(settings, sender, metrics, self._crash, job) for job in jobs]
+        for runtime in self.runtimes:
+            app.task(runtime.run)
         app.timer(interval=5.0)(self._observe)
         app.task(self._quiet_client_logs)
         self.versions = versions()
@@ -103,9 +106,8 @@ class Worker:
         app.task(self._announce)
 
     def processing(self) -> bool:
-        """Every processor loop is in its group with its partitions recovered, and none was fenced."""
-        return not self.fenced and all(loop.ready for loop in (self.sequencer, self.ledger, self.registry,
-                                                               self.commissions))
+        """Every partition runtime is in its group with its partitions recovered, and none was fenced."""
+        return not self.fenced and all(runtime.ready for runtime in self.runtimes)
 
     async def _announce(self) -> None:
         """One line when the worker is ready, with where it serves and what it reads."""
@@ -140,8 +142,7 @@ class Worker:
         """Every 5 s: the offsets and lag of the partitions held, and the source partitions the
         sequencer waits for (also while a turn of its is stuck on a failover), for /metrics and
         the status page."""
-        self.metrics.set_offsets(self.sequencer.offsets() + self.ledger.offsets() + self.registry.offsets()
-                                 + self.commissions.offsets())
+        self.metrics.set_offsets([row for runtime in self.runtimes for row in runtime.offsets()])
         self.metrics.observe_waits(self.sequencer.waiting())
         self.metrics.read_model_backlog.set(len(self.read_model.backlog))
 

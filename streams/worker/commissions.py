@@ -1,5 +1,6 @@
 """The commission book: a partner's commission for a day is paid once each of the N ledger
-partitions has reported its share of the day close.
+partitions has reported its share of the day close, pure of Kafka. Touch it for how shares are
+collected and a close is paid; how it runs and commits is streams.worker.processor's.
 
 A ledger partition sends, on a day close, one CommissionReport to every partition of the
 commission topic: the share due to the partners whose key lands there (streams.worker.ledger
@@ -9,7 +10,7 @@ close; and, with multi-level partners, the master partners' overrides, paid the 
 handlers.overrides). The report that completes a close pays it. A report sent twice (its ledger partition
 re-applied a batch after a crash) is recognised by its close and partition.
 
-Pure of Kafka: the worker runs it on the processor loop (streams.worker.processor; position in its
+Pure of Kafka: the worker runs it on the partition runtime (streams.worker.processor; position in its
 state, effects then state), and ``rewards replay --from-kafka`` on the reports of the recorded
 log. Its whole state is one record, ``STATE_KEY``, in the compacted changelog
 ``<app>-commissions-changelog``: a close's progress and the partners' ledgers are written
@@ -32,13 +33,11 @@ from schemas.inputs import DayClosed
 from schemas.outputs import OutputEvent
 from schemas.timefmt import day_of, parse_ts_us
 from streams.worker import wire
-from streams.worker.ledger import Topics, output_send
+from streams.worker.ports import Topics, output_send
 from streams.worker.position import OwnPosition
-from streams.worker.wire import Send
+from streams.worker.processor import Turn
 
 STATE_KEY: Final = b"\x00commissions"
-
-_payout_ledger = msgspec.msgpack.Decoder(PayoutLedger)
 
 
 class CommissionState(msgspec.Struct):
@@ -63,25 +62,6 @@ class CommissionPartition(OwnPosition):
         self.state = CommissionState() if raw is None else _state.decode(raw)
         self.payouts: list[OutputEvent] = []  # since the last turn
         self.dirty = False
-
-    @classmethod
-    def upgraded(cls, partition: int, partitions: int, rules: Rules, topics: Topics,
-                 partners: dict[bytes, bytes], closes: dict[bytes, bytes]) -> CommissionPartition:
-        """A book from the two Faust tables of earlier versions (``partners``: partner id ->
-        PayoutLedger; ``closes``: close id SEP partition -> CloseProgress). It has applied
-        nothing: reading the topic from its start again pays nothing twice, as every close
-        the tables knew is recognised."""
-        book = cls(partition, partitions, rules, topics, {})
-        book.state.partners = {key.decode(): _payout_ledger.decode(value) for key, value in partners.items()}
-        for key, value in closes.items():
-            progress = wire.close_progress.decode(value)
-            close_id = key.rsplit(b"\x1f", 1)[0].decode()
-            if progress.done:
-                book.state.paid.add(close_id)
-            else:
-                book.state.closes[close_id] = progress
-        book.dirty = bool(partners or closes)
-        return book
 
     def take(self, record: Any, now_ms: float = 0.0) -> None:
         """One record of the commission topic."""
@@ -114,21 +94,11 @@ class CommissionPartition(OwnPosition):
         overrides = [(p, Decimal(a)) for p, amounts in sorted(progress.overrides.items()) for a in amounts]
         return PartnerLedgers(state.partners, state.overrides).settle(close, step, due, overrides)
 
-    # -- on the processor loop -----------------------------------------------------------------
-    def effects(self, now_ms: float = 0.0) -> list[Send]:
-        return [output_send(payout, self.topics) for payout in self.payouts]
-
-    def commit(self, now_ms: float = 0.0) -> list[tuple[bytes, bytes]]:
-        if not self.dirty:
-            return []
-        self.dirty = False
-        return [(STATE_KEY, wire.encode(self.state))]
-
-    def lag_offset(self) -> int:
-        return self.state.last + 1
-
-    def take_payouts(self) -> list[OutputEvent]:
-        """The payouts since the last call (sent by the turn's effects)."""
+    # -- on the partition runtime (streams.worker.processor) -----------------------------------------
+    def turn(self, now_ms: float = 0.0) -> Turn:
+        """The payouts since the last turn and the state, when it changed; ``report``: the payouts."""
         payouts, self.payouts = self.payouts, []
-        return payouts
+        writes = [(STATE_KEY, wire.encode(self.state))] if self.dirty else []
+        self.dirty = False
+        return Turn([output_send(payout, self.topics) for payout in payouts], writes, self.state.last + 1, payouts)
 

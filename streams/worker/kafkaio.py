@@ -1,6 +1,7 @@
 """Every way the worker talks to Kafka, in one place: the group consumer its processors read
 with, the batch reader, the sender (the project's own transactional producers) and the
-changelog reader. Only public aiokafka API; nothing here knows what the records mean."""
+changelog reader. Touch it for how records are read or sent (only public aiokafka API); nothing
+here knows what the records mean."""
 
 from __future__ import annotations
 

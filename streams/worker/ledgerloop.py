@@ -1,9 +1,10 @@
-"""The ledger on the processor loop: the sequenced log applied by streams.worker.ledger.
+"""The ledger's job on the partition runtime: the sequenced log applied by streams.worker.ledger, then
+metrics and the clients' views in the Redis read model after each turn's commit. Touch it for what
+the worker observes of the ledger; the decisions are not here.
 
 Its own consumer group, ``<app>-ledger``, on ``<app>.sequenced``; its state in the compacted
 ``<app>-state-changelog`` (same partition number); its position in its state (streams.worker.processor
-says how a turn goes). After each turn's commit it updates the metrics and writes the clients'
-views to the Redis read model.
+says how a turn commits). Touch it for what the worker observes of the ledger; the decisions are not here.
 """
 
 from __future__ import annotations
@@ -13,37 +14,37 @@ from typing import Any
 
 from handlers import terms
 from handlers.rules import Rules
-from streams.worker.kafkaio import Sender
-from streams.worker.ledger import PartitionLedger, Topics
+from streams.worker.ledger import PartitionLedger
+from streams.worker.ports import Topics
 from streams.ops.metrics import Metrics
-from streams.worker.processor import Crash, ProcessorLoop
+from streams.worker.processor import ProcessorJob, Turn
 from streams.ops.readmodel import ReadModel
 from streams.settings import Settings
 
 CACHE_MAX = 100_000  # clients kept decoded per partition
 
 
-class LedgerLoop(ProcessorLoop[PartitionLedger]):
+class LedgerJob(ProcessorJob[PartitionLedger]):
     name = "ledger"
     kind = "ledger"
 
-    def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash, rules: Rules,
-                 topics: Topics, read_model: ReadModel) -> None:
-        super().__init__(settings, sender, metrics, crash, topic=settings.sequenced_topic, group=settings.ledger_group,
+    def __init__(self, settings: Settings, metrics: Metrics, rules: Rules, topics: Topics,
+                 read_model: ReadModel) -> None:
+        super().__init__(settings, metrics, topic=settings.sequenced_topic, group=settings.ledger_group,
                          changelog=settings.state_changelog, max_partition_fetch_bytes=4 * 1024 * 1024)
-        self.rules, self.topics, self.read_model = rules, topics, read_model
+        self.rules, self.addresses, self.read_model = rules, topics, read_model
         self.applied = 0  # records applied by this worker
         self.skipped = 0  # records whose effects the state already had
 
     def make(self, partition: int, table: dict[bytes, bytes]) -> PartitionLedger:
-        return PartitionLedger(partition, self.settings.partitions, self.rules, self.topics, table, log_writes=True)
+        return PartitionLedger(partition, self.settings.partitions, self.rules, self.addresses, table)
 
     def stamp(self, partition: int, key: bytes, value: bytes) -> int | None:
         return int.from_bytes(value[:8], "big", signed=True) if key == b"s%d" % partition else None
 
     async def recovered(self, processor: PartitionLedger) -> None:
         # views of the last batches before a crash may not have reached Redis: again (guarded by version)
-        await self.read_model.publish(processor.unpublished())
+        await self.read_model.publish(processor.store.unpublished())
 
     def _observe_terms(self) -> None:
         metrics = self.metrics
@@ -69,19 +70,22 @@ class LedgerLoop(ProcessorLoop[PartitionLedger]):
                                                                   for held in self.processors.values()),
                 "event_time": clock}
 
-    async def on_partitions_assigned(self, assigned: list[Any]) -> None:
-        await super().on_partitions_assigned(assigned)
-        self.metrics.rebalanced(len(assigned))
+    def assigned(self, count: int) -> None:
+        self.metrics.rebalanced(count)
 
-    async def after_turn(self, touched: list[PartitionLedger]) -> None:
+    def assignment(self) -> list[int]:
+        """The partitions of the sequenced log held now (for the status page)."""
+        return sorted(self.units)
+
+    async def observe(self, turns: list[tuple[PartitionLedger, Turn]]) -> None:
         metrics = self.metrics
         types: Counter[str] = Counter()
         event_ts: list[int] = []
         appended: list[float] = []
         outputs = []
         views = []
-        for ledger in self.processors.values():
-            outbox = ledger.take_outbox()
+        for ledger, turn in turns:
+            outbox = turn.report
             outputs += outbox.outputs
             types.update(outbox.applied)
             event_ts += outbox.event_ts
@@ -90,10 +94,10 @@ class LedgerLoop(ProcessorLoop[PartitionLedger]):
             metrics.redeliveries.inc(outbox.skipped)
             metrics.parked_total.inc(outbox.parked)
             metrics.parked_expired.inc(outbox.expired)
-            views += [(ledger.cache[c], version) for c, version in ledger.changed.items()]
+            views += [(ledger.store.cache[c], version) for c, version in ledger.changed.items()]
             ledger.changed = {}
-            if len(ledger.cache) > CACHE_MAX:
-                ledger.forget_cache()
+            if len(ledger.store.cache) > CACHE_MAX:
+                ledger.store.forget_cache()
         metrics.parked.set(sum(ledger.shared.parked_events for ledger in self.processors.values()))
         self._observe_terms()
         self.applied += len(appended)
@@ -101,4 +105,4 @@ class LedgerLoop(ProcessorLoop[PartitionLedger]):
         metrics.observe_applied(types, event_ts, appended)
         if await self.read_model.publish(views):
             for ledger in self.processors.values():
-                ledger.views_published()
+                ledger.store.views_published()

@@ -1,6 +1,6 @@
 """The sequencer's event-time merge: several sources, each in its own order, into one order
-that follows the events' ``ts``. Pure: no Kafka here, so that it is tested as a function of
-what arrives when (tests/property/test_merge.py).
+that follows the events' ``ts``, and which sources were heard from. Touch it for the order's
+rules; it is pure (no Kafka), tested as a function of what arrives when (tests/property/test_merge.py).
 
 Modelled on Kafka Streams' timestamp synchronisation across co-partitioned inputs: take the
 head with the earliest ``ts`` among the sources that have one (ties: a fixed topic precedence,

@@ -1,5 +1,6 @@
 """Which partition a key lands in: Kafka's default partitioner (murmur2 of the key bytes), so
-that records the worker places by hand sit where a keyed producer would have put them."""
+that records the worker places by hand sit where a keyed producer would have put them. Touch it
+only if Kafka's partitioner changes: every keyed record of the worker depends on it."""
 
 from __future__ import annotations
 

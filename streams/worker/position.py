@@ -1,4 +1,5 @@
-"""The position half of a processor that keeps its position in its state (streams.worker.processor)."""
+"""The position half of a processor that keeps its position in its state (streams.worker.processor):
+``last``, and whether a record is new. Touch it only with the runtime's skip rule in mind."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class OwnPosition:
     def advance(self, offset: int) -> bool:
         """Whether the record at ``offset`` is new: True (it is now the last applied), False
         (applied before a restart: skip it). Offsets have holes where transaction markers
-        stand; a batch read before the consumer was sought is dropped by the loop."""
+        stand; a batch read before the consumer was sought is dropped by the runtime."""
         state = self.state
         if offset <= state.last:
             return False

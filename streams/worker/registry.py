@@ -1,4 +1,5 @@
-"""The identity registry: one Welcome Bonus per verified person, decided in ``ts`` order.
+"""The identity registry: one Welcome Bonus per verified person, decided in ``ts`` order, pure of Kafka.
+Touch it for how claims wait and are decided; how it runs and commits is streams.worker.processor's.
 
 A welcome claim that passes its client's own checks is sent by the client's ledger partition to
 the registry partition of its identity hash (streams.worker.ledger.DeferredIdentities); the verdict
@@ -7,7 +8,7 @@ ledger partitions, which run independently, so the claim that reaches the regist
 always the earlier one. A claim therefore waits until no earlier one can still come. Every
 sequencer task marks its Progress in its sequenced partition (the ts it has copied up to, and
 whether it had copied all its inputs); its ledger partition, having applied the mark and so every
-claim before it, sends it on here (streams.worker.ledgerloop). A claim of ts T is decided once every
+claim before it, sends it on here (streams.worker.ledger, ``PartitionLedger.turn``). A claim of ts T is decided once every
 partition has passed T or, ``settle_ms`` after the claim came, had copied and applied all of its
 inputs. Claims are
 decided in (ts, client, claim id) order and the earliest takes the identity, as in ``rewards
@@ -15,15 +16,13 @@ replay --order ts``. A claim that comes later than that (its client's inputs wer
 than the merge's grace late, or it waited for its account in the ledger's parking) is decided
 when it comes.
 
-Pure of Kafka: it runs on the processor loop (streams.worker.processor; streams.worker.registryloop). A
+It runs on the partition runtime (streams.worker.processor; streams.worker.registryloop). A
 turn's effects, the new owners to the changelog and the verdicts into the claimants' sequenced
 partitions, go in one transaction with the partition's own state (its commit): no verdict is
 told without the owner it depends on. A claim decided again after a crash (its transaction
-aborted) is decided as before; an owner written by an older version without its commit is
-still counted, which gives the same verdict (the ledger recognises a second one).
+aborted) is decided as before.
 
-The table (the compacted changelog ``<app>-identities-changelog``, the same keys and values as the
-Faust table of earlier versions): ``identity hash -> owning client``, and ``STATE_KEY`` -> the
+The table (the compacted changelog ``<app>-identities-changelog``): ``identity hash -> owning client``, and ``STATE_KEY`` -> the
 partition's RegistryState.
 """
 
@@ -38,6 +37,7 @@ from schemas.timefmt import parse_ts_us
 from streams.worker import wire
 from streams.worker.partitioning import partition_for
 from streams.worker.position import OwnPosition
+from streams.worker.processor import Turn
 from streams.worker.wire import Send
 
 STATE_KEY: Final = b"\x00registry"
@@ -132,17 +132,13 @@ class RegistryPartition(OwnPosition):
         waiting = [w.offset for w in self.state.waiting]
         return min(waiting, default=self.state.last + 1)
 
-    # -- on the processor loop (streams.worker.processor) ------------------------------------------------
+    # -- on the partition runtime (streams.worker.processor) ---------------------------------------------
     def take(self, record: Any, now_ms: float) -> None:
         self.accept(record.offset, dict(record.headers or ()).get(wire.H_KIND), record.value, now_ms)
 
     def effects(self, now_ms: float) -> list[Send]:
-        """The owners decided, and the verdicts (with those of an earlier version's last commit,
-        which kept them in its state to send after it)."""
-        verdicts = self.state.unsent + self.decide(now_ms)
-        if self.state.unsent:
-            self.state.unsent = []
-            self.dirty = True
+        """The owners decided, to the changelog, and the verdicts, into the claimants' sequenced partitions."""
+        verdicts = self.decide(now_ms)
         owners = [Send(self.changelog, key, value, self.partition) for key, value in self.owners.items()]
         for key, value in self.owners.items():
             self.table[key] = value
@@ -154,8 +150,7 @@ class RegistryPartition(OwnPosition):
                               [(wire.H_KIND, wire.KIND_VERDICT)]))
         return sends
 
-    def commit(self, now_ms: float) -> list[tuple[bytes, bytes]]:
-        return self.flush(now_ms)
-
-    def lag_offset(self) -> int:
-        return self.committed_offset()
+    def turn(self, now_ms: float) -> Turn:
+        """The owners and verdicts decided, the state writes, and the first claim still waiting."""
+        sends = self.effects(now_ms)
+        return Turn(sends, self.flush(now_ms), self.committed_offset())

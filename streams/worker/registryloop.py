@@ -1,4 +1,5 @@
-"""The identity registry (streams.worker.registry) on the processor loop (streams.worker.processor).
+"""The identity registry's job (streams.worker.registry) on the partition runtime: how its partitions
+are made and where their commit is. Touch it for those; how claims are decided is streams.worker.registry's.
 
 Its own group, ``<app>-identity``, on the identity topic; its state in the compacted
 ``<app>-identities-changelog``. It turns every REWARDS_BATCH_WITHIN_MS while nothing comes too:
@@ -8,20 +9,19 @@ the lag counts claims not answered yet.
 
 from __future__ import annotations
 
-from streams.worker.kafkaio import Sender
 from streams.ops.metrics import Metrics
-from streams.worker.processor import Crash, ProcessorLoop
+from streams.worker.processor import ProcessorJob
 from streams.worker import wire
 from streams.worker.registry import STATE_KEY, RegistryPartition
 from streams.settings import Settings
 
 
-class RegistryLoop(ProcessorLoop[RegistryPartition]):
+class RegistryJob(ProcessorJob[RegistryPartition]):
     name = "identity registry"
     kind = "identity"
 
-    def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash) -> None:
-        super().__init__(settings, sender, metrics, crash, topic=settings.identity_topic, group=settings.identity_group,
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        super().__init__(settings, metrics, topic=settings.identity_topic, group=settings.identity_group,
                          changelog=settings.identities_changelog)
 
     @property

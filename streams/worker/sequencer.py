@@ -1,5 +1,7 @@
-"""The sequencer: every input copied, untouched, into the sequenced log, in event-time order
-within each client (streams.worker.merge), with its own aiokafka consumers.
+"""The sequencer's job on the partition runtime (streams.worker.runtime): every input copied, untouched,
+into the sequenced log, in event-time order within each client (streams.worker.merge). Touch it to
+change what a task copies, marks and commits; rebalances and fencing are the runtime's, the order
+the merge's.
 
 Source systems publish independently, one topic each; nothing orders a deposit on one topic
 against the ``account.opened`` on another but their ``ts``. So the sequencer works like a Kafka
@@ -19,19 +21,16 @@ that partition's copies, and a client's every input is in it.
   copied (not after what it read: records waiting in the merge are read again by the next
   owner). The copies and the commits land together or not at all, so an input is copied once.
   Starting a task's producer fences the task's older holders, a worker paused past its
-  session included: its next send or commit fails and it stops without writing (as the
-  processors do, streams.worker.processor). The ledger still recognises a second copy by its
-  source position (streams.worker.ledger), which a sequenced log written before the copies
-  were transactional may hold.
+  session included: its next send or commit fails and it stops without writing (the runtime's,
+  as for every processor).
 - A task starts where its commits say, and only records read after it started are taken: a
-  batch fetched before a rebalance (``getmany`` may return it after the new assignment) is
-  dropped and its partitions read again from where the task is. Taking it would put a source's
-  later records before its earlier ones, and a client's registration after its fills.
+  batch fetched before a rebalance is dropped by the runtime and its partitions read again from
+  where the task is (``_Task.place``). Taking it would put a source's later records before its
+  earlier ones, and a client's registration after its fills.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -40,7 +39,7 @@ from typing import Any, Final
 
 import msgspec
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
@@ -49,10 +48,10 @@ from schemas.timefmt import parse_ts_us
 from streams import connect
 from streams.worker import wire
 from streams.ops.topics import partition_counts
-from streams.worker.kafkaio import Fenced, Sender, gather_all, group_consumer, reader, stop_producer
+from streams.worker.kafkaio import Batch, reader
 from streams.worker.merge import EventTimeMerge, Sources
 from streams.ops.metrics import Metrics
-from streams.worker.processor import Crash
+from streams.worker.runtime import Commit, Job
 from streams.bus import precedence, task_notes, task_places
 from streams.settings import Settings
 from streams.worker.wire import Send
@@ -81,9 +80,10 @@ _version = msgspec.json.Decoder(_Version)
 
 @dataclass
 class _Task:
+    """Sequencer task ``index``: a unit of the partition runtime, with its own broadcast consumer."""
+
     index: int
     broadcast: AIOKafkaConsumer
-    producer: AIOKafkaProducer  # transactional: <app>-sequencer-<index>
     sources: list[TopicPartition]
     merge: EventTimeMerge[TopicPartition]
     answers: Sources[TopicPartition]  # which sources were heard from, by their leaders' answers
@@ -98,122 +98,51 @@ class _Task:
     pending: dict[str, int] = field(default_factory=dict)
     acks: dict[str, dict[int, bool]] = field(default_factory=dict)  # event id -> task -> it was late
 
+    def place(self, tp: TopicPartition) -> int:
+        return self.fetched[tp]
 
-class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash) -> None:
-        self.settings, self.sender, self.metrics, self.crash = settings, sender, metrics, crash
-        self.consumer: AIOKafkaConsumer = None  # made in the worker's event loop, by run
-        self.tasks: dict[int, _Task] = {}
-        self.lock = asyncio.Lock()
-        self.precedence = precedence(settings)
-        self.broadcast_partitions: list[TopicPartition] = []
-        self.started = False
-        self.ready = False  # in its group with its first assignment's tasks made (readiness), until it stops
-        self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
-        self.pending: list[int] = []  # tasks assigned, their partitions paused until the loop has made them
-        self.leaders: AIOKafkaClient = None  # made in the worker's event loop, by run
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self.places.get(tp)
 
-    async def run(self) -> None:
-        settings = self.settings
-        self.consumer = consumer = group_consumer(
-            settings, settings.sequencer_group, partition_assignment_strategy=(RangePartitionAssignor,),
-            fetch_max_wait_ms=FETCH_WAIT_MS)
-        await connect.start(consumer)
-        counts = await partition_counts(settings, settings.broadcast_topics)
-        self.broadcast_partitions = [TopicPartition(topic, p) for topic in settings.broadcast_topics
-                                     for p in range(counts.get(topic, 0))]
-        consumer.subscribe(list(settings.client_topics), listener=self)
-        # Who leads each source partition (streams.worker.merge.Sources): a client of its own, its
-        # metadata refreshed every LEADERS_EVERY_MS, since the consumers do not tell.
-        self.leaders = AIOKafkaClient(**connect.connection(settings), metadata_max_age_ms=LEADERS_EVERY_MS)
-        await self.leaders.bootstrap()
-        self.leaders.set_topics(list(settings.client_topics) + list(settings.broadcast_topics))
-        self.started = True
-        try:
-            while True:
-                if self.pending:
-                    await self._make_tasks()
-                    continue
-                generation = self.generation
-                batch = await consumer.getmany(timeout_ms=settings.batch_within_ms, max_records=settings.batch_max)
-                async with self.lock:
-                    if generation != self.generation:
-                        self._reread(batch)
-                        continue
-                    await self._step(batch)
-        except asyncio.CancelledError:
-            raise
-        except Fenced as exc:  # not a failure: the worker stops (streams.worker.app)
-            await self.crash(exc)
-        except Exception as exc:
-            refused = connect.not_allowed(exc, self.settings)
-            if refused is not None:  # a missing ACL: no restart helps (streams.worker.app)
-                await self.crash(refused)
-                return
-            log.critical("sequencer batch failed; stopping so the worker restarts from committed offsets",
-                         exc_info=exc)
-            await self.crash(exc)
-            raise
-        finally:
-            self.started = self.ready = False  # the rebalance callbacks from here on do nothing
-            tasks = list(self.tasks.values())
-            self.tasks.clear()
-            for task in tasks:
-                await self._stop_task(task)
-            await consumer.stop()
-            await self.leaders.close()
+    async def close(self) -> None:
+        await self.broadcast.stop()
 
-    # -- one turn: take in what was read, copy what the merge lets out ---------------------------
-    async def _step(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        tasks = list(self.tasks.values())
-        for tp, messages in batch.items():
-            task = self.tasks.get(tp.partition)
-            if task is not None:
-                self._take(task, tp, messages, self.consumer)
-        acks = self.settings.terms_acks_topic
-        for task in tasks:
-            for tp, messages in (await task.broadcast.getmany(timeout_ms=0)).items():
-                if tp.topic == acks:
-                    for message in messages:
-                        ack = wire.terms_acks.decode(message.value)
-                        task.acks.setdefault(ack.event_id, {}).setdefault(ack.task, ack.late)  # a task's first word
-                else:
-                    self._take(task, tp, messages, task.broadcast)
-        sequenced, broadcast = self.settings.sequenced_topic, set(self.settings.broadcast_topics)
-        for task in tasks:  # past the transaction markers (and aborted records) of sources written transactionally
-            for tp in task.sources:
-                consumer = task.broadcast if tp.topic in broadcast else self.consumer
-                if tp in consumer.assignment():
-                    task.fetched[tp] = max(task.fetched.get(tp, 0), await consumer.position(tp))
-        turns: list[tuple[_Task, list[Send]]] = []
-        for task in tasks:
-            sends: list[Send] = []
-            heard = self._heard(task)
-            for tp in task.sources:  # each source's answers seen every turn, a leader change among them
-                heard(tp)
-            for tp, message, ts_us in task.merge.ready(task.sources, heard, self._barrier_of):
-                if tp.topic == self.settings.topic_programs:
-                    sends += self._version_copied(task, message)
-                kind = wire.KIND_BROADCAST if tp.topic in broadcast else wire.KIND_INPUT
-                headers = [(wire.H_SOURCE, wire.Source(tp.topic, tp.partition, message.offset).header()),
-                           (wire.H_KIND, kind)]
-                key = None if kind == wire.KIND_BROADCAST else (message.key or b"")
-                value = message.value or b""  # a tombstone: rejected as malformed
-                if len(value) > self.settings.max_input_bytes:  # too large to carry: a stand-in
-                    headers.append((wire.H_OVERSIZE, f"{len(value)}:{rejection_digest(value)}".encode()))
-                    value = value[:RAW_KEPT_BYTES]
-                sends.append(Send(sequenced, key, value, task.index, headers))
-                task.copied[tp] = message.offset + 1
-                task.clock = max(task.clock, ts_us)
-            sends += self._verdicts(task)
-            sends += self._progress(task, heard)
-            self._observe_sources(task)
-            if sends or self._places(task) != task.places:
-                turns.append((task, sends))
-        await gather_all(*(self._commit(task, sends) for task, sends in turns))
+    def take(self, tp: TopicPartition, messages: list[Any], consumer: AIOKafkaConsumer, rank: int) -> None:
+        """Into the merge. The grace counts from when an input was published: its Kafka
+        timestamp, or when its fetch came back if that is earlier (a producer's clock ahead of
+        ours; a partition with records not yet taken is not fetched again, so its last poll is
+        theirs). The other sources' empty answers in that fetch count as heard at that moment."""
+        fetched_ms = consumer.last_poll_timestamp(tp) or time.time() * 1000
+        last = self.last_ts.get(tp, 0)
+        for message in messages:
+            try:
+                last = parse_ts_us(_stamp.decode(message.value).ts)
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+                pass  # no readable ts: it keeps its place in its source (the ledger rejects it)
+            published = message.timestamp if 0 < message.timestamp < fetched_ms else fetched_ms
+            self.merge.add(tp, last, rank, published, (tp, message, last))
+        self.last_ts[tp] = last
+        self.read[tp] = messages[-1].offset + 1
+        self.fetched[tp] = max(self.fetched.get(tp, 0), self.read[tp])
 
-    # -- versions of the terms: in time on every task, or late on one ----------------------------
-    def _barrier_of(self, item: Any) -> float | None:
+    def standing(self) -> dict[TopicPartition, int]:
+        """Where the task stands in each source: after the last record it copied; or, when it
+        has copied every record it read there, where its consumer is, past the transaction
+        markers of a source written transactionally (else the lag never reached 0 there)."""
+        places = {}
+        for tp, copied in self.copied.items():
+            places[tp] = self.fetched.get(tp, copied) if copied >= self.read.get(tp, copied) else copied
+        return places
+
+
+class TermsVotes:
+    """Versions of the program terms, in time on every task or late on one: each task's word on a
+    version it copies, and the verdict once every task has spoken (the same on every partition)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def barrier_of(self, item: Any) -> float | None:
         """A version of the terms holds back what is at or past its effective until its verdict."""
         tp, message, _ = item
         if tp.topic != self.settings.topic_programs:
@@ -221,7 +150,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         version = _read_version(message.value)
         return None if version is None else version[1]
 
-    def _version_copied(self, task: _Task, message: Any) -> list[Send]:
+    def copied(self, task: _Task, message: Any) -> list[Send]:
         """The task's word on a version it copies: whether it had copied an input at or past the
         version's effective before it (then it came beyond the ordering grace, and the inputs
         before it were recorded under the terms before it). Written with the copy."""
@@ -233,7 +162,7 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         ack = wire.TermsAck(event_id, task.index, task.clock >= effective_us)
         return [Send(self.settings.terms_acks_topic, event_id.encode(), wire.encode(ack), 0)]
 
-    def _verdicts(self, task: _Task) -> list[Send]:
+    def verdicts(self, task: _Task) -> list[Send]:
         """Each version every task has spoken for: its verdict into the task's sequenced partition,
         before anything at or past its effective (the merge held that back), and the hold lifted.
         Every task reads the same words, so every partition gets the same verdict."""
@@ -253,33 +182,104 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         task.merge.barrier_us = min(task.pending.values(), default=math.inf)
         return sends
 
-    def _take(self, task: _Task, tp: TopicPartition, messages: list[Any], consumer: AIOKafkaConsumer) -> None:
-        """Into the merge. The grace counts from when an input was published: its Kafka
-        timestamp, or when its fetch came back if that is earlier (a producer's clock ahead of
-        ours; a partition with records not yet taken is not fetched again, so its last poll is
-        theirs). The other sources' empty answers in that fetch count as heard at that moment."""
-        rank = self.precedence[tp.topic]
-        fetched_ms = consumer.last_poll_timestamp(tp) or time.time() * 1000
-        last = task.last_ts.get(tp, 0)
+    def heard(self, task: _Task, messages: list[Any]) -> None:
+        """The tasks' words read from the acks topic: a task's first word on a version counts."""
         for message in messages:
-            try:
-                last = parse_ts_us(_stamp.decode(message.value).ts)
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
-                pass  # no readable ts: it keeps its place in its source (the ledger rejects it)
-            published = message.timestamp if 0 < message.timestamp < fetched_ms else fetched_ms
-            task.merge.add(tp, last, rank, published, (tp, message, last))
-        task.last_ts[tp] = last
-        task.read[tp] = messages[-1].offset + 1
-        task.fetched[tp] = max(task.fetched.get(tp, 0), task.read[tp])
+            ack = wire.terms_acks.decode(message.value)
+            task.acks.setdefault(ack.event_id, {}).setdefault(ack.task, ack.late)
 
-    def _reread(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Drop a batch read across a rebalance; its partitions are read again from the place
-        of the task that now holds them (a revoked one's next owner reads it)."""
-        assignment = self.consumer.assignment()
-        for tp in batch:
-            task = self.tasks.get(tp.partition)
-            if task is not None and tp in assignment:
-                self.consumer.seek(tp, task.fetched[tp])
+
+class SequencerJob(Job[_Task]):
+    """The sequencer, as the partition runtime runs it: task ``i`` is partition ``i`` of every client topic."""
+
+    name = "sequencer"
+    kind = "sequencer"
+    unit_name = "task"
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings, self.metrics = settings, metrics
+        self.group = settings.sequencer_group
+        self.topics = list(settings.client_topics)
+        self.consumer_options: dict[str, Any] = {"partition_assignment_strategy": (RangePartitionAssignor,),
+                                                 "fetch_max_wait_ms": FETCH_WAIT_MS}
+        self.units: dict[int, _Task] = {}  # the runtime's, read here
+        self.votes = TermsVotes(settings)
+        self.consumer: AIOKafkaConsumer = None  # the runtime's, given with every turn
+        self.precedence = precedence(settings)
+        self.broadcast_partitions: list[TopicPartition] = []
+        self.leaders: AIOKafkaClient = None  # made in the worker's event loop, by start
+
+    async def start(self, units: dict[int, _Task]) -> None:
+        settings = self.settings
+        self.units = units
+        counts = await partition_counts(settings, settings.broadcast_topics)
+        self.broadcast_partitions = [TopicPartition(topic, p) for topic in settings.broadcast_topics
+                                     for p in range(counts.get(topic, 0))]
+        # Who leads each source partition (streams.worker.merge.Sources): a client of its own, its
+        # metadata refreshed every LEADERS_EVERY_MS, since the consumers do not tell.
+        self.leaders = AIOKafkaClient(**connect.connection(settings), metadata_max_age_ms=LEADERS_EVERY_MS)
+        await self.leaders.bootstrap()
+        self.leaders.set_topics(list(settings.client_topics) + list(settings.broadcast_topics))
+
+    async def stop(self) -> None:
+        if self.leaders is not None:
+            await self.leaders.close()
+
+    # -- one turn: take in what was read, copy what the merge lets out ---------------------------
+    async def turn(self, batch: Batch, units: dict[int, _Task], consumer: AIOKafkaConsumer) -> list[Commit]:
+        self.consumer = consumer
+        tasks = list(units.values())
+        for tp, messages in batch.items():
+            task = units.get(tp.partition)
+            if task is not None:
+                task.take(tp, messages, consumer, self.precedence[tp.topic])
+        for task in tasks:
+            await self._read_broadcast(task)
+        broadcast = set(self.settings.broadcast_topics)
+        for task in tasks:  # past the transaction markers (and aborted records) of sources written transactionally
+            for tp in task.sources:
+                reading = task.broadcast if tp.topic in broadcast else consumer
+                if tp in reading.assignment():
+                    task.fetched[tp] = max(task.fetched.get(tp, 0), await reading.position(tp))
+        commits = []
+        for task in tasks:
+            heard = self._heard(task)
+            for tp in task.sources:  # each source's answers seen every turn, a leader change among them
+                heard(tp)
+            sends = self._copies(task, heard) + self.votes.verdicts(task) + self._progress(task, heard)
+            _observe_sources(task, self.settings, self.metrics)
+            if sends or task.standing() != task.places:
+                commits.append(self._commit(task, sends))
+        return commits
+
+    async def _read_broadcast(self, task: _Task) -> None:
+        """What the task's own consumer read of the broadcast topics, and the tasks' words on versions."""
+        acks = self.settings.terms_acks_topic
+        for tp, messages in (await task.broadcast.getmany(timeout_ms=0)).items():
+            if tp.topic == acks:
+                self.votes.heard(task, messages)
+            else:
+                task.take(tp, messages, task.broadcast, self.precedence[tp.topic])
+
+    def _copies(self, task: _Task, heard: Any) -> list[Send]:
+        """What the merge lets out, copied into the task's sequenced partition with its source position."""
+        sends: list[Send] = []
+        sequenced, broadcast = self.settings.sequenced_topic, set(self.settings.broadcast_topics)
+        for tp, message, ts_us in task.merge.ready(task.sources, heard, self.votes.barrier_of):
+            if tp.topic == self.settings.topic_programs:
+                sends += self.votes.copied(task, message)
+            kind = wire.KIND_BROADCAST if tp.topic in broadcast else wire.KIND_INPUT
+            headers = [(wire.H_SOURCE, wire.Source(tp.topic, tp.partition, message.offset).header()),
+                       (wire.H_KIND, kind)]
+            key = None if kind == wire.KIND_BROADCAST else (message.key or b"")
+            value = message.value or b""  # a tombstone: rejected as malformed
+            if len(value) > self.settings.max_input_bytes:  # too large to carry: a stand-in
+                headers.append((wire.H_OVERSIZE, f"{len(value)}:{rejection_digest(value)}".encode()))
+                value = value[:RAW_KEPT_BYTES]
+            sends.append(Send(sequenced, key, value, task.index, headers))
+            task.copied[tp] = message.offset + 1
+            task.clock = max(task.clock, ts_us)
+        return sends
 
     def _progress(self, task: _Task, heard: Any) -> list[Send]:
         """A Progress mark after the task's copies, when it changed, at most every
@@ -314,43 +314,19 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             return memo[tp]
         return heard_at
 
-    def _observe_sources(self, task: _Task) -> None:
-        """Log what ``Sources`` saw this turn: a source settled after a leader change, or given up."""
-        answers = task.answers
-        for tp, ms in answers.settled:
-            log.info("source %s:%s answers from its new leader; merged again after %.1f s without it "
-                     "(REWARDS_FAILOVER_SETTLE_MS %s)", tp.topic, tp.partition, ms / 1000, self.settings.failover_settle_ms)
-        for tp in answers.given_up:
-            log.warning("source %s:%s has not answered for %s s (REWARDS_SOURCE_WAIT_MAX_S): the sequencer merges on "
-                        "without it; what it holds is taken as late input when it answers", tp.topic, tp.partition,
-                        self.settings.source_wait_max_s)
-            self.metrics.source_waits_given_up.inc()
-        answers.settled.clear()
-        answers.given_up.clear()
-
     def waiting(self) -> list[tuple[str, int, str, float]]:
         """The source partitions the merge waits for now: (topic, partition, "unanswered" or
         "settling", seconds since their last answer counted)."""
         now_ms = time.time() * 1000
-        return sorted((tp.topic, tp.partition, state, seconds) for task in list(self.tasks.values())
+        return sorted((tp.topic, tp.partition, state, seconds) for task in list(self.units.values())
                       for tp, state, seconds in task.answers.waiting(now_ms))
 
-    @staticmethod
-    def _places(task: _Task) -> dict[TopicPartition, int]:
-        """Where the task stands in each source: after the last record it copied; or, when it
-        has copied every record it read there, where its consumer is, past the transaction
-        markers of a source written transactionally (else the lag never reached 0 there)."""
-        places = {}
-        for tp, copied in task.copied.items():
-            places[tp] = task.fetched.get(tp, copied) if copied >= task.read.get(tp, copied) else copied
-        return places
-
-    async def _commit(self, task: _Task, sends: list[Send]) -> None:
+    def _commit(self, task: _Task, sends: list[Send]) -> Commit:
         """A task's copies and its commits, in one transaction: its client partitions' places,
         each with the task's broadcast places as its commit metadata (every task has its own
         place in the broadcast topics)."""
         broadcast_topics = self.settings.broadcast_topics
-        places = self._places(task)
+        places = task.standing()
         notes: dict[str, Any] = {f"{tp.topic}:{tp.partition}": offset for tp, offset in places.items()
                                  if tp.topic in broadcast_topics}
         notes["~clock"] = task.clock
@@ -358,127 +334,96 @@ class SequencerLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             notes["~terms"] = task.pending
         metadata = orjson.dumps(notes).decode()
         positions = {tp: (offset, metadata) for tp, offset in places.items() if tp.topic not in broadcast_topics}
-        await self.sender.commit_turn(task.producer, sends, positions, self.settings.sequencer_group, self.metrics,
-                                      "sequencer", f"sequencer task {task.index}")
-        task.places = places
+
+        def done() -> None:
+            task.places = places
+
+        return Commit(task.index, sends, positions, done)
 
     # -- tasks coming and going -------------------------------------------------------------------
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self.lock:  # the turn under way (or the producer being started) reaches Kafka whole first
-            self.generation += 1
-            self.pending = []
-            for index in sorted({tp.partition for tp in revoked}):
-                task = self.tasks.pop(index, None)
-                if task is not None:
-                    await self._stop_task(task)
+    def takes(self, index: int, assigned: list[TopicPartition]) -> bool:
+        """A task needs partition ``index`` of every client topic."""
+        if {TopicPartition(topic, index) for topic in self.settings.client_topics} <= set(assigned):
+            return True
+        log.error("sequencer task %s was given only part of its partitions (%s): the client topics must "
+                  "have the same number of partitions and every worker the same settings", index,
+                  sorted(tp.topic for tp in assigned if tp.partition == index))
+        return False
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Only noted here, the new tasks' partitions paused; the loop makes the tasks
-        (``_make_tasks``): aiokafka sends no heartbeat while this callback runs, and making
-        them here could outlast the session (as processor loops' recoveries did,
-        streams.worker.processor)."""
-        if not self.started:  # stopping
-            return
-        topics = self.settings.client_topics
-        held = {tp.partition for tp in assigned}
-        new = []
-        for index in sorted(held - set(self.tasks)):
-            sources = [TopicPartition(topic, index) for topic in topics]
-            if set(sources) <= set(assigned):
-                new.append(index)
-            else:
-                log.error("sequencer task %s was given only part of its partitions (%s): the client topics must "
-                          "have the same number of partitions and every worker the same settings", index,
-                          sorted(tp.topic for tp in assigned if tp.partition == index))
-        self.consumer.pause(*(tp for tp in assigned if tp.partition not in self.tasks))
-        self.pending = new
-        self.generation += 1
-        if not new:
-            self.ready = True
-
-    async def _make_tasks(self) -> None:
-        """The tasks assigned last, each sought to its place; then, with nothing awaited in
-        between, handed over and their partitions resumed, the generation moved on (a batch
-        read before is dropped). A rebalance meanwhile drops what was made."""
-        generation, new = self.generation, self.pending
-        made: list[tuple[_Task, dict[TopicPartition, int]]] = []
+    async def open(self, partitions: list[int],
+                   consumer: AIOKafkaConsumer) -> list[tuple[int, _Task, dict[TopicPartition, int]]]:
+        self.consumer = consumer
+        opened: list[tuple[int, _Task, dict[TopicPartition, int]]] = []
         try:
-            for index in new:
-                # Under the lock: a revocation waits for it, so no producer is started for a
-                # task this worker no longer holds (it would fence the one that does).
-                async with self.lock:
-                    if generation != self.generation:
-                        return
-                    producer = await self.sender.transactional(f"{self.settings.app_id}-sequencer-{index}")
-                made.append(await self._task(index, [TopicPartition(topic, index) for topic in self.settings.client_topics],
-                                             producer))
-            if generation != self.generation or not self.started:
-                return
-            broadcast = set(self.settings.broadcast_topics)
-            for task, starts in made:  # no await from here on
-                for tp, offset in starts.items():
-                    (task.broadcast if tp.topic in broadcast else self.consumer).seek(tp, offset)
-                self.tasks[task.index] = task
-            self.consumer.resume(*(tp for task, _ in made for tp in task.sources if tp.topic not in broadcast))
-            made = []
-            self.pending = []
-            self.generation += 1
-            self.ready = True
-        finally:
-            for task, _ in made:  # not handed over
-                await self._stop_task(task)
-
-    async def _task(self, index: int, sources: list[TopicPartition],
-                    producer: AIOKafkaProducer) -> tuple[_Task, dict[TopicPartition, int]]:
-        """Task ``index`` (its producer started, which fenced its older holders and aborted what
-        they left open) and where it starts in each source."""
-        settings = self.settings
-        broadcast = reader(settings, fetch_max_wait_ms=FETCH_WAIT_MS)
-        task = _Task(index, broadcast, producer, sources + self.broadcast_partitions,
-                     EventTimeMerge(settings.order_grace_ms),
-                     Sources(settings.failover_settle_ms, settings.source_wait_max_s * 1000))
-        acks = TopicPartition(settings.terms_acks_topic, 0)
-        try:
-            await connect.start(broadcast)
-            broadcast.assign(self.broadcast_partitions + [acks])
-            # Where the task left off: its commits on its client partitions, and their metadata for
-            # the broadcast partitions; where there is none, the beginning.
-            admin = connect.admin(settings)
-            await connect.start(admin)
-            try:
-                committed = await admin.list_consumer_group_offsets(settings.sequencer_group, partitions=sources)
-            finally:
-                await admin.close()
-            places = task_places(settings, committed).get(index, {})
-            notes = task_notes(settings, committed).get(index, {})
-            task.clock = int(notes.get("~clock", 0))
-            task.pending = {str(event_id): int(effective) for event_id, effective in notes.get("~terms", {}).items()}
-            task.merge.barrier_us = min(task.pending.values(), default=math.inf)
-            broadcast.seek(acks, (await broadcast.beginning_offsets([acks]))[acks])  # every word, each time
-            starts = {tp: found.offset for tp, found in committed.items() if tp in sources and found.offset >= 0}
-            starts.update((tp, offset) for tp, offset in places.items() if tp in self.broadcast_partitions)
-            unknown = [tp for tp in task.sources if tp not in starts]
-            for tp in unknown:
-                consumer = broadcast if tp.topic in settings.broadcast_topics else self.consumer
-                starts[tp] = (await consumer.beginning_offsets([tp]))[tp]
+            for index in partitions:
+                task, starts = await _open_task(self.settings, index, consumer, self.broadcast_partitions)
+                opened.append((index, task, starts))
         except BaseException:
-            await self._stop_task(task)
+            for _, task, _ in opened:
+                await task.close()
             raise
-        for tp, offset in starts.items():
-            task.read[tp] = task.fetched[tp] = task.copied[tp] = task.places[tp] = offset
-        return task, starts
+        return opened
 
-    @staticmethod
-    async def _stop_task(task: _Task) -> None:
-        await task.broadcast.stop()
-        await stop_producer(task.producer)
+def _observe_sources(task: _Task, settings: Settings, metrics: Metrics) -> None:
+    """Log what ``Sources`` saw this turn: a source settled after a leader change, or given up."""
+    answers = task.answers
+    for tp, ms in answers.settled:
+        log.info("source %s:%s answers from its new leader; merged again after %.1f s without it "
+                 "(REWARDS_FAILOVER_SETTLE_MS %s)", tp.topic, tp.partition, ms / 1000, settings.failover_settle_ms)
+    for tp in answers.given_up:
+        log.warning("source %s:%s has not answered for %s s (REWARDS_SOURCE_WAIT_MAX_S): the sequencer merges on "
+                    "without it; what it holds is taken as late input when it answers", tp.topic, tp.partition,
+                    settings.source_wait_max_s)
+        metrics.source_waits_given_up.inc()
+    answers.settled.clear()
+    answers.given_up.clear()
 
-    def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
-        """(topic, partition, the place last committed, end offset) of each client partition held."""
-        if not self.started:
-            return []
-        return [(tp.topic, tp.partition, task.places.get(tp), self.consumer.highwater(tp))
-                for task in self.tasks.values() for tp in task.sources if tp.topic in self.settings.client_topics]
+
+async def _open_task(settings: Settings, index: int, consumer: AIOKafkaConsumer,
+                     broadcast_partitions: list[TopicPartition]) -> tuple[_Task, dict[TopicPartition, int]]:
+    """Task ``index`` (its producer started by the runtime, which fenced its older holders and
+    aborted what they left open), its broadcast consumer sought, and where it starts in each
+    client partition."""
+    sources = [TopicPartition(topic, index) for topic in settings.client_topics]
+    task = _Task(index, reader(settings, fetch_max_wait_ms=FETCH_WAIT_MS), sources + broadcast_partitions,
+                 EventTimeMerge(settings.order_grace_ms),
+                 Sources(settings.failover_settle_ms, settings.source_wait_max_s * 1000))
+    try:
+        starts = await _starts(settings, task, sources, consumer, broadcast_partitions)
+    except BaseException:
+        await task.close()
+        raise
+    for tp, offset in starts.items():
+        task.read[tp] = task.fetched[tp] = task.copied[tp] = task.places[tp] = offset
+        if tp.topic in settings.broadcast_topics:
+            task.broadcast.seek(tp, offset)
+    return task, {tp: offset for tp, offset in starts.items() if tp in sources}
+
+async def _starts(settings: Settings, task: _Task, sources: list[TopicPartition], consumer: AIOKafkaConsumer,
+                  broadcast_partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Where the task left off: its commits on its client partitions, and their metadata for the
+    broadcast partitions; where there is none, the beginning."""
+    acks = TopicPartition(settings.terms_acks_topic, 0)
+    await connect.start(task.broadcast)
+    task.broadcast.assign(broadcast_partitions + [acks])
+    admin = connect.admin(settings)
+    await connect.start(admin)
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.sequencer_group, partitions=sources)
+    finally:
+        await admin.close()
+    places = task_places(settings, committed).get(task.index, {})
+    notes = task_notes(settings, committed).get(task.index, {})
+    task.clock = int(notes.get("~clock", 0))
+    task.pending = {str(event_id): int(effective) for event_id, effective in notes.get("~terms", {}).items()}
+    task.merge.barrier_us = min(task.pending.values(), default=math.inf)
+    task.broadcast.seek(acks, (await task.broadcast.beginning_offsets([acks]))[acks])  # every word, each time
+    starts = {tp: found.offset for tp, found in committed.items() if tp in sources and found.offset >= 0}
+    starts.update((tp, offset) for tp, offset in places.items() if tp in broadcast_partitions)
+    for tp in [tp for tp in task.sources if tp not in starts]:
+        reading = task.broadcast if tp.topic in settings.broadcast_topics else consumer
+        starts[tp] = (await reading.beginning_offsets([tp]))[tp]
+    return starts
 
 
 def _read_version(value: bytes | None) -> tuple[str, int] | None:

@@ -1,5 +1,6 @@
 """The worker's internal records: the headers of the sequenced log and the messages between
-its processors. Encoded with msgspec; none of this is part of the public event contract."""
+its processors, encoded with msgspec. Touch it freely between releases: none of this is part of
+the public event contract, but a change is a change of the changelogs' format."""
 
 from __future__ import annotations
 
@@ -103,7 +104,6 @@ class RegistryState(msgspec.Struct):
     clocks: dict[int, int] = msgspec.field(default_factory=dict)
     caught_up: dict[int, bool] = msgspec.field(default_factory=dict)
     waiting: list[WaitingClaim] = msgspec.field(default_factory=list)
-    unsent: list[bytes] = msgspec.field(default_factory=list)  # verdicts decided, maybe not sent yet
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -1,12 +1,13 @@
-"""The processor loop (streams.worker.processor) across an assignment, on a real broker: a
-batch read before a partition was handed over is never taken, whenever the hand-over finishes.
+"""The partition runtime (streams.worker.runtime) with a processor job (streams.worker.processor) across
+an assignment, on a real broker: a batch read before a partition was handed over is never taken,
+whenever the hand-over finishes.
 
 The rebalance fault test once lost seven records of one ledger partition this way: a turn
 dropped the partition's first records (no processor yet), the assignment then sought it back
 to its place and handed it over in the event-loop step between the loop's check of the
 generation and the start of its turn, and the turn took the next batch, read from past the
 dropped records, as if nothing were missing. Here the same steps are made to happen in that
-order, with the loop's own ``on_partitions_assigned``, ``recover`` and ``turn``."""
+order, with the runtime's own ``on_partitions_assigned``, ``recover`` and ``turn``."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from streams.ops.metrics import Metrics
 from streams.settings import Settings
 from streams.worker.kafkaio import Sender, reader, stop_producer
-from streams.worker.processor import ProcessorLoop
-from streams.worker.wire import Send
+from streams.worker.processor import ProcessorJob, Turn
+from streams.worker.runtime import PartitionRuntime
 from tests.integration.conftest import ensure
 
 pytestmark = pytest.mark.integration
@@ -44,21 +45,22 @@ class Recorder:
             self.taken.append(record.offset)
             self.last = record.offset
 
-    def effects(self, now_ms: float) -> list[Send]:
-        return []
-
-    def commit(self, now_ms: float) -> list[tuple[bytes, bytes]]:
-        return []
-
-    def lag_offset(self) -> int:
-        return self.last + 1
+    def turn(self, now_ms: float) -> Turn:
+        return Turn([], [], self.last + 1)
 
 
-class RecorderLoop(ProcessorLoop[Recorder]):
+class RecorderJob(ProcessorJob[Recorder]):
     name = kind = "recorder"
 
     def make(self, partition: int, table: dict[bytes, bytes]) -> Recorder:
         return Recorder()
+
+
+def runtime(settings: Settings, job: RecorderJob) -> PartitionRuntime[Any]:
+    async def crash(exc: BaseException) -> None:
+        raise AssertionError(f"the runtime crashed: {exc!r}")
+
+    return PartitionRuntime(settings, Sender(settings), Metrics(), crash, job)
 
 
 async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings: Settings) -> None:
@@ -73,11 +75,10 @@ async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings:
     finally:
         await producer.stop()
 
-    async def crash(exc: BaseException) -> None:
-        raise AssertionError(f"the loop crashed: {exc!r}")
-
-    loop = RecorderLoop(settings, Sender(settings), Metrics(), crash, topic=topic, group=f"{settings.app_id}-recorder",
-                        changelog=settings.state_changelog)
+    job = RecorderJob(settings, Metrics(), topic=topic, group=f"{settings.app_id}-recorder",
+                      changelog=settings.state_changelog)
+    loop = runtime(settings, job)
+    await job.start(loop.units)
     loop.consumer = consumer = reader(settings)
     await consumer.start()
     try:
@@ -94,7 +95,7 @@ async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings:
         # ...and the assignment finishes before the turn starts: sought to 0, handed over.
         await loop.on_partitions_assigned([tp])
         await loop.recover()
-        recorder = loop.processors[0]
+        recorder = job.processors[0]
         await loop.turn(batch, generation)
         assert recorder.taken == [], "a batch read before the hand-over was taken"
         while recorder.last < RECORDS - 1:
@@ -115,29 +116,26 @@ async def test_a_recovery_longer_than_the_session_keeps_the_worker_in_its_group(
     await ensure(settings)
     assignments: list[list[int]] = []
 
-    class SlowLoop(RecorderLoop):
-        async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-            assignments.append(sorted(tp.partition for tp in assigned))
-            await super().on_partitions_assigned(assigned)
+    class SlowJob(RecorderJob):
+        def assigned(self, count: int) -> None:
+            assignments.append(count)
 
         async def read_tables(self, partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
             await asyncio.sleep(settings.session_timeout_ms / 1000 * 1.5)
             return await super().read_tables(partitions)
 
-    async def crash(exc: BaseException) -> None:
-        raise AssertionError(f"the loop crashed: {exc!r}")
-
-    loop = SlowLoop(settings, Sender(settings), Metrics(), crash, topic=settings.sequenced_topic,
-                    group=f"{settings.app_id}-slow", changelog=settings.state_changelog)
+    job = SlowJob(settings, Metrics(), topic=settings.sequenced_topic, group=f"{settings.app_id}-slow",
+                  changelog=settings.state_changelog)
+    loop = runtime(settings, job)
     running = asyncio.create_task(loop.run())
     try:
         deadline = asyncio.get_running_loop().time() + 60
-        while len(loop.processors) < settings.partitions:
+        while len(loop.units) < settings.partitions:
             assert not running.done(), running
             assert asyncio.get_running_loop().time() < deadline, "the partitions were never recovered"
             await asyncio.sleep(0.2)
         await asyncio.sleep(settings.session_timeout_ms / 1000)  # a member put out would be back by now
-        assert assignments == [list(range(settings.partitions))], assignments
+        assert assignments == [settings.partitions], assignments
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

@@ -52,17 +52,17 @@ class JournaledStore:
         self.ledger = self._ledger()
 
     def _ledger(self) -> PartitionLedger:
-        ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(self.changelog), log_writes=True)
+        ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(self.changelog))
         if ledger.last < 0:
             ledger.start_at(0)
         return ledger
 
     def __call__(self) -> History:
-        self.ledger.last += 1  # the write belongs to the next record
-        return self.ledger.history("c1")
+        self.ledger.store.last += 1  # the write belongs to the next record
+        return self.ledger.store.history("c1")
 
     def commit(self) -> None:
-        apply_writes(self.changelog, self.ledger.flush_state()[1])
+        apply_writes(self.changelog, self.ledger.store.flush()[1])
 
     def recover(self) -> None:
         self.commit()

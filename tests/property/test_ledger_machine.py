@@ -25,7 +25,8 @@ from hypothesis.stateful import invariant, precondition, rule
 from handlers.welcome import IdentityRegistry
 from streams.worker import wire
 from streams.worker.commissions import CommissionPartition
-from streams.worker.ledger import PartitionLedger, Record, Topics
+from streams.worker.ledger import PartitionLedger, Record
+from streams.worker.ports import Topics
 from streams.worker.wire import Send
 from tests.property.test_engine_machine import RULES, EngineMachine
 from tests.support import apply_writes, assert_journal_is_the_store
@@ -55,7 +56,7 @@ class LedgerMachine(EngineMachine):
 
     # -- the worker's side ----------------------------------------------------------------------
     def _recovered(self) -> PartitionLedger:
-        ledger = PartitionLedger(0, 1, RULES, TOPICS, dict(self.changelog), log_writes=True)
+        ledger = PartitionLedger(0, 1, RULES, TOPICS, dict(self.changelog))
         if ledger.last < 0:
             ledger.start_at(0)
         return ledger
@@ -73,7 +74,7 @@ class LedgerMachine(EngineMachine):
         return outputs
 
     def _append(self, key: bytes | None, value: bytes, headers: dict[str, bytes]) -> None:
-        self.log.append(Record(0, len(self.log), key, value, headers))
+        self.log.append(Record(len(self.log), key, value, headers))
         self._apply_to_end()
 
     def _apply_to_end(self) -> None:
@@ -81,7 +82,7 @@ class LedgerMachine(EngineMachine):
             record = self.log[self.ledger.last + 1]
             self.ledger.handle(record)
             assert self.ledger.last == record.offset
-            for send in self.ledger.take_outbox().sends:
+            for send in self.ledger.outbox.take().sends:
                 self._deliver(send)
 
     def _deliver(self, send: Send) -> None:
@@ -89,7 +90,7 @@ class LedgerMachine(EngineMachine):
             request = wire.identity_requests.decode(send.value)
             verdict = wire.Verdict(request.client_id, request.claim,
                                    self.owners.claim(request.identity_hash, request.client_id))
-            self.log.append(Record(0, len(self.log), request.client_id.encode(), wire.encode(verdict),
+            self.log.append(Record(len(self.log), request.client_id.encode(), wire.encode(verdict),
                                    {wire.H_KIND: wire.KIND_VERDICT}))
         elif send.topic == TOPICS.commissions:
             for payout in self.book.receive(wire.commission_reports.decode(send.value)):
@@ -109,7 +110,7 @@ class LedgerMachine(EngineMachine):
         """The batch's state writes go to the changelog in its transaction; with ``crash``, the
         worker is killed at the commit, which went through or not (``committed``), and the next
         one applies the log again from the position its recovered state gives."""
-        _, writes = self.ledger.flush_state()
+        _, writes = self.ledger.store.flush()
         if committed or not crash:
             apply_writes(self.changelog, writes)
         self.commits += 1
@@ -128,7 +129,7 @@ class LedgerMachine(EngineMachine):
     def recopy(self, back: int) -> None:
         """The sequencer copied a recent input again (it crashed between copying and committing).
         Only one within the dedupe window of the newest event: an older one is dead-lettered
-        ``stale_event`` instead of skipped (README, Known problems)."""
+        ``stale_event`` instead of skipped (docs/design.md, Known problems)."""
         original = self.log[-back]
         try:
             ts = datetime.fromisoformat(orjson.loads(original.value)["ts"].replace("Z", "+00:00"))
@@ -143,7 +144,7 @@ class LedgerMachine(EngineMachine):
     @rule()
     def forget_cache(self) -> None:
         self.commit(False, True)
-        self.ledger.forget_cache()
+        self.ledger.store.forget_cache()
 
     # -- the comparison ----------------------------------------------------------------------
     @invariant()
@@ -162,7 +163,7 @@ class LedgerMachine(EngineMachine):
         self.commit(False, True)
         recovered = self._recovered()
         for client_id, client in self.engine.clients.items():
-            assert msgspec.msgpack.encode(recovered.get(client_id)) == msgspec.msgpack.encode(client), client_id
+            assert msgspec.msgpack.encode(recovered.store.get(client_id)) == msgspec.msgpack.encode(client), client_id
         assert recovered.last == len(self.log) - 1
         assert_journal_is_the_store(self.ledger, recovered)
 

@@ -79,7 +79,7 @@ def reference(events: list[dict[str, Any]], versions: list[dict[str, Any]]) -> t
         if event["type"] == "program.terms":
             continue
         in_force = [when for when in timeline if when <= event["ts"]]
-        engine.rules = timeline[max(in_force)] if in_force else Rules.default()
+        engine.partition.rules = timeline[max(in_force)] if in_force else Rules.default()
         out += [encode_output(o) for o in engine.process(orjson.dumps(event), {"line": n})]
     return out, accepted
 

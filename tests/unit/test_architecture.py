@@ -1,6 +1,6 @@
 """The shape of the code, checked from its syntax: Faust only in the application shell, no
 private attribute of anyone else's object (faust, mode, aiokafka or our own), a pure core, and
-no import cycle among the worker's modules."""
+no import cycle among the worker's modules, and the worker in small pieces."""
 
 from __future__ import annotations
 
@@ -97,3 +97,18 @@ def test_each_room_leans_only_on_the_rooms_below_it() -> None:
             if name.startswith("streams.") and ".".join(name.split(".")[:2]) not in allowed[room]:
                 found.append((path, line, name))
     assert found == []
+
+
+def test_the_worker_reads_in_small_pieces() -> None:
+    """In streams/worker no function runs over 60 lines and no class has over 12 methods, and every
+    module opens with what it does and what may be touched there (its first two sentences)."""
+    for path, tree in sources("streams/worker"):
+        opening = (ast.get_docstring(tree) or "").split("\n\n")[0]
+        assert "touch" in opening.lower() and opening.endswith("."), f"{path}: its opening does not say what may be touched"
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                assert length <= 60, f"{path}:{node.lineno} {node.name} runs {length} lines"
+            if isinstance(node, ast.ClassDef):
+                methods = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                assert len(methods) <= 12, f"{path}:{node.lineno} {node.name} has {len(methods)} methods"

@@ -1,6 +1,5 @@
 """The commission book (streams.worker.commissions) fed by hand: a close paid once every
-partition has reported, reports sent twice, a restart from its one state record, and the Faust
-tables of earlier versions taken over."""
+partition has reported, reports sent twice, and a restart from its one state record."""
 
 from __future__ import annotations
 
@@ -10,10 +9,9 @@ from decimal import Decimal
 import orjson
 
 from handlers.rules import Rules
-from handlers.state import PayoutLedger
 from streams.worker import wire
 from streams.worker.commissions import STATE_KEY, CommissionPartition
-from streams.worker.ledger import Topics
+from streams.worker.ports import Topics
 
 TOPICS = Topics(ledger="ledger", deadletter="dead", identity="identity", commissions="commissions", sequenced="seq")
 CLOSE = "settlement.day_closed:2026-11-23"
@@ -37,7 +35,7 @@ def book(table: dict[bytes, bytes] | None = None) -> CommissionPartition:
 
 
 def paid(book: CommissionPartition) -> dict[str, str]:
-    sends = book.effects()
+    sends = book.turn().sends  # the turn empties the book of them
     payouts = {}
     for send in sends:
         doc = orjson.loads(send.value)
@@ -55,7 +53,6 @@ def test_a_close_is_paid_once_every_partition_has_reported_and_a_report_sent_twi
     b.take(Message(3, report(2)))
     assert paid(b) == {"p1": "3", "p2": "2"}  # rounded down to cents; 0.005 carried
     assert b.state.partners["p1"].carried == Decimal("0.005")
-    b.take_payouts()
     b.take(Message(4, report(0, p1="9")))  # after the close: a late copy
     assert paid(b) == {}
 
@@ -64,26 +61,10 @@ def test_a_restart_reads_the_one_state_record_and_skips_what_it_covers() -> None
     b = book()
     for offset, partition in enumerate((0, 1)):
         b.take(Message(offset, report(partition, p1="1")))
-    writes = b.commit()
-    assert [key for key, _ in writes] == [STATE_KEY] and b.commit() == []  # nothing new: nothing written
+    writes = b.turn().writes
+    assert [key for key, _ in writes] == [STATE_KEY] and b.turn().writes == []  # nothing new: nothing written
     again = book(dict(writes))
     assert again.last == 1
     again.take(Message(1, report(1, p1="1")))  # at or below its position: skipped
     again.take(Message(3, report(2, p1="1")))  # offset 2: a transaction marker
     assert paid(again) == {"p1": "3"}
-
-
-def test_the_faust_tables_of_earlier_versions_are_taken_over() -> None:
-    done = wire.CloseProgress(reported={0, 1, 2}, done=True)
-    open_close = wire.CloseProgress(reported={0}, due={"p1": ["4"]})
-    closes = {b"settlement.day_closed:2026-11-22\x1f0": wire.encode(done), CLOSE.encode() + b"\x1f0": wire.encode(open_close)}
-    partners = {b"p1": wire.encode(PayoutLedger(carried=Decimal("0.004"), accrued=Decimal("10.004"), paid=Decimal("10")))}
-    b = CommissionPartition.upgraded(0, 3, Rules.default(), TOPICS, partners, closes)
-    b.start_at(0)
-    old = wire.CommissionReport("settlement.day_closed:2026-11-22", "2026-11-23T00:00:00Z", "2026-11-22", 1, {"p1": "5"})
-    b.take(Message(0, wire.encode(old)))  # the old close was paid: nothing again
-    b.take(Message(1, report(0, p1="4")))  # partition 0 had reported this close
-    b.take(Message(2, report(1, p1="1")))
-    b.take(Message(3, report(2)))
-    assert paid(b) == {"p1": "5"}  # 4 + 1, with the 0.004 carried: 5.004
-    assert b.commit()[-1][0] == STATE_KEY

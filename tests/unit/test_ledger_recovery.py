@@ -1,5 +1,5 @@
 """The worker's ledger recovering from its changelog: after a batch whose transaction committed or
-was aborted, from a changelog an older version left half-written, across holes in the offsets."""
+was aborted, and across holes in the offsets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from handlers.rules import Rules
 from streams.worker import wire
 from handlers.state import Seen
 from schemas.codec import RAW_KEPT_BYTES
-from streams.worker.ledger import SEP, PartitionLedger, Record
+from streams.worker.ledger import PartitionLedger, Record
+from streams.worker.ledgerstore import CLIENT
 from streams.devtools.sample_day import SampleDay
 from tests.support import TOPICS, apply_writes
 
@@ -24,20 +25,20 @@ def records(lines: list[bytes]) -> list[Record]:
         broadcast = "client_id" not in doc
         headers = {wire.H_SOURCE: wire.Source("in", 0, offset).header(),
                    wire.H_KIND: wire.KIND_BROADCAST if broadcast else wire.KIND_INPUT}
-        found.append(Record(0, offset, None if broadcast else doc["client_id"].encode(), line, headers))
+        found.append(Record(offset, None if broadcast else doc["client_id"].encode(), line, headers))
     return found
 
 def run(ledger: PartitionLedger, batch: list[Record]) -> list[tuple[str, bytes]]:
     for record in batch:
         ledger.handle(record)
-    return [(send.topic, send.value) for send in ledger.take_outbox().sends]
+    return [(send.topic, send.value) for send in ledger.outbox.take().sends]
 
 def state_of(changelog: dict[bytes, bytes]) -> tuple[bytes, dict[str, bytes]]:
     """What a ledger recovered from ``changelog`` counts: the shared state and every client's state."""
     fresh = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(changelog))
-    clients = {key[3:].decode() for key in changelog if key[:1] == b"c"}
-    states = {c: msgspec.json.encode(fresh.get(c)) for c in sorted(clients)}
-    return msgspec.json.encode(fresh.shared) + str(fresh.durable).encode(), states
+    clients = {key[2:].decode() for key in changelog if key[:2] == CLIENT}
+    states = {c: msgspec.json.encode(fresh.store.get(c)) for c in sorted(clients)}
+    return msgspec.json.encode(fresh.shared) + str(fresh.store.durable).encode(), states
 
 @pytest.fixture(scope="module")
 def log() -> list[Record]:
@@ -58,11 +59,11 @@ def batches(log: list[Record]) -> tuple[list[Record], list[Record], list[Record]
 
 def reference(log: list[Record]) -> tuple[list[tuple[str, bytes]], dict[bytes, bytes]]:
     """The outputs of the log applied in three batches, and the changelog they leave."""
-    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {})
     sent, changelog = [], {}
     for batch in batches(log):
         sent += run(ledger, batch)
-        apply_writes(changelog, ledger.flush_state()[1])
+        apply_writes(changelog, ledger.store.flush()[1])
     return sent, changelog
 
 @pytest.mark.parametrize("committed", [False, True])
@@ -72,48 +73,25 @@ def test_a_batch_committed_or_aborted_gives_the_same_outputs_and_state(log: list
     expected, done = reference(log)
     first, second, third = batches(log)
     changelog: dict[bytes, bytes] = {}
-    worker = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    worker = PartitionLedger(0, 1, Rules.default(), TOPICS, {})
     sent_first = run(worker, first)
-    apply_writes(changelog, worker.flush_state()[1])
+    apply_writes(changelog, worker.store.flush()[1])
     sent_second = run(worker, second)
-    _, writes = worker.flush_state()
+    _, writes = worker.store.flush()
     assert len(writes) > 100 and writes[-1][0] == b"s0"  # the partition's own state, the commit, last
     if committed:
         apply_writes(changelog, writes)
 
-    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(changelog), log_writes=True)
+    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(changelog))
     again = run(restarted, second)  # read again from the state's own position
-    apply_writes(changelog, restarted.flush_state()[1])
+    apply_writes(changelog, restarted.store.flush()[1])
     after = run(restarted, third)
-    apply_writes(changelog, restarted.flush_state()[1])
+    apply_writes(changelog, restarted.store.flush()[1])
 
     assert again == ([] if committed else sent_second)
     assert sent_first + sent_second + after == expected
     assert state_of(changelog) == state_of(done)
 
-
-def test_a_batch_an_older_version_left_half_written_does_not_count() -> None:
-    """Before transactions a worker killed between its state writes left part of a batch in the
-    changelog, each history entry with the value it replaced: an entry stamped after the
-    partition's commit counts as that value, or as nothing, and neither does a client slot."""
-    def stamped(offset: int, previous: bytes, value: bytes) -> bytes:
-        return offset.to_bytes(8, "big", signed=True) + len(previous).to_bytes(4, "big") + previous + value
-
-    old, new = (msgspec.msgpack.encode(Seen(bytes([n]), n, f"in:0:{n}")) for n in (1, 2))
-    empty = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
-    empty.start_at(0)
-    empty.handle(records([b'{"type": "settlement.day_closed", "id": "x", "ts": "2026-11-24T00:00:00Z", '
-                          b'"date": "2026-11-23"}'])[0])
-    _, writes = empty.flush_state()
-    changelog = dict((key, value) for key, value in writes if value is not None)  # committed through offset 0
-    changelog[b"hc1" + SEP + b"se1"] = stamped(0, b"", old)      # written by the committed batch
-    changelog[b"hc1" + SEP + b"se2"] = stamped(5, b"", new)      # by the half-written one: new then
-    changelog[b"hc2" + SEP + b"se1"] = stamped(5, old, new)      # by the half-written one: replaced
-    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, changelog)
-    assert ledger.durable == 0
-    assert ledger.history("c1").seen("e1") == Seen(b"\x01", 1, "in:0:1")
-    assert ledger.history("c1").seen("e2") is None
-    assert ledger.history("c2").seen("e1") == Seen(b"\x01", 1, "in:0:1")
 
 def test_holes_in_the_offsets_are_transaction_markers_and_change_nothing(log: list[Record]) -> None:
     """The identity registry writes its verdicts into the sequenced log in transactions: each
@@ -121,22 +99,22 @@ def test_holes_in_the_offsets_are_transaction_markers_and_change_nothing(log: li
     reader never sees. A batch read across a rebalance (it may start anywhere) is the loop's
     to drop (streams.worker.processor), so the ledger takes any offset after its last."""
     expected, done = reference(log)
-    spaced = [Record(r.partition, r.offset * 3 + 1, r.key, r.value, r.headers) for r in log]
-    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    spaced = [Record(r.offset * 3 + 1, r.key, r.value, r.headers) for r in log]
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {})
     ledger.start_at(0)
     first, second, third = batches(spaced)
     sent, changelog = [], {}
     for batch in (first, second, first[-3:] + third):  # with a redelivery of what it had already
         sent += run(ledger, batch)
-        apply_writes(changelog, ledger.flush_state()[1])
+        apply_writes(changelog, ledger.store.flush()[1])
     assert sent == expected
     assert state_of(changelog)[1] == state_of(done)[1]  # the same clients (the stamps differ)
 
 
 def test_a_log_whose_start_was_deleted_starts_at_its_first_offset(log: list[Record]) -> None:
-    shifted = [Record(r.partition, r.offset + 1000, r.key, r.value, r.headers) for r in log]
+    shifted = [Record(r.offset + 1000, r.key, r.value, r.headers) for r in log]
     expected, _ = reference(log)
-    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {})
     ledger.start_at(1000)
     assert run(ledger, shifted) == expected
 
@@ -148,9 +126,9 @@ def test_a_malformed_broadcast_is_one_dead_letter_and_no_hole() -> None:
     told = {}
     for partition in (0, 1):
         ledger = PartitionLedger(partition, 2, Rules.default(), TOPICS, {})
-        ledger.handle(Record(partition, 0, None, b"{not json", headers))
+        ledger.handle(Record(0, None, b"{not json", headers))
         assert ledger.last == 0
-        told[partition] = [s.topic for s in ledger.take_outbox().sends]
+        told[partition] = [s.topic for s in ledger.outbox.take().sends]
     assert told == {0: [TOPICS.deadletter], 1: []}
 
 
@@ -160,33 +138,33 @@ def test_a_broadcast_copied_twice_is_skipped_without_a_dead_letter() -> None:
     plan = orjson.dumps({"type": "partner.plan", "id": "plan-1", "ts": "2026-11-24T09:00:00Z", "partner_id": "P",
                          "rebate_per_lot": {"standard": "1"}, "commission_per_lot": {"standard": "2"}})
     first, = records([plan])
-    again = Record(0, 1, None, plan, first.headers)
+    again = Record(1, None, plan, first.headers)
     ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {})
     assert run(ledger, [first, again]) == []
-    redelivered = Record(0, 2, None, plan, {**first.headers, wire.H_SOURCE: wire.Source("in", 0, 9).header()})
+    redelivered = Record(2, None, plan, {**first.headers, wire.H_SOURCE: wire.Source("in", 0, 9).header()})
     ledger.handle(redelivered)
-    assert [orjson.loads(s.value)["reason"] for s in ledger.take_outbox().sends] == ["duplicate"]
+    assert [orjson.loads(s.value)["reason"] for s in ledger.outbox.take().sends] == ["duplicate"]
 
 
 def test_views_not_known_to_be_in_redis_are_sent_again_after_a_restart(log: list[Record]) -> None:
     """The read model is written after the batch's state: a worker killed in between leaves
     those views unwritten, and the partition does not apply that batch again. It keeps the offset
     through which its views are in Redis, and a restarted partition sends the later ones again."""
-    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, {})
     first, second, third = batches(log)
     run(ledger, first)
-    ledger.flush_state()
-    ledger.views_published()  # Redis took the first batch's views
+    ledger.store.flush()
+    ledger.store.views_published()  # Redis took the first batch's views
     run(ledger, second)
-    changed, _ = ledger.flush_state()  # killed before its views reached Redis
-    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, ledger.table, log_writes=True)
-    again = restarted.unpublished()
+    changed, _ = ledger.store.flush()  # killed before its views reached Redis
+    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, ledger.store.table)
+    again = restarted.store.unpublished()
     assert {c.client_id for c, _ in again} == set(changed)
-    assert all(version == restarted.durable and client == ledger.cache[client.client_id] for client, version in again)
-    restarted.views_published()  # kept with its next flush
+    assert all(version == restarted.store.durable and client == ledger.store.cache[client.client_id] for client, version in again)
+    restarted.store.views_published()  # kept with its next flush
     run(restarted, third)
-    changed_third, _ = restarted.flush_state()
-    later = PartitionLedger(0, 1, Rules.default(), TOPICS, restarted.table).unpublished()
+    changed_third, _ = restarted.store.flush()
+    later = PartitionLedger(0, 1, Rules.default(), TOPICS, restarted.store.table).store.unpublished()
     assert {c.client_id for c, _ in later} == set(changed_third) != set(changed)
 
 
@@ -201,7 +179,7 @@ def test_an_input_too_large_to_carry_is_rejected_from_its_stand_in() -> None:
     oversize = f"{len(whole)}:{rejection_digest(whole)}".encode()
 
     def stand_in(kind: bytes, partition: int) -> Record:
-        return Record(partition, 0, b"c1", head, {wire.H_SOURCE: wire.Source("trades", 0, 7).header(),
+        return Record(0, b"c1", head, {wire.H_SOURCE: wire.Source("trades", 0, 7).header(),
                                                    wire.H_KIND: kind, wire.H_OVERSIZE: oversize})
 
     ledger = PartitionLedger(0, 2, Rules.default(), TOPICS, {})
@@ -215,21 +193,3 @@ def test_an_input_too_large_to_carry_is_rejected_from_its_stand_in() -> None:
     other = PartitionLedger(1, 2, Rules.default(), TOPICS, {})
     other.start_at(0)
     assert run(other, [stand_in(wire.KIND_BROADCAST, 1)]) == []
-
-
-def test_a_client_in_an_older_versions_second_slot_moves_to_the_first(log: list[Record]) -> None:
-    """Versions before transactions alternated each client's state between two slots: the newer
-    slot counts, and the client's next write goes to the first with a tombstone for the second."""
-    _, changelog = reference(log)
-    first = next(key for key in changelog if key[:3] == b"c0" + SEP)
-    second, client, counted = b"c1" + SEP + first[3:], first[3:].decode(), changelog[first]
-    older = (int.from_bytes(counted[:8], "big") - 1).to_bytes(8, "big") + b"\x90"  # an older write, in slot 0
-    changelog[first], changelog[second] = older, counted
-    ledger = PartitionLedger(0, 1, Rules.default(), TOPICS, dict(changelog), log_writes=True)
-    state = ledger.get(client)
-    assert state is not None and msgspec.msgpack.encode(state) == counted[8:]
-    ledger.last += 1  # a record that changed it
-    ledger.put(state)
-    _, writes = ledger.flush_state()
-    assert (first, ledger.table[first]) in writes and (second, None) in writes
-    assert second not in ledger.table

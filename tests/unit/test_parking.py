@@ -180,12 +180,12 @@ def test_parked_inputs_survive_the_worker_between_batches() -> None:
     deposit = s.event("deposit", client_id="c1", account_id="c1-a", deposit_id="d1", amount="500",
                       source="external", bonus_percent=100)
     log = records([orjson.dumps(e) for e in (register, verify, deposit, opened, validated)])
-    first = PartitionLedger(0, 1, Rules.default(), TOPICS, {}, log_writes=True)
+    first = PartitionLedger(0, 1, Rules.default(), TOPICS, {})
     assert not any(orjson.loads(value)["type"] == "bonus.granted" for _, value in run(first, log[:3]))
     changelog: dict[bytes, bytes] = {}
-    apply_writes(changelog, first.flush_state()[1])
+    apply_writes(changelog, first.store.flush()[1])
     assert first.shared.parked_events == 1
-    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, changelog, log_writes=True)
+    restarted = PartitionLedger(0, 1, Rules.default(), TOPICS, changelog)
     sent = [orjson.loads(value) for _, value in run(restarted, log[3:])]
     assert one(sent, "bonus.granted")["cause_id"] == deposit["id"]
     assert restarted.shared.parked_events == 0

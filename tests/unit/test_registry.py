@@ -117,7 +117,7 @@ def test_a_restart_after_the_verdicts_before_the_commit_decides_the_same() -> No
     feed.request(claim("c2", "10:00:02"))
     feed.request(claim("c1", "10:00:01"))
     feed.all_past("11:00:00")
-    sends = registry.effects(0)
+    sends = registry.turn(0).sends
     owners = [s for s in sends if s.topic == "identities"]
     verdicts = [s for s in sends if s.topic != "identities"]
     assert [(s.topic, s.key, s.partition) for s in owners] == [("identities", b"id-1", 0)]
@@ -129,16 +129,7 @@ def test_a_restart_after_the_verdicts_before_the_commit_decides_the_same() -> No
     replay.request(claim("c2", "10:00:02"))
     replay.request(claim("c1", "10:00:01"))
     replay.all_past("11:00:00")
-    assert sequenced_answers(restarted.effects(0)) == sequenced_answers(verdicts) == [("c1", True), ("c2", False)]
-
-
-def test_verdicts_an_earlier_version_left_in_its_state_are_sent_once() -> None:
-    """Earlier versions committed their verdicts before sending them, kept in the state."""
-    old = wire.RegistryState(last=4, unsent=[wire.encode(wire.Verdict("c9", b"{}", True))])
-    registry = fresh({STATE_KEY: wire.encode(old)})
-    assert sequenced_answers(registry.effects(0)) == [("c9", True)]
-    assert registry.commit(0)[-1][0] == STATE_KEY and registry.state.unsent == []
-    assert registry.effects(0) == []
+    assert sequenced_answers(restarted.turn(0).sends) == sequenced_answers(verdicts) == [("c1", True), ("c2", False)]
 
 
 def test_a_restart_between_the_owners_and_the_commit_decides_the_same() -> None:

@@ -14,7 +14,8 @@ from handlers.engine import Engine
 from handlers.rules import Rules
 from schemas.codec import encode_output
 from streams.worker import wire
-from streams.worker.ledger import PartitionLedger, Record, Topics
+from streams.worker.ledger import PartitionLedger, Record
+from streams.worker.ports import Topics
 from tests.support import sequenced
 
 DAY = "2026-12-{:02d}T{}Z"
@@ -148,13 +149,13 @@ def test_every_partition_takes_the_sequencer_s_verdict_whatever_it_applied_befor
     ledgers[0].handle(sequenced(early, 0))
     version = orjson.dumps({"type": "program.terms", "id": "t", "ts": at(1), "version": "v",
                             "effective": at(9), "rules": {"cashback": {"rate": "0.2"}}})
-    verdict = Record(0, 0, None, wire.encode(wire.TermsVerdict("t", in_time)), {wire.H_KIND: wire.KIND_TERMS})
+    verdict = Record(0, None, wire.encode(wire.TermsVerdict("t", in_time)), {wire.H_KIND: wire.KIND_TERMS})
     for offset, ledger in ((1, ledgers[0]), (0, ledgers[1])):
         ledger.handle(sequenced(version, offset))
         assert ledger.shared.terms == [] and [p.version.version for p in ledger.shared.terms_pending] == ["v"]
         assert ledger.outbox.outputs == [] or ledger.partition == 0
-        ledger.handle(Record(ledger.partition, offset + 1, None, verdict.value, verdict.headers))
-        ledger.handle(Record(ledger.partition, offset + 2, None, verdict.value, verdict.headers))  # again: nothing
+        ledger.handle(Record(offset + 1, None, verdict.value, verdict.headers))
+        ledger.handle(Record(offset + 2, None, verdict.value, verdict.headers))  # again: nothing
     assert [[v.version for v in ledger.shared.terms] for ledger in ledgers] == [["v"], ["v"]] if in_time else [[], []]
     assert [ledger.shared.terms_pending for ledger in ledgers] == [[], []]
     assert [ledger.shared.terms_late for ledger in ledgers] == ([0, 0] if in_time else [1, 1])

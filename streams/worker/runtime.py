@@ -1,0 +1,292 @@
+"""The partition runtime: the one loop every processor of the worker runs on (the sequencer's tasks,
+the ledger, identity registry and commission book partitions), which owns the consumer group,
+rebalances, recovery, fencing and the turn with its Kafka transaction. Touch it only to change how
+partitions come, go and commit; what a processor does is its ``Job``'s (how its units are opened,
+what a turn of records commits).
+
+The steps, the same for every job:
+
+- **Assignment.** ``on_partitions_assigned`` only notes the new partitions and pauses them: aiokafka
+  sends no heartbeat while the callback runs, and a recovery in there that outlasted the session got
+  the worker put out of the group and then fenced (the rebalance test caught that).
+- **Recovery** (``recover``, in the loop). Per new partition, its transactional producer
+  ``<app>-<kind>-<partition>`` is started under the lock: that fences every older holder, a worker
+  paused past its session included, and aborts the transaction it left open, before anything is read
+  back. Then the job opens its units (state from a changelog, or committed places), and, with nothing
+  awaited in between, each is sought to its place, handed over and resumed; the generation moves on.
+  A rebalance meanwhile (the generation moved) drops what was opened.
+- **The turn.** A batch read across a rebalance is dropped and its partitions read again from each
+  unit's place (it may start anywhere: before they were sought). Otherwise the job takes it and
+  returns one ``Commit`` per unit with something to commit; each is one Kafka transaction (sends and
+  the group's offsets together, ``Sender.commit_turn``), side by side. A turn is finished even when
+  the worker is told to stop in its middle (within FINISH_S); a revocation waits for it.
+- **Failure.** A fenced producer stops the worker cleanly (another worker holds the partition); a
+  missing ACL stops it with one line; anything else crashes it, and a restart recovers from what was
+  committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from streams import connect
+from streams.ops.metrics import Metrics
+from streams.settings import Settings
+from streams.worker.kafkaio import FINISH_S, Batch, Fenced, Sender, gather_all, group_consumer, stop_producer
+from streams.worker.wire import Send
+
+Crash = Callable[[BaseException], Awaitable[None]]
+
+
+class NotRecovered(Exception):
+    """Partitions assigned to the runtime could not be recovered."""
+
+
+class Unit(Protocol):
+    """What the runtime holds for one partition number: a processor's partition, a sequencer task."""
+
+    def place(self, tp: TopicPartition) -> int:
+        """Where ``tp`` is read from again after a batch read across a rebalance was dropped."""
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        """The offset last committed to the group for ``tp`` (None: none yet), for lag."""
+
+    async def close(self) -> None:
+        """The unit is no longer held (its producer is the runtime's to stop)."""
+
+
+@dataclass
+class Commit:
+    """One unit's share of a turn: its ``sends`` and the group's ``positions`` (``{tp: offset}`` or
+    ``{tp: (offset, metadata)}``) in one transaction; ``done`` runs once it is committed."""
+
+    partition: int
+    sends: list[Send]
+    positions: dict[TopicPartition, Any]
+    done: Callable[[], None] | None = None
+
+
+U = TypeVar("U", bound=Unit)
+
+
+class Job(Generic[U]):
+    """One kind of processor, as the runtime runs it: a subclass says how its units are opened
+    (``open``) and what a turn of records commits (``turn``); the rest has defaults."""
+
+    name: str  # in logs: "ledger", "sequencer"
+    kind: str  # in the transactional ids <app>-<kind>-<partition>, and the metrics
+    unit_name = "partition"  # names a fenced holder: "ledger partition 3", "sequencer task 3"
+    group: str
+    topics: list[str]
+    consumer_options: dict[str, Any]
+    units: dict[int, U]  # the runtime's, for the job to read (``start``)
+
+    async def start(self, units: dict[int, U]) -> None:
+        """Before the runtime joins its group."""
+        self.units = units
+
+    async def stop(self) -> None:
+        """After the runtime left its group."""
+
+    def takes(self, partition: int, assigned: list[TopicPartition]) -> bool:
+        """Whether partition number ``partition`` of ``assigned`` can be made a unit."""
+        return True
+
+    def assigned(self, count: int) -> None:
+        """A new assignment of ``count`` partitions (for metrics)."""
+
+    async def open(self, partitions: list[int],
+                   consumer: AIOKafkaConsumer) -> list[tuple[int, U, dict[TopicPartition, int]]]:
+        """The units of ``partitions`` (their producers started, which fenced older holders), each
+        with where its consumer partitions are to be sought. What it made before failing, it closes."""
+        raise NotImplementedError
+
+    async def turn(self, batch: Batch, units: dict[int, U], consumer: AIOKafkaConsumer) -> list[Commit]:
+        """Take ``batch`` (records of held units only) and say what each unit commits."""
+        raise NotImplementedError
+
+    async def after_turn(self) -> None:
+        """Once the turn's transactions are committed: metrics, the read model."""
+
+
+class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs one ``Job`` on its consumer group (see the module)."""
+
+    def __init__(self, settings: Settings, sender: Sender, metrics: Metrics, crash: Crash, job: Job[U]) -> None:
+        self.settings, self.sender, self.metrics, self.crash, self.job = settings, sender, metrics, crash, job
+        self.log = logging.getLogger(f"rewards.{job.name}")
+        self.units: dict[int, U] = {}
+        self.producers: dict[int, AIOKafkaProducer] = {}  # partition -> its transactional producer
+        self.generation = 0  # one more at every revocation and assignment: a batch read across one is stale
+        self.pending: list[int] = []  # partitions assigned, paused until they are recovered
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None  # made in the worker's event loop, by run
+        self.ready = False  # in its group with its first assignment recovered (readiness), until it stops
+
+    async def run(self) -> None:
+        job = self.job
+        self.consumer = consumer = group_consumer(self.settings, job.group, **job.consumer_options)
+        await connect.start(consumer)
+        try:
+            await job.start(self.units)
+            consumer.subscribe(job.topics, listener=self)
+            await self._loop(consumer)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._failed(exc)
+        finally:
+            self.ready = False
+            self.consumer = None  # the rebalance callbacks from here on do nothing
+            await self._drop(sorted(set(self.units) | set(self.producers)))
+            await consumer.stop()  # leaves the group: another worker takes the partitions at once
+            await job.stop()
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            if self.pending:
+                try:
+                    await self.recover()
+                except Exception as exc:
+                    if isinstance(exc, (Fenced, connect.NotAllowed)):
+                        raise
+                    raise NotRecovered(f"{self.job.name} partitions {self.pending} could not be recovered") from exc
+                continue
+            generation = self.generation
+            batch = await consumer.getmany(timeout_ms=self.settings.batch_within_ms, max_records=self.settings.batch_max)
+            async with self.lock:
+                # A turn is finished even when the worker is told to stop in the middle of it
+                # (within FINISH_S): one cut short is aborted, and done again by the next holder.
+                task = asyncio.ensure_future(self.turn(batch, generation))
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    await asyncio.wait([task], timeout=FINISH_S)
+                    raise
+
+    async def _failed(self, exc: Exception) -> None:
+        """The units in memory may hold effects whose outputs are not in Kafka: the runtime stops
+        (``run`` drops them all), and a restart recovers from what was committed."""
+        if isinstance(exc, Fenced):  # not a failure: the worker stops (streams.worker.app)
+            await self.crash(exc)
+            return
+        refused = exc if isinstance(exc, connect.NotAllowed) else connect.not_allowed(exc, self.settings)
+        if refused is not None:  # a missing ACL: no restart helps (streams.worker.app)
+            await self.crash(refused)
+            return
+        self.log.critical("%s; stopping so the worker restarts from what it committed",
+                          exc if isinstance(exc, NotRecovered) else f"{self.job.name} turn failed", exc_info=exc)
+        await self.crash(exc)
+        raise exc
+
+    async def turn(self, batch: Batch, generation: int) -> None:
+        """One turn on ``batch``, read at ``generation``. The check that no rebalance came in
+        between is here, with nothing awaited before the records are taken: a task starts an
+        event-loop step after it is made, and an assignment finishing in that step would hand
+        over a partition sought back to its place while the batch holds its records from past
+        those an earlier turn dropped (the rebalance test caught that: seven records skipped)."""
+        consumer = self.consumer
+        assert consumer is not None
+        if generation != self.generation:
+            self._reread(batch, consumer)
+            return
+        commits = await self.job.turn(batch, self.units, consumer)
+        await gather_all(*(self._commit(commit) for commit in commits))
+        await self.job.after_turn()
+
+    async def _commit(self, commit: Commit) -> None:
+        job = self.job
+        await self.sender.commit_turn(self.producers[commit.partition], commit.sends, commit.positions, job.group,
+                                      self.metrics, job.kind, f"{job.name} {job.unit_name} {commit.partition}")
+        if commit.done is not None:
+            commit.done()
+
+    def _reread(self, batch: Batch, consumer: AIOKafkaConsumer) -> None:
+        """Drop a batch read across a rebalance; its partitions held are read again from their
+        unit's place (a revoked one's next holder reads it)."""
+        assignment = consumer.assignment()
+        for tp in batch:
+            unit = self.units.get(tp.partition)
+            if unit is not None and tp in assignment:
+                self.metrics.rewinds.labels(tp.topic, str(tp.partition)).inc()
+                consumer.seek(tp, unit.place(tp))
+
+    # -- partitions coming and going -------------------------------------------------------------
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self.lock:  # the turn under way (or the producer being started) reaches Kafka whole first
+            self.generation += 1
+            self.pending = []
+            await self._drop(sorted({tp.partition for tp in revoked}))
+
+    async def _drop(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            unit = self.units.pop(partition, None)
+            if unit is not None:
+                await unit.close()
+            producer = self.producers.pop(partition, None)
+            if producer is not None:
+                await stop_producer(producer)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Only noted here, the new partitions paused: the loop recovers them (``recover``)."""
+        consumer = self.consumer
+        if consumer is None:  # stopping
+            return
+        self.job.assigned(len(assigned))
+        held = {tp.partition for tp in assigned}
+        new = [p for p in sorted(held - set(self.units)) if self.job.takes(p, assigned)]
+        consumer.pause(*(tp for tp in assigned if tp.partition not in self.units))
+        self.pending = new
+        self.generation += 1
+        if not new:
+            self.ready = True
+
+    async def recover(self) -> None:
+        """Recover the partitions assigned last (see the module)."""
+        consumer = self.consumer
+        assert consumer is not None
+        generation, new = self.generation, self.pending
+        for p in new:
+            if p in self.producers:
+                continue
+            # Under the lock: a revocation waits for it, so no producer is started for a
+            # partition this worker no longer holds (it would fence the one that does).
+            async with self.lock:
+                if generation != self.generation:
+                    return
+                self.producers[p] = await self.sender.transactional(f"{self.settings.app_id}-{self.job.kind}-{p}")
+        opened = await self.job.open(new, consumer)
+        try:
+            if generation != self.generation or self.consumer is None:  # a rebalance meanwhile, or stopping
+                return
+            for partition, unit, places in opened:  # no await from here on
+                for tp, offset in places.items():
+                    consumer.seek(tp, offset)
+                self.units[partition] = unit
+            consumer.resume(*(tp for tp in consumer.assignment() if tp.partition in new))
+            opened = []
+            self.pending = []
+            self.generation += 1
+            self.ready = True
+            self.log.info("%s %ss %s recovered", self.job.name, self.job.unit_name, new)
+        finally:
+            for _, unit, _ in opened:  # not handed over
+                await unit.close()
+
+    # -- for /health, /metrics and the status page -------------------------------------------------
+    def offsets(self) -> list[tuple[str, int, int | None, int | None]]:
+        """(topic, partition, the offset committed for lag, end offset) of each partition assigned."""
+        consumer = self.consumer
+        if consumer is None:
+            return []
+        rows: list[tuple[str, int, int | None, int | None]] = []
+        for tp in sorted(consumer.assignment()):
+            unit = self.units.get(tp.partition)
+            rows.append((tp.topic, tp.partition, None if unit is None else unit.committed(tp), consumer.highwater(tp)))
+        return rows
