@@ -4,7 +4,7 @@ The worker reads the source systems' topics (clients, trades, payments, client-a
 partner plans, day closes), keeps every client's Reward Wallet, coverage, bonus turnover and
 partner rebates, and writes ledger events and rejections. The other commands replay history
 without Kafka, operate a deployment (topics, lag, reset, day closes) and try it out (demo,
-publish). Settings come from the environment (README, "Configuration"); each command's --help
+publish). Settings come from the environment (docs/operations.md, "Configuration"); each command's --help
 lists the variables it reads.
 """
 
@@ -210,7 +210,7 @@ def _worker(args: argparse.Namespace) -> int:
     except TopicsRefused as exc:
         for line in exc.lines(exc.refused):
             print(f"rewards: {line}", file=sys.stderr)
-        print("rewards: not starting without its topics (README, \"Topics\": `rewards topics --print` gives their "
+        print("rewards: not starting without its topics (docs/operations.md, \"Topics\": `rewards topics --print` gives their "
               "definitions, for a platform team to create)", file=sys.stderr)
         return 2
     if created:
@@ -223,7 +223,7 @@ def _worker(args: argparse.Namespace) -> int:
     for difference in differences:
         print(f"rewards: {difference}", file=sys.stderr)
     if differences and settings.topic_check == "strict":
-        print("rewards: not starting on topics that differ from the worker's contract (README, \"Topics\"); "
+        print("rewards: not starting on topics that differ from the worker's contract (docs/operations.md, \"Topics\"); "
               "REWARDS_TOPIC_CHECK=warn starts anyway", file=sys.stderr)
         return 2
     run(Worker(settings, rules))
@@ -381,7 +381,7 @@ READS: Final = {
               + ", REWARDS_RULES_FILE, REWARDS_PARK_WINDOW_S, and REDIS_URL with --to-redis",
     "whatif": "nothing from the environment without --from-kafka; with it, " + _KAFKA + ", " + _TOPICS,
     "publish": _KAFKA + ", REWARDS_TOPIC_*, REWARDS_COMPRESSION",
-    "worker": "every variable of the README's configuration table (" + _KAFKA + ", REDIS_URL, REWARDS_*)",
+    "worker": "every variable of the configuration table of docs/operations.md (" + _KAFKA + ", REDIS_URL, REWARDS_*)",
     "close-day": _KAFKA + ", REWARDS_TOPIC_SETTLEMENT",
     "terms": _KAFKA + ", " + _TOPICS + ", REWARDS_RULES_FILE, REWARDS_ORDER_GRACE_MS",
     "sample-day": "nothing from the environment",

@@ -1,7 +1,7 @@
 """How every Kafka client of the project connects: the bootstrap address and the cluster's
 security (TLS, SASL) from the settings, and the project's one producer configuration. Every
 consumer, producer and admin client is made here, so that a secured cluster needs its settings
-once (README, "Run it on your cluster")."""
+once (docs/operations.md, "Run it on your cluster")."""
 
 from __future__ import annotations
 
@@ -104,13 +104,13 @@ class ConnectionReasons(logging.Handler):
 
 class NotAllowed(Exception):
     """Kafka refused an operation for want of an ACL: one sentence naming the operation, the
-    resource and the principal (README, "Run it on your cluster", lists the grants). Neither a
+    resource and the principal (docs/operations.md, "Run it on your cluster", lists the grants). Neither a
     retry nor a restart helps: the worker and the commands stop with it, exit 2."""
 
     def __init__(self, settings: Settings, operation: str, resource: str, doing: str = "") -> None:
         self.operation, self.resource = operation, resource
         where = f"Kafka at {settings.kafka_bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"
-        super().__init__(f"{doing}{where} refused {operation} on {resource} to {principal(settings)}: grant it (README, "
+        super().__init__(f"{doing}{where} refused {operation} on {resource} to {principal(settings)}: grant it (docs/operations.md, "
                          "\"Run it on your cluster\", lists every ACL)")
 
 

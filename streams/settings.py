@@ -1,5 +1,5 @@
 """The one settings object: every knob of the worker, from environment variables, each with a
-documented default, validated at start-up (README, "Configuration")."""
+documented default, validated at start-up (docs/operations.md, "Configuration")."""
 
 from __future__ import annotations
 
@@ -333,7 +333,7 @@ class Settings:
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, meaning) for the README."""
+        """(variable, default, meaning) for docs/operations.md."""
         return [(_env_name(f), repr(f.default), f.metadata["doc"]) for f in fields(cls)]
 
     def as_env(self) -> dict[str, str]:

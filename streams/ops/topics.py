@@ -44,7 +44,7 @@ class TopicSpec:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topic contract (README, "Topics")."""
+    """The topic contract (docs/operations.md, "Topics")."""
     n = settings.partitions
     isr = {"min.insync.replicas": str(settings.min_isr)}
     history = {"cleanup.policy": "delete", "retention.ms": str(settings.retention_ms), **isr}
@@ -191,7 +191,7 @@ def _advice(name: str, key: str, spec: TopicSpec) -> str:
 
 def definitions(settings: Settings) -> str:
     """The topics as kafka-topics.sh commands, for a cluster whose topics a platform team creates."""
-    lines = ["# The rewards worker's topics (README, \"Topics\"): create them before its first start.",
+    lines = ["# The rewards worker's topics (docs/operations.md, \"Topics\"): create them before its first start.",
              "# Input topics belong to their source systems; the client topics must have "
              f"{settings.partitions} partitions each, keyed by client_id."]
     for spec in topic_specs(settings):

@@ -44,7 +44,7 @@ async def parked(worker: Any) -> float:
 def shared_identities(history: list[bytes]) -> set[str]:
     """Clients whose verified identity another client has too: which of them gets the welcome
     bonus is decided by the identity registry across partitions, as their claims reach it once
-    released, not in ts order (the README's ordering guarantee)."""
+    released, not in ts order (docs/design.md, "The ordering guarantee")."""
     holders: dict[str, set[str]] = {}
     for line in history:
         if b'"client.verified"' in line:

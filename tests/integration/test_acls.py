@@ -1,5 +1,5 @@
-"""Issue 26: the README's ACLs, exactly. A broker of the module's own with the standard authorizer
-and nothing allowed without an ACL; the README's `kafka-acls.sh` block (between its
+"""Issue 26: the ACLs of docs/operations.md, exactly. A broker of the module's own with the standard authorizer
+and nothing allowed without an ACL; the `kafka-acls.sh` block of docs/operations.md (between its
 `acls:begin` and `acls:end` marks) is run as it stands, through the broker's own AclCommand;
 then the worker and every command run as the block's principals, on the default app id and
 topic names the block names. With one grant taken away, what needs it stops with one line naming
@@ -33,12 +33,12 @@ from tests.integration.test_security import command, outputs_when, secured_broke
 
 pytestmark = pytest.mark.integration
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 USERS = {"sources": "sources-secret", "partial": "partial-secret"}
 
 
 def acl_block() -> str:
-    text = README.read_text()
+    text = OPERATIONS.read_text()
     block = text[text.index("<!-- acls:begin -->"):text.index("<!-- acls:end -->")]
     return block.split("```sh\n", 1)[1].rsplit("```", 1)[0]
 
@@ -76,7 +76,7 @@ run = functools.partial(command, timeout=120)  # a command as the settings' prin
 
 
 async def create_inputs(kafka: LocalKafka, settings: Settings) -> None:
-    """The platform team's part: the input topics, created as the admin (README)."""
+    """The platform team's part: the input topics, created as the admin (docs/operations.md)."""
     admin = connect.admin(dataclasses.replace(settings, kafka_bootstrap=kafka.bootstrap,
                                               kafka_security_protocol="PLAINTEXT"))
     await connect.start(admin)
@@ -129,7 +129,7 @@ async def test_the_worker_and_every_command_under_exactly_the_readmes_acls(
 
 
 def partial_block(app_id: str) -> str:
-    """The README's block for User:partial on app id ``app_id``."""
+    """The block of docs/operations.md for User:partial on app id ``app_id``."""
     block = acl_block()
     assert "WORKER=User:rewards " in block and "APP=rewards " in block
     return block.replace("WORKER=User:rewards ", "WORKER=User:partial ").replace("APP=rewards ", f"APP={app_id} ")

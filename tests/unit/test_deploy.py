@@ -24,7 +24,7 @@ DEPLOY = ROOT / "deploy"
 KUBERNETES_VERSION = "1.33"
 
 # kafka_exporter (danielqsj/kafka_exporter), the lag exporter of docker-compose.yml: the series
-# it exports, from its README's "Metrics" section.
+# it exports, from the "Metrics" section of docs/operations.md.
 KAFKA_EXPORTER = {
     "kafka_brokers", "kafka_broker_info", "kafka_topic_partitions", "kafka_topic_partition_current_offset",
     "kafka_topic_partition_oldest_offset", "kafka_topic_partition_in_sync_replica",

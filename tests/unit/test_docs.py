@@ -1,6 +1,6 @@
 """docs/ is the contract a cloner reads: it names every input and output type with every field
 the JSON Schemas have, every reason code the models can give, and every key of the rules file;
-the README points there, not outside the repository."""
+the README points there, not outside the repository, and is only the front door."""
 
 from __future__ import annotations
 
@@ -65,7 +65,19 @@ def test_every_rules_file_key_is_in_the_rulebook() -> None:
     assert sorted(key for key in named if key not in documented) == []
 
 
-def test_the_readme_points_at_the_docs_in_the_repository() -> None:
+def test_the_readme_is_a_front_door_to_the_docs_in_the_repository() -> None:
+    """At most ~200 lines: the two commands near the top, the diagram, the layout, and links that
+    all lead to pages of the repository."""
     readme = (ROOT / "README.md").read_text("utf-8")
-    assert "docs/events.md" in readme and "docs/programs.md" in readme
+    assert len(readme.splitlines()) <= 200
+    assert readme.index("make demo") < readme.index("make test") < 1200
     assert "../shared" not in readme
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert {"docs/events.md", "docs/programs.md", "docs/operations.md", "docs/benchmarks.md"} <= set(links)
+    assert [link for link in links if not (ROOT / link).exists()] == []
+
+
+def test_every_page_of_docs_links_only_to_pages_that_exist() -> None:
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for link in re.findall(r"\]\(([^)#:]+)\)", page.read_text("utf-8")):
+            assert (page.parent / link).exists(), f"{page.name} links to {link}, which does not exist"

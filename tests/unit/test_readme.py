@@ -1,5 +1,5 @@
-"""The README's configuration table is the worker's settings: every variable the code reads,
-with its default, and no other."""
+"""The configuration table of docs/operations.md is the worker's settings: every variable the code
+reads, with its default, and no other."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 from streams.settings import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def test_the_configuration_table_lists_every_setting_with_its_default() -> None:
-    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| (`[^|]*`) \| ", README.read_text("utf-8"), re.M))
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| (`[^|]*`) \| ", OPERATIONS.read_text("utf-8"), re.M))
     assert rows == {variable: f"`{default}`" for variable, default, _ in Settings.documentation()}
