@@ -479,19 +479,12 @@ class Engine:
     """The whole engine in one process."""
 
     def __init__(self, rules: Rules | None = None) -> None:
-        rules = rules or Rules.default()
-        self.store = MemoryStore(rules)
+        self.rules = rules or Rules.default()
+        self.store = MemoryStore(self.rules)
+        self.shared = Shared()
         self.registry = IdentityRegistry()
         self.partners = PartnerLedgers()
-        self.partition = Partition(self.store, Shared(), rules, InstantIdentities(self.registry), self.partners)
-
-    @property
-    def rules(self) -> Rules:
-        return self.partition.rules
-
-    @property
-    def shared(self) -> Shared:
-        return self.partition.shared
+        self.partition = Partition(self.store, self.shared, self.rules, InstantIdentities(self.registry), self.partners)
 
     @property
     def clients(self) -> dict[str, ClientState]:

@@ -85,6 +85,7 @@ class PartitionLedger:
                  table: MutableMapping[bytes, bytes], replay: bool = False) -> None:
         self.partition, self.partitions, self.topics = partition, partitions, topics
         self.store = store = LedgerStore(partition, rules, table)
+        self.shared: Shared = store.shared  # the same object for the partition's life
         self.outbox = Outbox()
         self.engine = Partition(store, store.shared, rules, DeferredIdentities(self.outbox, topics.identity, replay),
                                 RemoteCommissions(self.outbox, topics.commissions, partition, partitions))
@@ -95,10 +96,6 @@ class PartitionLedger:
     @property
     def last(self) -> int:
         return self.store.last
-
-    @property
-    def shared(self) -> Shared:
-        return self.store.shared
 
     def start_at(self, offset: int) -> None:
         self.store.start_at(offset)
