@@ -1,7 +1,8 @@
-"""`rewards whatif` against one `rewards replay` of the same history (issue 16: under twice its
-time). Both are timed as whole commands, pinned to the same core, alternated round by round so
-that the machine's drift falls on both; the ratio of the medians is the figure. Writes
-benchmarks/results/whatif_time.json.
+"""`rewards whatif` against one `rewards replay` of the same history (issue 28: at most 1.15x its
+time on this two-core machine; issue 16 asked under 2x when both rule sets ran in one process).
+Both are timed as whole commands on the whole machine (the replay uses one core, the what-if one
+per rule set), alternated round by round so that the machine's drift falls on both; the ratio of
+the medians is the figure. Writes benchmarks/results/whatif_time.json.
 
     python -m benchmarks.whatif_time --events 1000000 --rounds 2
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.replay_throughput import RESULTS, sample_file
 
-TARGET_RATIO = 2.0  # issue 16
+TARGET_RATIO = 1.15  # issue 28
 CANDIDATE = '[cashback]\nrate = "0.12"\n\n[deposit_bonus]\nusd_per_lot = "2.5"\n'
 
 
@@ -41,10 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="print only; do not write benchmarks/results/")
     args = parser.parse_args(argv)
     source = sample_file(args.events, Path(args.cache))
-    core = str(sorted(os.sched_getaffinity(0))[0]) if hasattr(os, "sched_getaffinity") else None
-    pin = ["taskset", "-c", core] if core is not None and subprocess.run(["which", "taskset"], capture_output=True
-                                                                         ).returncode == 0 else []
-    rewards = [*pin, sys.executable, "-m", "streams.cli"]
+    rewards = [sys.executable, "-m", "streams.cli"]
     replays: list[float] = []
     whatifs: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -67,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         "whatif_seconds": [round(s, 2) for s in whatifs],
         "ratio_of_medians": round(ratio, 3),
         "target_ratio": TARGET_RATIO,
-        "meets_target": ratio < TARGET_RATIO,
+        "meets_target": ratio <= TARGET_RATIO,
         "outputs_changed": report["outputs"]["changed"],
-        "pinned_core": core,
+        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -1,10 +1,10 @@
 """``rewards whatif``: two rule sets over the same history, and what the change would have cost.
 
-The history is read once. Each input is decoded once and applied by two engines side by side
-(``Engine.process`` of an input decoded once), one per rules file, each with its own state: the same
-outputs each would give alone in ``rewards replay``. Their outputs are not written; each
-engine's are tallied by program (money per day, per account type, per client and per partner),
-and the two output lists of every input are compared by id. What comes out is
+Each rules file runs over the history in a process of its own (on two cores, both at once), each
+with its own state: the same outputs each would give alone in ``rewards replay``. Their outputs
+are not written; each engine's are tallied by program (money per day, per account type, per
+client and per partner), and the two output lists of every input are compared by id, through
+their fingerprints. What comes out is
 ``report.json`` and a self-contained ``report.html`` (streams.offline.whatif_html).
 
 The history is a file (file order, or ``--order ts``) or, with ``--from-kafka``, the worker's
@@ -15,22 +15,29 @@ once, by their source position), merged by ``ts`` as the sequencer records them.
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
+import signal
 import time
 import tomllib
+from array import array
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from hashlib import blake2b
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ContextManager, Final
+
+import msgspec
 
 from handlers import terms
 from handlers.engine import Engine
 from handlers.money import fmt
 from handlers.rules import Rules
 from handlers.state import TermsVersion
-from schemas.codec import BadInput, Decoded, decode
+from schemas.codec import BadInput, Decoded, decode, encode_output
 from schemas.inputs import ProgramTerms
 from schemas.outputs import OutputEvent
 from schemas.timefmt import parse_ts_us
@@ -150,47 +157,190 @@ def pinned_version(candidate_toml: str, from_ts: str, base: Rules) -> TermsVersi
                         digest=terms.digest(rules), rules=rules, cause_id="whatif")
 
 
-def compare(lines: Iterable[bytes], base: Rules, candidate: Rules, progress: Progress | None = None,
-            position: Callable[[], int] | None = None, pinned: TermsVersion | None = None) -> Comparison:
-    """Apply every input to both engines; tally their outputs and compare them input by input.
-    ``progress`` is told ``position()`` (bytes read), or the events done when there is none.
-    With ``pinned``, the candidate engine has that version from its effective on, and the
-    history's own versions taking effect from then on are left out of its run."""
-    found = Comparison()
-    where = position or (lambda: found.events_in)
-    engines = Engine(base), Engine(candidate)
-    a, b = engines
-    if pinned is not None:
-        b.shared.terms.append(pinned)
+def compare(lines: Iterable[bytes] | Callable[[], ContextManager[tuple[Iterable[bytes], Callable[[], int]]]],
+            base: Rules, candidate: Rules, progress: Progress | None = None,
+            pinned: TermsVersion | None = None, parallel: bool = True) -> Comparison:
+    """Apply every input to both rule sets and compare their outputs input by input. ``lines``:
+    the history, or an opener giving it with its position (bytes read) for ``progress``. With
+    ``pinned``, the candidate has that version from its effective on, and the history's own
+    versions taking effect from then on are left out of its run.
+
+    Each rule set runs in a process of its own where the machine can fork and has two cores (the
+    same results as one after the other, in about one replay's time): each reads the history
+    itself, keeps its tally, and leaves, per input, a fingerprint of its outputs (per output: a
+    hash of its id, a hash of its bytes, its type) that the two are compared by."""
+    opener = lines if callable(lines) else _listed(lines)
     started = time.perf_counter()
-    with long_lived_state_gc():
-        for n, line in enumerate(lines, 1):
-            raw = line.rstrip(b"\r\n")
-            if not raw.strip():
-                found.blank_lines += 1
-                continue
-            found.events_in += 1
-            decoded = decode(raw)
-            origin = {"line": n}
-            out_a = a.process(raw, origin, decoded)
-            out_b = ([] if pinned is not None and _from_pinned_on(decoded, pinned)
-                     else b.process(raw, origin, decoded))
-            found.base.add(out_a)
-            found.candidate.add(out_b)
-            if out_a != out_b:
-                _count_changes(found, out_a, out_b)
-            if not n % FREEZE_EVERY_EVENTS:
-                gc.freeze()
-                if progress is not None:
-                    progress.update(where(), found.events_in)
+    sides = _run_both(opener, ((base, None), (candidate, pinned)), progress, parallel)
+    found = Comparison(seconds=0.0)
+    a, b = sides
+    found.base, found.candidate = a.tally(), b.tally()
+    found.events_in, found.blank_lines = a.events_in, a.blank_lines
+    found.account_types = {**a.account_types, **b.account_types}
+    _compare_prints(found, a, b)
     found.seconds = time.perf_counter() - started
     if progress is not None:
         progress.finish(found.events_in)
-    for engine in engines:
-        for client in engine.clients.values():
-            for account_id, account in client.accounts.items():
-                found.account_types[client.client_id, account_id] = account.account_type
     return found
+
+
+@dataclass
+class Side:
+    """One rule set's run over the history: its tally, and its outputs' fingerprints, input by input
+    (input i's are ``prints[ends[i - 1]:ends[i]]``)."""
+
+    amounts: dict[tuple[str, str, str, str], Decimal]
+    partners: dict[tuple[str, str, str], Decimal]
+    outputs: int
+    prints: bytes
+    ends: array[int]
+    account_types: dict[tuple[str, str], str]
+    events_in: int
+    blank_lines: int
+
+    def tally(self) -> Tally:
+        found = Tally()
+        found.amounts.update(self.amounts)
+        found.partners.update(self.partners)
+        found.outputs = self.outputs
+        return found
+
+
+def _output_types() -> tuple[str, ...]:
+    """Every output type (each model's literal ``type``), in one order for both sides."""
+    found, kinds = set(), [OutputEvent]
+    while kinds:
+        kind = kinds.pop()
+        kinds += kind.__subclasses__()
+        default = next((f.default for f in msgspec.structs.fields(kind) if f.name == "type"), None)
+        if isinstance(default, str):
+            found.add(default)
+    return tuple(sorted(found))
+
+
+OUTPUT_TYPES: Final = _output_types()
+_TYPE_CODE: Final = {name: bytes([n]) for n, name in enumerate(OUTPUT_TYPES)}
+_PRINT: Final = 8 + 16 + 1  # an output's fingerprint: id hash, bytes hash, type
+
+
+def _fingerprint(output: OutputEvent) -> bytes:
+    return (blake2b(output.id.encode(), digest_size=8).digest()
+            + blake2b(encode_output(output), digest_size=16).digest() + _TYPE_CODE[output.type])
+
+
+@contextmanager
+def _iterate(lines: Iterable[bytes]) -> Iterator[tuple[Iterable[bytes], Callable[[], int]]]:
+    done = [0]
+
+    def counted() -> Iterator[bytes]:
+        for line in lines:
+            done[0] += 1
+            yield line
+
+    yield counted(), lambda: done[0]
+
+
+def _listed(lines: Iterable[bytes]) -> Callable[[], ContextManager[tuple[Iterable[bytes], Callable[[], int]]]]:
+    return lambda: _iterate(lines)
+
+
+def _side(opener: Callable[[], ContextManager[tuple[Iterable[bytes], Callable[[], int]]]], rules: Rules,
+          pinned: TermsVersion | None, report: Callable[[int, int], None]) -> Side:
+    """Every input of the history under ``rules`` (and ``pinned``, see ``compare``)."""
+    engine = Engine(rules)
+    if pinned is not None:
+        engine.shared.terms.append(pinned)
+    tally = Tally()
+    prints = bytearray()
+    ends = array("Q")
+    events = blank = 0
+    with opener() as (lines, position), long_lived_state_gc():
+        for n, line in enumerate(lines, 1):
+            raw = line.rstrip(b"\r\n")
+            if not raw.strip():
+                blank += 1
+                continue
+            events += 1
+            decoded = decode(raw)
+            outputs = ([] if pinned is not None and _from_pinned_on(decoded, pinned)
+                       else engine.process(raw, {"line": n}, decoded))
+            tally.add(outputs)
+            for output in outputs:
+                prints += _fingerprint(output)
+            ends.append(len(prints))
+            if not n % FREEZE_EVERY_EVENTS:
+                gc.freeze()
+                report(position(), events)
+    types = {(client.client_id, account_id): account.account_type
+             for client in engine.clients.values() for account_id, account in client.accounts.items()}
+    return Side(dict(tally.amounts), dict(tally.partners), tally.outputs, bytes(prints), ends, types, events, blank)
+
+
+def _run_both(opener: Callable[[], ContextManager[tuple[Iterable[bytes], Callable[[], int]]]],
+              runs: tuple[tuple[Rules, TermsVersion | None], ...], progress: Progress | None,
+              parallel: bool) -> list[Side]:
+    """The two sides, in two processes where that can be (see ``compare``), else one after the other."""
+    if not (parallel and hasattr(os, "fork") and len(os.sched_getaffinity(0)) >= 2):
+        def report(where: int, events: int) -> None:
+            if progress is not None:
+                progress.update(where, events)
+
+        return [_side(opener, rules, pinned, report) for rules, pinned in runs]
+    context = multiprocessing.get_context("fork")
+    slots = context.RawArray("q", 2 * len(runs))  # each side's (position, events), for the progress line
+    workers = []
+    for index, (rules, pinned) in enumerate(runs):
+        receive, send = context.Pipe(duplex=False)
+        worker = context.Process(target=_side_process, args=(send, opener, rules, pinned, slots, index), daemon=True)
+        worker.start()
+        send.close()
+        workers.append((worker, receive))
+    try:
+        return [_received(worker, receive, slots, progress) for worker, receive in workers]
+    finally:
+        for worker, _ in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+
+
+def _side_process(send: Any, opener: Any, rules: Rules, pinned: TermsVersion | None, slots: Any, index: int) -> None:
+    """A side in its own process: its result, or its failure, sent back whole."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it: one line, no second traceback
+
+    def report(where: int, events: int) -> None:
+        slots[2 * index], slots[2 * index + 1] = where, events
+
+    try:
+        send.send(("done", _side(opener, rules, pinned, report)))
+    except BaseException as exc:  # noqa: BLE001 - raised again in the parent
+        send.send(("failed", exc))
+    finally:
+        send.close()
+
+
+def _received(worker: Any, receive: Any, slots: Any, progress: Progress | None) -> Side:
+    while not receive.poll(0.5):
+        if not worker.is_alive() and not receive.poll(0):
+            raise RuntimeError(f"a what-if side stopped (exit status {worker.exitcode}) before it was done")
+        if progress is not None:
+            progress.update(min(slots[0::2]), min(slots[1::2]))
+    outcome, value = receive.recv()
+    if outcome == "failed":
+        raise value
+    side: Side = value
+    return side
+
+
+def _compare_prints(found: Comparison, a: Side, b: Side) -> None:
+    """Input by input: where the fingerprints differ, count the outputs that changed (by id: under
+    one rule set only, or with other bytes), by type."""
+    pa, pb = memoryview(a.prints), memoryview(b.prints)
+    start_a = start_b = 0
+    for end_a, end_b in zip(a.ends, b.ends):
+        if pa[start_a:end_a] != pb[start_b:end_b]:
+            _count_changes(found, bytes(pa[start_a:end_a]), bytes(pb[start_b:end_b]))
+        start_a, start_b = end_a, end_b
 
 
 def _from_pinned_on(decoded: Decoded | BadInput, pinned: TermsVersion) -> bool:
@@ -199,17 +349,17 @@ def _from_pinned_on(decoded: Decoded | BadInput, pinned: TermsVersion) -> bool:
             and parse_ts_us(decoded.event.effective) >= pinned.effective_us)
 
 
-def _count_changes(found: Comparison, out_a: list[OutputEvent], out_b: list[OutputEvent]) -> None:
-    """By id: an output of this input under one rule set only, or with other contents."""
-    by_id = {o.id: o for o in out_b}
-    for o in out_a:
-        other = by_id.pop(o.id, None)
-        if other != o:
+def _count_changes(found: Comparison, prints_a: bytes, prints_b: bytes) -> None:
+    """By id: an output of this input under one rule set only, or with other bytes."""
+    by_id = {prints_b[i:i + 8]: prints_b[i + 8:i + _PRINT] for i in range(0, len(prints_b), _PRINT)}
+    for i in range(0, len(prints_a), _PRINT):
+        mine = prints_a[i + 8:i + _PRINT]
+        if by_id.pop(prints_a[i:i + 8], None) != mine:
             found.changed += 1
-            found.changed_by_type[o.type] += 1
-    for o in by_id.values():
+            found.changed_by_type[OUTPUT_TYPES[mine[-1]]] += 1
+    for other in by_id.values():
         found.changed += 1
-        found.changed_by_type[o.type] += 1
+        found.changed_by_type[OUTPUT_TYPES[other[-1]]] += 1
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -305,16 +455,22 @@ def _in_ts_order(path: Path) -> list[bytes]:
     return [kept[i] for i in ts_order(kept, Settings())]
 
 
+@contextmanager
+def _read(path: Path) -> Iterator[tuple[Iterable[bytes], Callable[[], int]]]:
+    """The file's lines, with the bytes read so far."""
+    with open(path, "rb", buffering=1 << 20) as source:
+        yield source, source.tell
+
+
 def whatif_file(input_path: Path, base: Rules, candidate: Rules, show_progress: bool = True,
                 order: str = "file", pinned: TermsVersion | None = None) -> Comparison:
     if not input_path.is_file():
         raise WhatifRefused(f"--input {input_path} is not a file")
     size = os.path.getsize(input_path)
     big = size >= PROGRESS_MIN_BYTES
-    progress = Progress(size) if show_progress and big and order == "file" else None
-    with open(input_path, "rb", buffering=1 << 20) as source:
-        if order == "file":
-            return compare(source, base, candidate, progress, source.tell, pinned)
+    if order == "file":
+        return compare(lambda: _read(input_path), base, candidate, Progress(size) if show_progress and big else None,
+                       pinned)
     history = _in_ts_order(input_path)
     return compare(history, base, candidate, Progress(len(history)) if show_progress and big else None,
                    pinned=pinned)

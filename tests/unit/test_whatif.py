@@ -15,7 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from handlers.engine import Engine
 from handlers.rules import Rules
+from schemas.codec import encode_output
 from streams.devtools.sample_day import SampleDay
 from streams.offline.replay import replay
 from streams.offline.whatif import PROGRAMS, compare, report
@@ -67,6 +69,28 @@ def totals(outputs: list[dict[str, object]]) -> dict[str, Decimal]:
 def about() -> dict[str, object]:
     return {"base": {"rules": "a", "sha256": "0" * 64}, "candidate": {"rules": "b", "sha256": "1" * 64},
             "history": "test"}
+
+
+def test_the_two_rule_sets_in_two_processes_report_what_one_after_the_other_reports(history: list[bytes]) -> None:
+    """On two cores each rule set runs in a process of its own; the outputs are compared through
+    fingerprints. The report is the same as in one process, and counts the outputs that changed
+    as the outputs themselves do (by id: under one rule set only, or different)."""
+    from streams.offline.whatif import OUTPUT_TYPES
+
+    base, candidate = Rules.default(), Rules.from_toml(CANDIDATE_12)
+    apart = report(compare(history, base, candidate), about())
+    together = report(compare(history, base, candidate, parallel=False), about())
+    assert apart == together
+    changed: dict[str, int] = {}
+    engines = Engine(base), Engine(candidate)
+    for n, raw in enumerate(history, 1):
+        outs = [{o.id: encode_output(o) for o in engine.process(raw, {"line": n})} for engine in engines]
+        types = {o_id: orjson.loads(encoded)["type"] for out in outs for o_id, encoded in out.items()}
+        for o_id in set(outs[0]) | set(outs[1]):
+            if outs[0].get(o_id) != outs[1].get(o_id):
+                changed[types[o_id]] = changed.get(types[o_id], 0) + 1
+    assert together["outputs"]["changed_by_type"] == dict(sorted(changed.items())) != {}
+    assert set(changed) <= set(OUTPUT_TYPES)
 
 
 def test_each_rule_set_gives_what_its_own_replay_gives(history: list[bytes]) -> None:
