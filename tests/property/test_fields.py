@@ -70,3 +70,30 @@ def test_remembered_amounts_are_bounded_and_a_refused_one_stays_refused() -> Non
     for _ in range(2):
         assert not is_money("01.5") and not is_money("1.1234567") and not is_money("-1")
         assert is_money("1.5") and is_signed_money("-1.5")
+
+
+tails = st.one_of(st.from_regex(r"T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?(Z|\+00:00)?", fullmatch=True),
+                  st.text(alphabet="0123456789:.ZT+٣ ", min_size=8, max_size=18))
+
+
+@given(st.sampled_from(["2026-11-24", "2024-02-29", "1969-12-31"]), tails)
+def test_a_timestamp_on_a_date_seen_before_is_read_as_the_pattern_and_the_calendar_read_it(day: str,
+                                                                                          tail: str) -> None:
+    """The hand-read form (a date parsed whole before, ``Z``, up to six fraction digits) accepts and
+    gives exactly what the whole path does."""
+    from datetime import datetime, timedelta, timezone
+
+    from schemas.timefmt import parse_ts_us
+
+    parse_ts_us(f"{day}T00:00:00Z")  # the date is now known
+    text = day + tail
+    try:
+        parsed = parse_ts_us(text)
+    except ValueError:
+        parsed = None
+    try:
+        moment = datetime.fromisoformat(text) if TS.fullmatch(text) else None
+    except ValueError:
+        moment = None
+    expected = None if moment is None else (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    assert parsed == expected
