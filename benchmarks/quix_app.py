@@ -28,7 +28,7 @@ from quixstreams.state.rocksdb import RocksDBOptions
 
 from handlers.engine import PartnerLedgers, Partition, Received, decide
 from handlers.shared import Shared
-from handlers.history import History
+from handlers.dedupe import History
 from handlers.rules import Rules
 from handlers.state import ClientState, FillRecord, Parked, Seen
 from handlers.welcome import IdentityRegistry, InstantIdentities

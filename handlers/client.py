@@ -7,7 +7,7 @@ from decimal import Decimal
 from handlers import bonus, cashback, fills, welcome
 from handlers.money import to_usd
 from handlers.rebates import PlanBook
-from handlers.history import History, live_deposit
+from handlers.dedupe import History, live_deposit
 from handlers.state import Account, ClientState
 from handlers.step import Step
 from handlers.verdict import Refusal, unknown_account

@@ -21,7 +21,8 @@ from handlers import client as client_rules
 from handlers import parking
 from handlers import cashback, welcome
 from handlers import terms as timeline
-from handlers.history import ClientHistory, History, admit, digest, remember
+from handlers.dedupe import History, admit, digest, remember
+from handlers.history import ClientHistory
 from handlers.money import ZERO, fmt
 from handlers.rebates import PlanBook, accrue, ledger_of, settle, take_due
 from handlers.overrides import ParentBook, override_accruals

@@ -7,7 +7,7 @@ from decimal import Decimal
 from handlers import bonus, cashback, welcome
 from handlers.money import ZERO, fmt, to_standard_lots, to_usd
 from handlers.rebates import PlanBook, accrue, accrue_fill, ledger_of
-from handlers.history import History, live_fill
+from handlers.dedupe import History, live_fill
 from handlers.state import ClientState, FillRecord
 from handlers.step import CommissionAccrual, Step
 from handlers.verdict import Refusal, unknown_account

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from handlers.history import History
+from handlers.dedupe import History
 from handlers.state import ClientState
 from schemas.inputs import (
     AccountOpened,

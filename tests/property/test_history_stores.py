@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.history import ClientHistory, History
+from handlers.dedupe import History
+from handlers.history import ClientHistory
 from handlers.rules import Rules
 from handlers.state import FillRecord, Parked, Seen
 from streams.worker.ledger import PartitionLedger
