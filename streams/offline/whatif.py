@@ -18,6 +18,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import struct
 import time
 import tomllib
 from array import array
@@ -26,7 +27,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from hashlib import blake2b
 from pathlib import Path
 from typing import Any, ContextManager, Final
 
@@ -37,7 +37,7 @@ from handlers.engine import Engine
 from handlers.money import fmt
 from handlers.rules import Rules
 from handlers.state import TermsVersion
-from schemas.codec import BadInput, Decoded, decode, encode_output
+from schemas.codec import BadInput, Decoded, decode
 from schemas.inputs import ProgramTerms
 from schemas.outputs import OutputEvent
 from schemas.timefmt import parse_ts_us
@@ -168,7 +168,7 @@ def compare(lines: Iterable[bytes] | Callable[[], ContextManager[tuple[Iterable[
     Each rule set runs in a process of its own where the machine can fork and has two cores (the
     same results as one after the other, in about one replay's time): each reads the history
     itself, keeps its tally, and leaves, per input, a fingerprint of its outputs (per output: a
-    hash of its id, a hash of its bytes, its type) that the two are compared by."""
+    hash of its id, a hash of its contents, its type) that the two are compared by."""
     opener = lines if callable(lines) else _listed(lines)
     started = time.perf_counter()
     sides = _run_both(opener, ((base, None), (candidate, pinned)), progress, parallel)
@@ -220,12 +220,20 @@ def _output_types() -> tuple[str, ...]:
 
 OUTPUT_TYPES: Final = _output_types()
 _TYPE_CODE: Final = {name: bytes([n]) for n, name in enumerate(OUTPUT_TYPES)}
-_PRINT: Final = 8 + 16 + 1  # an output's fingerprint: id hash, bytes hash, type
+_PRINT: Final = 8 + 8 + 1  # an output's fingerprint: its id's hash, its contents' hash, its type
+_pack = struct.Struct("<qq").pack
+_msgpack = msgspec.msgpack.Encoder().encode
 
 
 def _fingerprint(output: OutputEvent) -> bytes:
-    return (blake2b(output.id.encode(), digest_size=8).digest()
-            + blake2b(encode_output(output), digest_size=16).digest() + _TYPE_CODE[output.type])
+    """Python's own hashes, in C: the sides are forked from one process, so they share its hash
+    seed (one after the other, they are in it). An output is a frozen Struct, hashed by its fields;
+    one holding a dict (a rejection's ``source``) is hashed by its msgpack bytes."""
+    try:
+        contents = hash(output)
+    except TypeError:
+        contents = hash(_msgpack(output))
+    return _pack(hash(output.id), contents) + _TYPE_CODE[output.type]
 
 
 @contextmanager
@@ -334,7 +342,7 @@ def _received(worker: Any, receive: Any, slots: Any, progress: Progress | None) 
 
 def _compare_prints(found: Comparison, a: Side, b: Side) -> None:
     """Input by input: where the fingerprints differ, count the outputs that changed (by id: under
-    one rule set only, or with other bytes), by type."""
+    one rule set only, or with other contents), by type."""
     pa, pb = memoryview(a.prints), memoryview(b.prints)
     start_a = start_b = 0
     for end_a, end_b in zip(a.ends, b.ends):
@@ -350,7 +358,7 @@ def _from_pinned_on(decoded: Decoded | BadInput, pinned: TermsVersion) -> bool:
 
 
 def _count_changes(found: Comparison, prints_a: bytes, prints_b: bytes) -> None:
-    """By id: an output of this input under one rule set only, or with other bytes."""
+    """By id: an output of this input under one rule set only, or with other contents."""
     by_id = {prints_b[i:i + 8]: prints_b[i + 8:i + _PRINT] for i in range(0, len(prints_b), _PRINT)}
     for i in range(0, len(prints_a), _PRINT):
         mine = prints_a[i + 8:i + _PRINT]
