@@ -21,8 +21,10 @@ The steps, the same for every job:
   the group's offsets together, ``Sender.commit_turn``), side by side. A turn is finished even when
   the worker is told to stop in its middle (within FINISH_S); a revocation waits for it.
 - **Failure.** A fenced producer stops the worker cleanly (another worker holds the partition); a
-  missing ACL stops it with one line; anything else crashes it, and a restart recovers from what was
-  committed.
+  missing ACL stops it with one line. A Kafka error in a turn (a broker restarting under a
+  transaction) drops every unit and producer and recovers them again in place, as after a
+  rebalance, up to AGAIN_MAX times in a row; anything else crashes the worker, and a restart
+  recovers from what was committed.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from streams import connect
 from streams.ops.metrics import Metrics
@@ -42,6 +45,7 @@ from streams.worker.kafkaio import FINISH_S, Batch, Fenced, Sender, gather_all, 
 from streams.worker.wire import Send
 
 Crash = Callable[[BaseException], Awaitable[None]]
+AGAIN_MAX: Final = 5  # Kafka errors in a row recovered from in place before the worker stops
 
 
 class NotRecovered(Exception):
@@ -128,6 +132,7 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None  # made in the worker's event loop, by run
         self.ready = False  # in its group with its first assignment recovered (readiness), until it stops
+        self.failures = 0  # Kafka errors in a row, each followed by a recovery in place (``_again``)
 
     async def run(self) -> None:
         job = self.job
@@ -156,19 +161,51 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
                 except Exception as exc:
                     if isinstance(exc, (Fenced, connect.NotAllowed)):
                         raise
+                    if await self._again(exc, "recovery"):
+                        continue
                     raise NotRecovered(f"{self.job.name} partitions {self.pending} could not be recovered") from exc
                 continue
             generation = self.generation
             batch = await consumer.getmany(timeout_ms=self.settings.batch_within_ms, max_records=self.settings.batch_max)
-            async with self.lock:
-                # A turn is finished even when the worker is told to stop in the middle of it
-                # (within FINISH_S): one cut short is aborted, and done again by the next holder.
-                task = asyncio.ensure_future(self.turn(batch, generation))
-                try:
-                    await asyncio.shield(task)
-                except asyncio.CancelledError:
-                    await asyncio.wait([task], timeout=FINISH_S)
+            try:
+                async with self.lock:
+                    # A turn is finished even when the worker is told to stop in the middle of it
+                    # (within FINISH_S): one cut short is aborted, and done again by the next holder.
+                    task = asyncio.ensure_future(self.turn(batch, generation))
+                    try:
+                        await asyncio.shield(task)
+                    except asyncio.CancelledError:
+                        await asyncio.wait([task], timeout=FINISH_S)
+                        raise
+            except KafkaError as exc:
+                if not await self._again(exc, "turn"):
                     raise
+                continue
+            self.failures = 0
+
+    async def _again(self, exc: Exception, what: str) -> bool:
+        """After a Kafka error in a turn or a recovery (a broker going away under a transaction can
+        break a producer for good: aiokafka's sender gives up on a lost coordinator): whether to
+        recover every partition held again, in this process, from what was committed, as after a
+        rebalance (new producers abort what the broken ones left open). Not a missing ACL, and at
+        most AGAIN_MAX times in a row, waiting longer each time; then the worker stops as before."""
+        if not isinstance(exc, KafkaError) or connect.not_allowed(exc, self.settings) is not None:
+            return False
+        if self.failures >= AGAIN_MAX:
+            return False
+        self.failures += 1
+        self.log.warning("%s %s failed (%r); recovering its partitions again from what was committed (%d of %d)",
+                         self.job.name, what, exc, self.failures, AGAIN_MAX)
+        await asyncio.sleep(min(2 ** self.failures, 30))
+        async with self.lock:
+            consumer = self.consumer
+            assert consumer is not None
+            self.generation += 1
+            await self._drop(sorted(set(self.units) | set(self.producers)))
+            assigned = list(consumer.assignment())
+            consumer.pause(*assigned)
+            self.pending = [p for p in sorted({tp.partition for tp in assigned}) if self.job.takes(p, assigned)]
+        return True
 
     async def _failed(self, exc: Exception) -> None:
         """The units in memory may hold effects whose outputs are not in Kafka: the runtime stops
@@ -196,16 +233,16 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
         if generation != self.generation:
             self._reread(batch, consumer)
             return
-        commits = await self.job.turn(batch, self.units, consumer)
-        await gather_all(*(self._commit(commit) for commit in commits))
-        await self.job.after_turn()
-
-    async def _commit(self, commit: Commit) -> None:
         job = self.job
-        await self.sender.commit_turn(self.producers[commit.partition], commit.sends, commit.positions, job.group,
-                                      self.metrics, job.kind, f"{job.name} {job.unit_name} {commit.partition}")
-        if commit.done is not None:
-            commit.done()
+
+        async def commit(one: Commit) -> None:
+            await self.sender.commit_turn(self.producers[one.partition], one.sends, one.positions, job.group,
+                                          self.metrics, job.kind, f"{job.name} {job.unit_name} {one.partition}")
+            if one.done is not None:
+                one.done()
+
+        await gather_all(*(commit(one) for one in await job.turn(batch, self.units, consumer)))
+        await job.after_turn()
 
     def _reread(self, batch: Batch, consumer: AIOKafkaConsumer) -> None:
         """Drop a batch read across a rebalance; its partitions held are read again from their

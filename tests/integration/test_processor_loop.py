@@ -139,3 +139,54 @@ async def test_a_recovery_longer_than_the_session_keeps_the_worker_in_its_group(
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_kafka_error_in_a_turn_recovers_the_partitions_in_place(settings: Settings) -> None:
+    """A broker going away under a transaction can break a producer for good (aiokafka's sender gives
+    up on a lost coordinator: the fault tier's broker restart caught it). The runtime then drops its
+    partitions and recovers them again, as after a rebalance, instead of stopping the worker."""
+    from aiokafka.errors import KafkaError
+
+    await ensure(settings)
+    topic = settings.sequenced_topic
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for n in range(RECORDS):
+            await producer.send_and_wait(topic, b"%d" % n, partition=0)
+    finally:
+        await producer.stop()
+    made: list[Recorder] = []
+
+    class BrokenOnce(RecorderJob):
+        def make(self, partition: int, table: dict[bytes, bytes]) -> Recorder:
+            recorder = Recorder()
+            if partition == 0:
+                made.append(recorder)
+            return recorder
+
+        async def turn(self, batch: Any, units: Any, consumer: Any) -> Any:
+            commits = await super().turn(batch, units, consumer)
+            if any(tp.partition == 0 for tp in batch) and len(made) == 1:
+                raise KafkaError("Unexpected error during batch delivery")
+            return commits
+
+    crashes: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashes.append(exc)
+
+    job = BrokenOnce(settings, Metrics(), topic=topic, group=f"{settings.app_id}-broken", changelog=settings.state_changelog)
+    loop = PartitionRuntime(settings, Sender(settings), Metrics(), crash, job)
+    running = asyncio.create_task(loop.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(made) < 2 or made[-1].last < RECORDS - 1:
+            assert not crashes and not running.done(), (crashes, running)
+            assert asyncio.get_running_loop().time() < deadline, "the partition was not recovered again"
+            await asyncio.sleep(0.2)
+        assert made[-1].taken == list(range(RECORDS)), "the recovered partition did not start from what was committed"
+        assert loop.failures == 0 and not crashes
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
