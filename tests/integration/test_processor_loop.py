@@ -63,10 +63,8 @@ def runtime(settings: Settings, job: RecorderJob) -> PartitionRuntime[Any]:
     return PartitionRuntime(settings, Sender(settings), Metrics(), crash, job)
 
 
-async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings: Settings) -> None:
-    await ensure(settings)
-    topic = settings.sequenced_topic
-    tp = TopicPartition(topic, 0)
+async def publish_records(settings: Settings, topic: str) -> None:
+    """RECORDS records, ``b"0"`` to ``b"11"``, into partition 0 of ``topic``."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     try:
@@ -74,6 +72,13 @@ async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings:
             await producer.send_and_wait(topic, b"%d" % n, partition=0)
     finally:
         await producer.stop()
+
+
+async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings: Settings) -> None:
+    await ensure(settings)
+    topic = settings.sequenced_topic
+    tp = TopicPartition(topic, 0)
+    await publish_records(settings, topic)
 
     job = RecorderJob(settings, Metrics(), topic=topic, group=f"{settings.app_id}-recorder",
                       changelog=settings.state_changelog)
@@ -149,13 +154,7 @@ async def test_a_kafka_error_in_a_turn_recovers_the_partitions_in_place(settings
 
     await ensure(settings)
     topic = settings.sequenced_topic
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-    await producer.start()
-    try:
-        for n in range(RECORDS):
-            await producer.send_and_wait(topic, b"%d" % n, partition=0)
-    finally:
-        await producer.stop()
+    await publish_records(settings, topic)
     made: list[Recorder] = []
 
     class BrokenOnce(RecorderJob):
