@@ -15,6 +15,7 @@ from typing import Any
 from handlers import terms
 from handlers.rules import Rules
 from streams.worker.ledger import PartitionLedger
+from streams.worker.ledgerstore import shared_key, stamp_of
 from streams.worker.ports import Topics
 from streams.ops.metrics import Metrics
 from streams.worker.processor import ProcessorJob, Turn
@@ -40,7 +41,7 @@ class LedgerJob(ProcessorJob[PartitionLedger]):
         return PartitionLedger(partition, self.settings.partitions, self.rules, self.addresses, table)
 
     def stamp(self, partition: int, key: bytes, value: bytes) -> int | None:
-        return int.from_bytes(value[:8], "big", signed=True) if key == b"s%d" % partition else None
+        return stamp_of(value) if key == shared_key(partition) else None
 
     async def recovered(self, processor: PartitionLedger) -> None:
         # views of the last batches before a crash may not have reached Redis: again (guarded by version)

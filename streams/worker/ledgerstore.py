@@ -40,6 +40,11 @@ _parked_dec = msgspec.msgpack.Decoder(list[Parked])
 Writes = list[tuple[bytes, bytes | None]]
 
 
+def shared_key(partition: int) -> bytes:
+    """The key of partition ``partition``'s shared state: its commit record."""
+    return b"s" + str(partition).encode()
+
+
 def stamp_of(raw: bytes) -> int:
     return int.from_bytes(raw[:8], "big", signed=True)
 
@@ -145,7 +150,7 @@ class LedgerStore:
 
     def __init__(self, partition: int, rules: Rules, table: MutableMapping[bytes, bytes]) -> None:
         self.rules, self.table = rules, table
-        self.shared_key = b"s" + str(partition).encode()
+        self.shared_key = shared_key(partition)
         # The read model: views are written to Redis after the turn's commit, so a worker killed
         # in between leaves them unwritten; on recovery the clients written after this are sent again.
         self.views_key = b"v" + str(partition).encode()

@@ -6,7 +6,7 @@ to the commission book). Touch it to change where those messages go; what is dec
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from handlers.state import ClientState
@@ -43,10 +43,8 @@ class Outbox:
 
     def take(self) -> Outbox:
         """Everything in it, which it no longer holds."""
-        taken = Outbox(self.sends, self.outputs, self.skipped, self.applied, self.event_ts, self.parked,
-                       self.expired, self.appended)
-        self.sends, self.outputs, self.applied, self.event_ts, self.appended = [], [], Counter(), [], []
-        self.skipped = self.parked = self.expired = 0
+        taken = replace(self)
+        vars(self).update(vars(Outbox()))
         return taken
 
 

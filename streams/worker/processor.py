@@ -103,7 +103,6 @@ class ProcessorJob(Job[Held[P]]):
 
     name = "processor"
     kind = "processor"  # in the transactional ids: <app>-<kind>-<partition>
-    unit_name = "partition"
 
     def __init__(self, settings: Settings, metrics: Metrics, *, topic: str, group: str, changelog: str,
                  **consumer_options: Any) -> None:
@@ -183,6 +182,7 @@ class ProcessorJob(Job[Held[P]]):
                 processor.take(record, now_ms)
             assert processor.last >= before, f"{self.name} {tp}: stamp went back from {before} to {processor.last}"
         commits = []
+        self.turns = []  # this turn's only: a turn that failed is not observed (its partitions are recovered again)
         for held in list(units.values()):  # every one: the registry decides on time, with no record
             turn = held.processor.turn(now_ms)
             self.turns.append((held.processor, turn))

@@ -145,7 +145,19 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._failed(exc)
+            # The units in memory may hold effects whose outputs are not in Kafka: the runtime stops
+            # (dropping them all, below), and a restart recovers from what was committed.
+            if isinstance(exc, Fenced):  # not a failure: the worker stops (streams.worker.app)
+                await self.crash(exc)
+                return
+            refused = exc if isinstance(exc, connect.NotAllowed) else connect.not_allowed(exc, self.settings)
+            if refused is not None:  # a missing ACL: no restart helps (streams.worker.app)
+                await self.crash(refused)
+                return
+            self.log.critical("%s; stopping so the worker restarts from what it committed",
+                              exc if isinstance(exc, NotRecovered) else f"{job.name} turn failed", exc_info=exc)
+            await self.crash(exc)
+            raise
         finally:
             self.ready = False
             self.consumer = None  # the rebalance callbacks from here on do nothing
@@ -200,27 +212,9 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
         async with self.lock:
             consumer = self.consumer
             assert consumer is not None
-            self.generation += 1
             await self._drop(sorted(set(self.units) | set(self.producers)))
-            assigned = list(consumer.assignment())
-            consumer.pause(*assigned)
-            self.pending = [p for p in sorted({tp.partition for tp in assigned}) if self.job.takes(p, assigned)]
+            self._pend(consumer, list(consumer.assignment()))
         return True
-
-    async def _failed(self, exc: Exception) -> None:
-        """The units in memory may hold effects whose outputs are not in Kafka: the runtime stops
-        (``run`` drops them all), and a restart recovers from what was committed."""
-        if isinstance(exc, Fenced):  # not a failure: the worker stops (streams.worker.app)
-            await self.crash(exc)
-            return
-        refused = exc if isinstance(exc, connect.NotAllowed) else connect.not_allowed(exc, self.settings)
-        if refused is not None:  # a missing ACL: no restart helps (streams.worker.app)
-            await self.crash(refused)
-            return
-        self.log.critical("%s; stopping so the worker restarts from what it committed",
-                          exc if isinstance(exc, NotRecovered) else f"{self.job.name} turn failed", exc_info=exc)
-        await self.crash(exc)
-        raise exc
 
     async def turn(self, batch: Batch, generation: int) -> None:
         """One turn on ``batch``, read at ``generation``. The check that no rebalance came in
@@ -276,6 +270,10 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
         if consumer is None:  # stopping
             return
         self.job.assigned(len(assigned))
+        self._pend(consumer, assigned)
+
+    def _pend(self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> None:
+        """The partitions of ``assigned`` not held, paused and left for the loop to recover."""
         held = {tp.partition for tp in assigned}
         new = [p for p in sorted(held - set(self.units)) if self.job.takes(p, assigned)]
         consumer.pause(*(tp for tp in assigned if tp.partition not in self.units))

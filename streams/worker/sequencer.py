@@ -248,8 +248,9 @@ class SequencerJob(Job[_Task]):
                 heard(tp)
             sends = self._copies(task, heard) + self.votes.verdicts(task) + self._progress(task, heard)
             _observe_sources(task, self.settings, self.metrics)
-            if sends or task.standing() != task.places:
-                commits.append(self._commit(task, sends))
+            places = task.standing()
+            if sends or places != task.places:
+                commits.append(self._commit(task, sends, places))
         return commits
 
     async def _read_broadcast(self, task: _Task) -> None:
@@ -321,12 +322,11 @@ class SequencerJob(Job[_Task]):
         return sorted((tp.topic, tp.partition, state, seconds) for task in list(self.units.values())
                       for tp, state, seconds in task.answers.waiting(now_ms))
 
-    def _commit(self, task: _Task, sends: list[Send]) -> Commit:
+    def _commit(self, task: _Task, sends: list[Send], places: dict[TopicPartition, int]) -> Commit:
         """A task's copies and its commits, in one transaction: its client partitions' places,
         each with the task's broadcast places as its commit metadata (every task has its own
         place in the broadcast topics)."""
         broadcast_topics = self.settings.broadcast_topics
-        places = task.standing()
         notes: dict[str, Any] = {f"{tp.topic}:{tp.partition}": offset for tp, offset in places.items()
                                  if tp.topic in broadcast_topics}
         notes["~clock"] = task.clock
