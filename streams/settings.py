@@ -64,7 +64,7 @@ class Settings:
         "env": "KAFKA_SSL_KEY_PASSWORD", "secret": True, "doc": "the private key's password, if it has one "
         "(or KAFKA_SSL_KEY_PASSWORD_FILE)"})
     compression: str = field(default="lz4", metadata={
-        "doc": "compression of everything the worker produces: none, gzip, snappy, lz4 or zstd"})
+        "doc": "compression of everything the worker produces: none, gzip, snappy, lz4 (its fast mode, level 1) or zstd"})
     redis_url: str = field(default="redis://localhost:6379/0", metadata={
         "env": "REDIS_URL", "doc": "Redis for the read model and the client-area API"})
     app_id: str = field(default="rewards", metadata={
