@@ -9,6 +9,7 @@ import contextlib
 import functools
 import logging
 import ssl
+import sys
 from functools import lru_cache
 from typing import Any, Final
 
@@ -64,17 +65,14 @@ LZ4_LEVEL: Final = 1
 
 @functools.cache
 def fast_lz4() -> None:
-    """Make aiokafka's record batch builders (the C one and the Python one) compress lz4 at
-    LZ4_LEVEL: they look their encoder up by name at each batch."""
+    """Make aiokafka's record batch builder compress lz4 at LZ4_LEVEL: the module that defines
+    the builder it uses (its C one, else the Python one) looks its encoder up by name at each batch."""
     from aiokafka import codec
     from aiokafka.record import default_records
 
     encode = functools.partial(codec.lz4_encode, level=LZ4_LEVEL)
-    default_records.lz4_encode = encode
-    with contextlib.suppress(ImportError):  # AIOKAFKA_NO_EXTENSIONS, or no C build on this platform
-        from aiokafka.record._crecords import default_records as built
-
-        built.lz4_encode = encode
+    for module in {default_records, sys.modules[default_records.DefaultRecordBatchBuilder.__module__]}:
+        setattr(module, "lz4_encode", encode)
 
 
 def producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
