@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from urllib.parse import urlsplit
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 import redis.asyncio as redis
@@ -28,6 +28,15 @@ if tonumber(ARGV[1]) <= current then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'wallet', ARGV[2], 'bonuses', ARGV[3], 'rebates', ARGV[4])
 return 1
 """
+
+
+class View(NamedTuple):
+    """A client's views as written to Redis, with their version."""
+
+    version: int
+    wallet: bytes
+    bonuses: bytes
+    rebates: bytes
 
 
 def views(client: ClientState, rules: Rules) -> tuple[bytes, bytes, bytes]:
@@ -65,7 +74,7 @@ class ReadModel:
         # the terms timeline (every ledger partition has the same): the rate at the client's newest event
         self.timeline: list[TermsVersion] = []
         self._script: Any = None
-        self.backlog: dict[str, tuple[ClientState, int]] = {}  # views not yet written (Redis down)
+        self.backlog: dict[str, View] = {}  # views not yet written (Redis down)
         self.where = redis_address(url)
         self._down_since: float | None = None
         self._warned_at = 0.0
@@ -73,25 +82,35 @@ class ReadModel:
     def key(self, client_id: str) -> str:
         return f"{self.prefix}client:{client_id}"
 
+    def render(self, changed: list[tuple[ClientState, int]],
+               timeline: list[TermsVersion] | None = None) -> dict[str, View]:
+        """The views of the changed clients as they are now, each with its version: the worker
+        renders them as its turn ends, for they change again (in place) while it commits."""
+        timeline = self.timeline if timeline is None else timeline
+        return {client.client_id: View(version, *views(client, terms.rules_at(timeline, self.rules,
+                                                                             client.latest_ts_us)))
+                for client, version in changed}
+
     async def publish(self, changed: list[tuple[ClientState, int]]) -> bool:
-        """Write the views of the changed clients; True when every view is in Redis. While Redis
-        is unreachable they wait in a backlog (newest version per client) and go out with the
-        next batch that gets through."""
-        for client, version in changed:
-            held = self.backlog.get(client.client_id)
-            if held is None or held[1] <= version:
-                self.backlog[client.client_id] = (client, version)
+        """Render the views of the changed clients and write them (``write``)."""
+        return await self.write(self.render(changed))
+
+    async def write(self, rendered: dict[str, View]) -> bool:
+        """Write the views; True when every view is in Redis. While Redis is unreachable they
+        wait in a backlog (newest version per client) and go out with the next batch that gets
+        through."""
+        for client_id, view in rendered.items():
+            held = self.backlog.get(client_id)
+            if held is None or held.version <= view.version:
+                self.backlog[client_id] = view
         if not self.backlog:
             return True
         if self._script is None:
             self._script = self.client.register_script(GUARDED_WRITE)
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                for client_id, (client, version) in self.backlog.items():
-                    wallet, bonuses, rebates = views(client, terms.rules_at(self.timeline, self.rules,
-                                                                            client.latest_ts_us))
-                    await self._script(keys=[self.key(client_id)], args=[version, wallet, bonuses, rebates],
-                                       client=pipe)
+                for client_id, view in self.backlog.items():
+                    await self._script(keys=[self.key(client_id)], args=list(view), client=pipe)
                 await pipe.execute()
             self.backlog.clear()
             if self._down_since is not None:

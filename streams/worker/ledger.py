@@ -91,7 +91,6 @@ class PartitionLedger:
                                 RemoteCommissions(self.outbox, topics.commissions, partition, partitions))
         self.progress: wire.Progress | None = None  # the last Progress mark applied
         self.progress_sent = -1  # the offset of the last mark sent on to the identity registry
-        self.changed: dict[str, int] = {}  # clients written since the views were last taken, with their versions
 
     @property
     def last(self) -> int:
@@ -163,7 +162,8 @@ class PartitionLedger:
     def turn(self, now_ms: float = 0.0) -> Turn:
         """The outbox's sends, then the last Progress mark applied, when new, to every identity
         registry partition (streams.worker.registry: after the identity requests before it, a
-        partition's records keep their order); the state writes; the outbox, emptied, as the report."""
+        partition's records keep their order); the state writes; the outbox, emptied, as the report,
+        with the clients the writes changed."""
         outbox = self.outbox.take()
         sends = outbox.sends
         mark = self.progress
@@ -172,6 +172,5 @@ class PartitionLedger:
             report = wire.encode(mark)
             sends = sends + [Send(self.topics.identity, None, report, registry, [(wire.H_KIND, wire.KIND_PROGRESS)])
                              for registry in range(self.partitions)]
-        changed, writes = self.store.flush()
-        self.changed.update(changed)
+        outbox.changed, writes = self.store.flush()
         return Turn(sends, writes, self.store.last + 1, outbox)

@@ -10,6 +10,7 @@ says how a turn commits). Touch it for what the worker observes of the ledger; t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from handlers import terms
@@ -19,7 +20,7 @@ from streams.worker.ledgerstore import shared_key, stamp_of
 from streams.worker.ports import Topics
 from streams.ops.metrics import Metrics
 from streams.worker.processor import ProcessorJob, Turn
-from streams.ops.readmodel import ReadModel
+from streams.ops.readmodel import ReadModel, View
 from streams.settings import Settings
 
 CACHE_MAX = 100_000  # clients kept decoded per partition
@@ -45,7 +46,7 @@ class LedgerJob(ProcessorJob[PartitionLedger]):
 
     async def recovered(self, processor: PartitionLedger) -> None:
         # views of the last batches before a crash may not have reached Redis: again (guarded by version)
-        await self.read_model.publish(processor.store.unpublished())
+        await self.read_model.write(self.read_model.render(processor.store.unpublished(), processor.shared.terms))
 
     def _observe_terms(self) -> None:
         metrics = self.metrics
@@ -78,14 +79,28 @@ class LedgerJob(ProcessorJob[PartitionLedger]):
         """The partitions of the sequenced log held now (for the status page)."""
         return sorted(self.units)
 
-    async def observe(self, turns: list[tuple[PartitionLedger, Turn]]) -> None:
+    def observed(self, turns: list[tuple[PartitionLedger, Turn]]) -> Callable[[], Awaitable[None]]:
+        """The changed clients' views are rendered as the turn ends (the next turn changes the
+        clients in place while it commits), with how far each partition had flushed."""
+        views: dict[str, View] = {}
+        through = []
+        for ledger, turn in turns:
+            store = ledger.store
+            views.update(self.read_model.render([(store.cache[c], version) for c, version in turn.report.changed.items()],
+                                                ledger.shared.terms))
+            through.append((ledger, store.durable))
+            if len(store.cache) > CACHE_MAX:
+                store.forget_cache()
+        return lambda: self.observe_committed(turns, views, through)
+
+    async def observe_committed(self, turns: list[tuple[PartitionLedger, Turn]], views: dict[str, View],
+                                through: list[tuple[PartitionLedger, int]]) -> None:
         metrics = self.metrics
         types: Counter[str] = Counter()
         event_ts: list[int] = []
         appended: list[float] = []
         outputs = []
-        views = []
-        for ledger, turn in turns:
+        for _, turn in turns:
             outbox = turn.report
             outputs += outbox.outputs
             types.update(outbox.applied)
@@ -95,15 +110,11 @@ class LedgerJob(ProcessorJob[PartitionLedger]):
             metrics.redeliveries.inc(outbox.skipped)
             metrics.parked_total.inc(outbox.parked)
             metrics.parked_expired.inc(outbox.expired)
-            views += [(ledger.store.cache[c], version) for c, version in ledger.changed.items()]
-            ledger.changed = {}
-            if len(ledger.store.cache) > CACHE_MAX:
-                ledger.store.forget_cache()
         metrics.parked.set(sum(ledger.shared.parked_events for ledger in self.processors.values()))
         self._observe_terms()
         self.applied += len(appended)
         metrics.observe_outputs(outputs)
         metrics.observe_applied(types, event_ts, appended)
-        if await self.read_model.publish(views):
-            for ledger in self.processors.values():
-                ledger.store.views_published()
+        if await self.read_model.write(views):
+            for ledger, stamp in through:
+                ledger.store.views_published(stamp)

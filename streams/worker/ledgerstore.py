@@ -215,9 +215,10 @@ class LedgerStore:
         return changed, writes
 
     # -- the read model ------------------------------------------------------------------------------
-    def views_published(self) -> None:
-        """Every view of what this partition has flushed is in Redis (kept with the next flush)."""
-        self.views_through = self.durable
+    def views_published(self, through: int | None = None) -> None:
+        """Every view of what this partition had flushed at stamp ``through`` (by default: all it
+        has flushed) is in Redis (kept with the next flush)."""
+        self.views_through = max(self.views_through, self.durable if through is None else through)
 
     def unpublished(self) -> list[tuple[ClientState, int]]:
         """The clients whose state was written after ``views_through``, with that state's stamp as

@@ -40,6 +40,7 @@ class Outbox:
     parked: int = 0    # inputs that had to wait for a prerequisite (handlers.parking)
     expired: int = 0   # parked inputs applied as they stood after the parking window
     appended: list[float] = field(default_factory=list)  # when the records taken were appended to the log, s
+    changed: dict[str, int] = field(default_factory=dict)  # clients written, with their versions (the read model's)
 
     def take(self) -> Outbox:
         """Everything in it, which it no longer holds."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.ops.metrics import Metrics
 from streams.settings import Settings
 from streams.worker.kafkaio import Batch, read_changelog
-from streams.worker.runtime import Commit, Job
+from streams.worker.runtime import Commit, Job, Turned
 from streams.worker.wire import Send
 
 # A turn whose only change is the group's offset (moved past transaction markers, for lag)
@@ -83,7 +83,8 @@ class Held(Generic[P]):
     tp: TopicPartition
     stamp: int  # the stamp of its last commit
     position: int | None = None  # the group offset last committed
-    at: float = 0.0  # when its last transaction committed (monotonic)
+    sent: int | None = None  # the group offset in its last commit (in flight, or committed)
+    at: float = 0.0  # when its last commit was made (monotonic)
 
     def place(self, tp: TopicPartition) -> int:
         return self.processor.last + 1
@@ -111,7 +112,6 @@ class ProcessorJob(Job[Held[P]]):
         self.consumer_options = consumer_options
         self.log = logging.getLogger(f"rewards.{self.name}")
         self.units: dict[int, Held[P]] = {}  # the runtime's (streams.worker.runtime), read here
-        self.turns: list[tuple[P, Turn]] = []  # the last turn's, until it is observed
 
     # -- what a kind of processor says ---------------------------------------------------------------
     def make(self, partition: int, table: dict[bytes, bytes]) -> P:
@@ -123,6 +123,11 @@ class ProcessorJob(Job[Held[P]]):
 
     async def recovered(self, processor: P) -> None:
         """After a partition's recovery, before its first turn."""
+
+    def observed(self, turns: list[tuple[P, Turn]]) -> Callable[[], Awaitable[None]]:
+        """As a turn ends (every processor's ``Turn`` of it): what to observe once it is committed,
+        taken now, for the processors change again while it commits. By default, ``observe``."""
+        return lambda: self.observe(turns)
 
     async def observe(self, turns: list[tuple[P, Turn]]) -> None:
         """After a turn's commits (every processor's ``Turn`` of it)."""
@@ -168,7 +173,7 @@ class ProcessorJob(Job[Held[P]]):
 
         return await read_changelog(self.settings, self.changelog, partitions, watch)
 
-    async def turn(self, batch: Batch, units: dict[int, Held[P]], consumer: AIOKafkaConsumer) -> list[Commit]:
+    async def turn(self, batch: Batch, units: dict[int, Held[P]], consumer: AIOKafkaConsumer) -> Turned:
         now_ms = time.time() * 1000
         for tp, records in batch.items():
             held = units.get(tp.partition)
@@ -182,33 +187,30 @@ class ProcessorJob(Job[Held[P]]):
                 processor.take(record, now_ms)
             assert processor.last >= before, f"{self.name} {tp}: stamp went back from {before} to {processor.last}"
         commits = []
-        self.turns = []  # this turn's only: a turn that failed is not observed (its partitions are recovered again)
+        turns = []
         for held in list(units.values()):  # every one: the registry decides on time, with no record
             turn = held.processor.turn(now_ms)
-            self.turns.append((held.processor, turn))
+            turns.append((held.processor, turn))
             commit = await self._commit(held, turn, consumer)
             if commit is not None:
                 commits.append(commit)
-        return commits
+        return Turned(commits, self.observed(turns))
 
     async def _commit(self, held: Held[P], turn: Turn, consumer: AIOKafkaConsumer) -> Commit | None:
         processor, tp = held.processor, held.tp
         offset = turn.position
         if offset == processor.last + 1 and tp in consumer.assignment():
             offset = max(offset, await consumer.position(tp))  # past the transaction markers read
-        if not turn.sends and not turn.writes and (offset == held.position or
+        if not turn.sends and not turn.writes and (offset == held.sent or
                                                    time.monotonic() - held.at < LAG_ONLY_EVERY_S):
             return None
         if turn.writes:
             assert processor.last >= held.stamp, f"{self.name} {tp.partition}: stamp went back"
             held.stamp = processor.last
+        held.sent, held.at = offset, time.monotonic()
 
         def done() -> None:
-            held.position, held.at = offset, time.monotonic()
+            held.position = offset
 
         writes = [Send(self.changelog, key, value, tp.partition) for key, value in turn.writes]
         return Commit(tp.partition, turn.sends + writes, {tp: offset}, done)
-
-    async def after_turn(self) -> None:
-        turns, self.turns = self.turns, []
-        await self.observe(turns)

@@ -18,13 +18,18 @@ The steps, the same for every job:
 - **The turn.** A batch read across a rebalance is dropped and its partitions read again from each
   unit's place (it may start anywhere: before they were sought). Otherwise the job takes it and
   returns one ``Commit`` per unit with something to commit; each is one Kafka transaction (sends and
-  the group's offsets together, ``Sender.commit_turn``), side by side. A turn is finished even when
-  the worker is told to stop in its middle (within FINISH_S); a revocation waits for it.
+  the group's offsets together, ``Sender.commit_turn``), side by side. A turn's commit overlaps the
+  next turn's work: the loop reads and takes the next batch while it is in flight, and the next
+  turn's commit starts once it is in (``settle``), so at most one is in flight, and a producer has
+  one transaction at a time, in turn order. What the next turn changed in memory is only ever
+  committed after it; if the commit fails, the units go with it (below). A turn and its commit are
+  finished even when the worker is told to stop in their middle (within FINISH_S); a revocation
+  waits for them.
 - **Failure.** A fenced producer stops the worker cleanly (another worker holds the partition); a
-  missing ACL stops it with one line. A Kafka error in a turn (a broker restarting under a
-  transaction) drops every unit and producer and recovers them again in place, as after a
-  rebalance, up to AGAIN_MAX times in a row; anything else crashes the worker, and a restart
-  recovers from what was committed.
+  missing ACL stops it with one line. A Kafka error in a turn or its commit (a broker restarting
+  under a transaction) drops every unit and producer, with whatever later turns changed in them,
+  and recovers them again in place, as after a rebalance, up to AGAIN_MAX times in a row; anything
+  else crashes the worker, and a restart recovers from what was committed.
 """
 
 from __future__ import annotations
@@ -76,6 +81,16 @@ class Commit:
     done: Callable[[], None] | None = None
 
 
+@dataclass
+class Turned:
+    """A job's turn as the runtime commits it: one ``Commit`` per unit with something to commit,
+    and what to do once every one is committed (metrics, the read model), made as the turn ended:
+    the units change again, with the next turn, while it commits."""
+
+    commits: list[Commit]
+    then: Callable[[], Awaitable[None]] | None = None
+
+
 U = TypeVar("U", bound=Unit)
 
 
@@ -111,12 +126,58 @@ class Job(Generic[U]):
         with where its consumer partitions are to be sought. What it made before failing, it closes."""
         raise NotImplementedError
 
-    async def turn(self, batch: Batch, units: dict[int, U], consumer: AIOKafkaConsumer) -> list[Commit]:
+    async def turn(self, batch: Batch, units: dict[int, U], consumer: AIOKafkaConsumer) -> Turned:
         """Take ``batch`` (records of held units only) and say what each unit commits."""
         raise NotImplementedError
 
-    async def after_turn(self) -> None:
-        """Once the turn's transactions are committed: metrics, the read model."""
+
+class InFlight(Generic[U]):
+    """The last turn's commit, while it is in flight (see the module): ``start`` starts it,
+    ``settle`` waits for it and raises its failure, ``quiesce`` lets it land before units go."""
+
+    def __init__(self, sender: Sender, metrics: Metrics, job: Job[U], producers: dict[int, AIOKafkaProducer],
+                 log: logging.Logger) -> None:
+        self.sender, self.metrics, self.job, self.producers, self.log = sender, metrics, job, producers, log
+        self.future: asyncio.Future[None] | None = None
+
+    def start(self, turned: Turned) -> None:
+        assert self.future is None, "a commit is in flight"
+        if turned.commits or turned.then is not None:
+            self.future = asyncio.ensure_future(self._commit(turned))
+
+    async def _commit(self, turned: Turned) -> None:
+        job = self.job
+
+        async def commit(one: Commit) -> None:
+            await self.sender.commit_turn(self.producers[one.partition], one.sends, one.positions, job.group,
+                                          self.metrics, job.kind, f"{job.name} {job.unit_name} {one.partition}")
+            if one.done is not None:
+                one.done()
+
+        await gather_all(*(commit(one) for one in turned.commits))
+        if turned.then is not None:
+            await turned.then()
+
+    async def settle(self) -> None:
+        """Wait until the last turn's commit is in; its failure is raised here, in the loop."""
+        future, self.future = self.future, None
+        if future is not None:
+            await future
+
+    async def quiesce(self, timeout: float | None = None, forget: bool = False) -> None:
+        """Let the last turn's commit land (or fail) before units or producers are dropped. Its
+        failure is left for ``settle`` to raise, unless every unit is dropped anyway (``forget``)."""
+        future = self.future
+        if future is None:
+            return
+        await asyncio.wait([future], timeout=timeout)
+        if forget:
+            self.future = None
+            future.add_done_callback(self._forgotten)  # now, or once a commit cut short by the stop ends
+
+    def _forgotten(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.log.debug("a commit failed as its units were dropped: %r", future.exception())
 
 
 class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[misc]
@@ -133,6 +194,7 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
         self.consumer: AIOKafkaConsumer | None = None  # made in the worker's event loop, by run
         self.ready = False  # in its group with its first assignment recovered (readiness), until it stops
         self.failures = 0  # Kafka errors in a row, each followed by a recovery in place (``_again``)
+        self.committing = InFlight(sender, metrics, job, self.producers, self.log)  # the last turn's commit
 
     async def run(self) -> None:
         job = self.job
@@ -161,6 +223,7 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
         finally:
             self.ready = False
             self.consumer = None  # the rebalance callbacks from here on do nothing
+            await self.committing.quiesce(FINISH_S, forget=True)
             await self._drop(sorted(set(self.units) | set(self.producers)))
             await consumer.stop()  # leaves the group: another worker takes the partitions at once
             await job.stop()
@@ -212,6 +275,7 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
         async with self.lock:
             consumer = self.consumer
             assert consumer is not None
+            await self.committing.quiesce(forget=True)
             await self._drop(sorted(set(self.units) | set(self.producers)))
             self._pend(consumer, list(consumer.assignment()))
         return True
@@ -227,16 +291,9 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
         if generation != self.generation:
             self._reread(batch, consumer)
             return
-        job = self.job
-
-        async def commit(one: Commit) -> None:
-            await self.sender.commit_turn(self.producers[one.partition], one.sends, one.positions, job.group,
-                                          self.metrics, job.kind, f"{job.name} {job.unit_name} {one.partition}")
-            if one.done is not None:
-                one.done()
-
-        await gather_all(*(commit(one) for one in await job.turn(batch, self.units, consumer)))
-        await job.after_turn()
+        turned = await self.job.turn(batch, self.units, consumer)
+        await self.committing.settle()  # the turn before commits first: in turn order, one transaction at a time
+        self.committing.start(turned)
 
     def _reread(self, batch: Batch, consumer: AIOKafkaConsumer) -> None:
         """Drop a batch read across a rebalance; its partitions held are read again from their
@@ -251,6 +308,7 @@ class PartitionRuntime(Generic[U], ConsumerRebalanceListener):  # type: ignore[m
     # -- partitions coming and going -------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.lock:  # the turn under way (or the producer being started) reaches Kafka whole first
+            await self.committing.quiesce()  # and the commit in flight
             self.generation += 1
             self.pending = []
             await self._drop(sorted({tp.partition for tp in revoked}))

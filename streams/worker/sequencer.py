@@ -51,7 +51,7 @@ from streams.ops.topics import partition_counts
 from streams.worker.kafkaio import Batch, reader
 from streams.worker.merge import EventTimeMerge, Sources
 from streams.ops.metrics import Metrics
-from streams.worker.runtime import Commit, Job
+from streams.worker.runtime import Commit, Job, Turned
 from streams.bus import precedence, task_notes, task_places
 from streams.settings import Settings
 from streams.worker.wire import Send
@@ -91,6 +91,7 @@ class _Task:
     fetched: dict[TopicPartition, int] = field(default_factory=dict)  # the consumer's position: past markers too
     copied: dict[TopicPartition, int] = field(default_factory=dict)   # after the last record copied
     places: dict[TopicPartition, int] = field(default_factory=dict)   # as last committed
+    placed: dict[TopicPartition, int] = field(default_factory=dict)   # in its last commit (in flight, or committed)
     last_ts: dict[TopicPartition, int] = field(default_factory=dict)
     clock: int = 0  # the newest ts copied
     reported: tuple[float, int, bool] | None = None  # the last Progress mark: (when, clock, caught up)
@@ -226,7 +227,7 @@ class SequencerJob(Job[_Task]):
             await self.leaders.close()
 
     # -- one turn: take in what was read, copy what the merge lets out ---------------------------
-    async def turn(self, batch: Batch, units: dict[int, _Task], consumer: AIOKafkaConsumer) -> list[Commit]:
+    async def turn(self, batch: Batch, units: dict[int, _Task], consumer: AIOKafkaConsumer) -> Turned:
         self.consumer = consumer
         tasks = list(units.values())
         for tp, messages in batch.items():
@@ -249,9 +250,9 @@ class SequencerJob(Job[_Task]):
             sends = self._copies(task, heard) + self.votes.verdicts(task) + self._progress(task, heard)
             _observe_sources(task, self.settings, self.metrics)
             places = task.standing()
-            if sends or places != task.places:
+            if sends or places != task.placed:
                 commits.append(self._commit(task, sends, places))
-        return commits
+        return Turned(commits)
 
     async def _read_broadcast(self, task: _Task) -> None:
         """What the task's own consumer read of the broadcast topics, and the tasks' words on versions."""
@@ -334,6 +335,7 @@ class SequencerJob(Job[_Task]):
             notes["~terms"] = task.pending
         metadata = orjson.dumps(notes).decode()
         positions = {tp: (offset, metadata) for tp, offset in places.items() if tp.topic not in broadcast_topics}
+        task.placed = places
 
         def done() -> None:
             task.places = places
@@ -394,7 +396,7 @@ async def _open_task(settings: Settings, index: int, consumer: AIOKafkaConsumer,
         await task.close()
         raise
     for tp, offset in starts.items():
-        task.read[tp] = task.fetched[tp] = task.copied[tp] = task.places[tp] = offset
+        task.read[tp] = task.fetched[tp] = task.copied[tp] = task.places[tp] = task.placed[tp] = offset
         if tp.topic in settings.broadcast_topics:
             task.broadcast.seek(tp, offset)
     return task, {tp: offset for tp, offset in starts.items() if tp in sources}

@@ -106,6 +106,7 @@ async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings:
         while recorder.last < RECORDS - 1:
             await loop.turn(await consumer.getmany(tp, timeout_ms=5000), loop.generation)
         assert recorder.taken == list(range(RECORDS)), "records were skipped or taken out of order"
+        await loop.committing.settle()  # the last turn's commit, in flight
     finally:
         for producer in loop.producers.values():
             await stop_producer(producer)
@@ -185,6 +186,85 @@ async def test_a_kafka_error_in_a_turn_recovers_the_partitions_in_place(settings
             assert asyncio.get_running_loop().time() < deadline, "the partition was not recovered again"
             await asyncio.sleep(0.2)
         assert made[-1].taken == list(range(RECORDS)), "the recovered partition did not start from what was committed"
+        assert loop.failures == 0 and not crashes
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+class Keeper(Recorder):
+    """A Recorder whose position is its state, in the changelog (a ledger's stamp, in small)."""
+
+    def __init__(self, table: dict[bytes, bytes]) -> None:
+        super().__init__()
+        self.last = int(table.get(b"last", b"-1"))
+        self.began = self.last + 1  # where it starts reading: after what was committed
+
+    def turn(self, now_ms: float) -> Turn:
+        return Turn([], [(b"last", b"%d" % self.last)], self.last + 1)
+
+
+async def test_a_failed_commit_drops_what_later_turns_took_and_recovers_from_what_was_committed(
+        settings: Settings) -> None:
+    """A turn's commit is in flight while the next turn takes its batch (streams.worker.runtime). A
+    commit that fails then takes with it what the turns after it changed in memory: the partition
+    is recovered from its last commit, and reads again from there; nothing skipped, nothing twice."""
+    from aiokafka.errors import KafkaError
+
+    settings = replace(settings, batch_max=3)
+    await ensure(settings)
+    topic = settings.sequenced_topic
+    await publish_records(settings, topic)
+    made: list[Keeper] = []
+    at_failure: list[int] = []
+    landed: list[int] = []  # partition 0's group offsets committed, in order
+
+    class KeeperJob(RecorderJob):
+        def make(self, partition: int, table: dict[bytes, bytes]) -> Recorder:
+            keeper = Keeper(table)
+            if partition == 0:
+                made.append(keeper)
+            return keeper
+
+        def stamp(self, partition: int, key: bytes, value: bytes) -> int | None:
+            return int(value) if key == b"last" else None
+
+    class FailsOnce(Sender):
+        commits = 0
+
+        async def commit_turn(self, producer: Any, sends: Any, offsets: Any, *args: Any) -> None:
+            tp = TopicPartition(topic, 0)
+            if tp in offsets and len(made) == 1 and offsets[tp] > 0:
+                self.commits += 1
+                if self.commits == 2:  # partition 0's second turn with records: slow, then broken
+                    await asyncio.sleep(1.5)  # the loop reads and takes the next batch meanwhile
+                    at_failure.extend([offsets[tp], made[0].last + 1])  # the commit's offset, the keeper's
+                    raise KafkaError("Unexpected error during batch delivery")
+            await super().commit_turn(producer, sends, offsets, *args)
+            if tp in offsets and offsets[tp] > 0:
+                landed.append(offsets[tp])
+
+    crashes: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashes.append(exc)
+
+    job = KeeperJob(settings, Metrics(), topic=topic, group=f"{settings.app_id}-keeper",
+                    changelog=settings.state_changelog)
+    loop = PartitionRuntime(settings, FailsOnce(settings), Metrics(), crash, job)
+    running = asyncio.create_task(loop.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(made) < 2 or made[-1].last < RECORDS - 1:
+            assert not crashes and not running.done(), (crashes, running)
+            assert asyncio.get_running_loop().time() < deadline, "the partition was not recovered again"
+            await asyncio.sleep(0.2)
+        first, again = made
+        committed = landed[0]  # the first turn with records: the only commit of the first keeper that landed
+        failed_at, taken_to = at_failure
+        assert committed < failed_at < taken_to, "the next turn did not take its batch while the commit was in flight"
+        assert again.began == committed, "not recovered from the last commit that landed"
+        assert first.taken[:committed] + again.taken == list(range(RECORDS)), "records were skipped or taken twice"
         assert loop.failures == 0 and not crashes
     finally:
         running.cancel()
