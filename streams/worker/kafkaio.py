@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -136,16 +137,17 @@ class Sender:
         return producer
 
     async def commit_turn(self, producer: AIOKafkaProducer, sends: list[Send], offsets: dict[TopicPartition, Any],
-                          group: str, metrics: Metrics, kind: str, holder: str) -> None:
+                          group: str, metrics: Metrics, kind: str, holder: str,
+                          changelog: Changelog | None = None) -> None:
         """A turn's commit, for the processors (streams.worker.processor) and the sequencer's
         tasks alike: its ``sends`` and ``group``'s ``offsets`` (``{partition: offset}``, or
-        ``(offset, metadata)``) in one Kafka transaction of ``producer``, so that they land
+        ``(offset, metadata)``), with the ``changelog`` writes, in one Kafka transaction of ``producer``, so that they land
         together or not at all. A producer fenced by a newer holder raises Fenced, naming the
         ``holder`` (e.g. "ledger partition 3"): this worker must stop without writing."""
         try:
             with metrics.transaction_seconds.labels(kind).time():
                 await producer.begin_transaction()
-                await self.send_all(sends, producer)
+                await self.send_all(sends, producer, changelog)
                 await producer.send_offsets_to_transaction(offsets, group)
                 await producer.commit_transaction()
         except ProducerFenced as exc:
@@ -153,17 +155,16 @@ class Sender:
                          "past its session); stopping without writing") from exc
         metrics.transactions.labels(kind).inc()
 
-    async def send_all(self, sends: list[Send], producer: AIOKafkaProducer) -> None:
-        """Send with ``producer``, then wait until Kafka has acknowledged
-        every one. Records for one partition keep their order.
+    async def send_all(self, sends: list[Send], producer: AIOKafkaProducer, changelog: Changelog | None = None) -> None:
+        """Send with ``producer``, and the ``changelog`` writes (a partition's, not made into a
+        ``Send`` each: three or so a fill), then wait until Kafka has acknowledged every one.
+        Records for one partition keep their order.
 
         The records are appended to one record batch per topic partition and handed to the
         producer whole: a record costs an append to a (C-built) batch, not a trip through
         ``producer.send`` with a future of its own, which was a quarter of the worker's time.
         A record without a partition goes where Kafka's default partitioner would put its key
         (murmur2, ``streams.worker.partitioning``); one without a key, by the hash of its value."""
-        if not sends:
-            return
         groups: dict[tuple[str, int], list[Send]] = {}
         for send in sends:
             partition = send.partition
@@ -179,12 +180,37 @@ class Sender:
             group.append(send)
         futures = []
         for (topic, partition), group in groups.items():
-            batch = producer.create_batch()
-            for send in group:
-                # A full batch refuses the record: send it and start the next. An empty batch
-                # takes any record (one over Kafka's size limit fails at the broker).
-                while batch.append(key=send.key, value=send.value, timestamp=None, headers=send.headers or []) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            futures += await _batches(producer, topic, partition,
+                                      ((send.key, send.value, send.headers or NO_HEADERS) for send in group))
+        if changelog is not None and changelog.records:  # last: after any send to the same partition
+            futures += await _batches(producer, changelog.topic, changelog.partition,
+                                      ((key, value, NO_HEADERS) for key, value in changelog.records))
         await gather_all(*futures)  # every outcome taken (a fenced producer fails them all), the first raised
+
+
+NO_HEADERS: Final[list[tuple[str, bytes]]] = []
+
+
+@dataclass
+class Changelog:
+    """A unit's state writes for a turn: ``records`` (key, value; None a tombstone) to ``partition`` of ``topic``."""
+
+    topic: str
+    partition: int
+    records: Sequence[tuple[bytes, bytes | None]]
+
+
+async def _batches(producer: AIOKafkaProducer, topic: str, partition: int,
+                   records: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> list[Any]:
+    """``records`` (key, value, headers) appended to record batches for ``partition`` of ``topic``
+    and handed to ``producer``: the futures of their acknowledgements."""
+    futures = []
+    batch = producer.create_batch()
+    for key, value, headers in records:
+        # A full batch refuses the record: send it and start the next. An empty batch takes any
+        # record (one over Kafka's size limit fails at the broker).
+        while batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+    futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures

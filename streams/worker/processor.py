@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.ops.metrics import Metrics
 from streams.settings import Settings
-from streams.worker.kafkaio import Batch, read_changelog
+from streams.worker.kafkaio import Batch, Changelog, read_changelog
 from streams.worker.runtime import Commit, Job, Turned
 from streams.worker.wire import Send
 
@@ -212,5 +212,4 @@ class ProcessorJob(Job[Held[P]]):
         def done() -> None:
             held.position = offset
 
-        writes = [Send(self.changelog, key, value, tp.partition) for key, value in turn.writes]
-        return Commit(tp.partition, turn.sends + writes, {tp: offset}, done)
+        return Commit(tp.partition, turn.sends, {tp: offset}, done, Changelog(self.changelog, tp.partition, turn.writes))

@@ -46,7 +46,7 @@ from aiokafka.errors import KafkaError
 from streams import connect
 from streams.ops.metrics import Metrics
 from streams.settings import Settings
-from streams.worker.kafkaio import FINISH_S, Batch, Fenced, Sender, gather_all, group_consumer, stop_producer
+from streams.worker.kafkaio import FINISH_S, Batch, Changelog, Fenced, Sender, gather_all, group_consumer, stop_producer
 from streams.worker.wire import Send
 
 Crash = Callable[[BaseException], Awaitable[None]]
@@ -79,6 +79,7 @@ class Commit:
     sends: list[Send]
     positions: dict[TopicPartition, Any]
     done: Callable[[], None] | None = None
+    changelog: Changelog | None = None  # its state writes
 
 
 @dataclass
@@ -150,7 +151,8 @@ class InFlight(Generic[U]):
 
         async def commit(one: Commit) -> None:
             await self.sender.commit_turn(self.producers[one.partition], one.sends, one.positions, job.group,
-                                          self.metrics, job.kind, f"{job.name} {job.unit_name} {one.partition}")
+                                          self.metrics, job.kind, f"{job.name} {job.unit_name} {one.partition}",
+                                          one.changelog)
             if one.done is not None:
                 one.done()
 
