@@ -11,15 +11,21 @@ The ledger topic is the record.
 
 from __future__ import annotations
 
+import math
 import time
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from itertools import accumulate
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from schemas.outputs import (BonusGranted, BonusReleased, BonusUnlocked, CashbackAccrued, CommissionPayout, CoverageApplied,
                              EventRejected, OutputEvent, OverridePayout, RebateAccrued, RebatePayout, WalletAllocated,
@@ -44,6 +50,33 @@ _AMOUNTS: dict[type, tuple[str, str]] = {
 }
 
 
+class BatchHistogram:
+    """A Prometheus histogram observed a batch at a time (``observe_many``), exposed as
+    prometheus_client's own are (buckets, count, sum). The worker observes two latencies per
+    event; prometheus_client's ``observe`` takes a lock and searches the buckets for each value,
+    3.5 % of the worker's time in a profile of ``make bench-worker``."""
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float], registry: CollectorRegistry) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = [float(bound) for bound in buckets]
+        self.counts = [0] * (len(self.bounds) + 1)  # per bucket, the last one past every bound (+Inf)
+        self.sum = 0.0
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        counts, bounds = self.counts, self.bounds
+        total = 0.0
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1  # the first bucket whose bound is >= value: "le"
+            total += value
+        self.sum += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        les = [floatToGoString(bound) for bound in [*self.bounds, math.inf]]  # type: ignore[no-untyped-call]
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=list(zip(les, accumulate(self.counts))),
+                                    sum_value=self.sum)
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry = registry or CollectorRegistry()
@@ -54,12 +87,12 @@ class Metrics:
         self.rejections = Counter("rewards_rejections", "Inputs sent to the dead-letter topic, by reason",
                                   ["reason"], registry=registry)
         self.outputs = Counter("rewards_outputs", "Output events sent, by type", ["type"], registry=registry)
-        self.latency = Histogram("rewards_end_to_end_latency_seconds",
-                                 "From an event's own ts to its outputs acknowledged by Kafka",
-                                 buckets=LATENCY_BUCKETS, registry=registry)
-        self.pipeline = Histogram("rewards_pipeline_latency_seconds",
-                                  "From the sequenced record's append to Kafka to its outputs acknowledged",
-                                  buckets=LATENCY_BUCKETS, registry=registry)
+        self.latency = BatchHistogram("rewards_end_to_end_latency_seconds",
+                                      "From an event's own ts to its outputs acknowledged by Kafka",
+                                      LATENCY_BUCKETS, registry)
+        self.pipeline = BatchHistogram("rewards_pipeline_latency_seconds",
+                                       "From the sequenced record's append to Kafka to its outputs acknowledged",
+                                       LATENCY_BUCKETS, registry)
         self.amounts = {name: Counter(f"rewards_{name}_usd", f"Sum of {name.replace('_', ' ')} outputs, USD",
                                       registry=registry)
                         for name, _ in _AMOUNTS.values()}
@@ -134,12 +167,8 @@ class Metrics:
         for name, count in types.items():
             self.events.labels(name).inc(count)
         now = time.time()
-        observe = self.latency.observe
-        for ts_us in event_ts_us:
-            observe(max(0.0, now - ts_us / 1e6))
-        observe = self.pipeline.observe
-        for appended in appended_s:
-            observe(max(0.0, now - appended))
+        self.latency.observe_many([max(0.0, now - ts_us / 1e6) for ts_us in event_ts_us])
+        self.pipeline.observe_many([max(0.0, now - appended) for appended in appended_s])
         self.history.add(applied=sum(types.values()))
 
     def observe_waits(self, waiting: list[tuple[str, int, str, float]]) -> None:

@@ -82,3 +82,24 @@ def test_exported_names_are_the_names_a_scrape_shows() -> None:
                if line and not line.startswith("#")}
     assert scraped <= exported_names(metrics)
     assert "rewards_rejections_total" in scraped and "rewards_end_to_end_latency_seconds_bucket" in scraped
+
+
+def test_a_batch_histogram_reads_as_prometheus_clients_own() -> None:
+    """The latencies observed a batch at a time: what /metrics shows is what prometheus_client's
+    Histogram shows for the same values, bucket edges included."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from streams.ops.metrics import LATENCY_BUCKETS, BatchHistogram
+
+    values = [0.0, 0.004, 0.005, 0.0051, 1.0, 2.4999, 86400.0, 86400.5, 1e9] + [i / 7 for i in range(50)]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    BatchHistogram("h", "d", LATENCY_BUCKETS, ours).observe_many(values)
+    reference = Histogram("h", "d", buckets=LATENCY_BUCKETS, registry=theirs)
+    for v in values:
+        reference.observe(v)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in registry.collect()
+                for s in family.samples if not s.name.endswith("_created")}
+
+    assert samples(ours) == samples(theirs)
