@@ -182,7 +182,9 @@ class LedgerStore:
     def put(self, client: ClientState) -> None:
         self.cache[client.client_id] = client
         self.dirty[client.client_id] = self.last
-        self.history(client.client_id).prune(client.latest_ts_us, self.rules)  # as the offline engine's store does
+        entries = self.histories.get(client.client_id)  # pruned as the offline engine's store does, when due
+        if entries is not None and client.latest_ts_us >= entries.next_prune_us:
+            JournaledHistory(entries, self.noted, client.client_id).prune(client.latest_ts_us, self.rules)
 
     def history(self, client_id: str) -> JournaledHistory:
         entries = self.histories.get(client_id)
