@@ -102,7 +102,7 @@ class Settings:
     rules_file: str = field(default="", metadata={"doc": "rules file (TOML) overriding the defaults"})
     web_host: str = field(default="0.0.0.0", metadata={"doc": "bind address of the web server (API, /metrics)"})
     web_port: int = field(default=6066, metadata={"doc": "port of the web server"})
-    batch_max: int = field(default=2000, metadata={
+    batch_max: int = field(default=8000, metadata={
         "doc": "most records a processor (sequencer, ledger, identity registry, commission book) takes per batch"})
     batch_within_ms: int = field(default=50, metadata={"doc": "longest wait to fill a batch"})
     order_grace_ms: int = field(default=3000, metadata={
