@@ -74,6 +74,15 @@ async def publish_records(settings: Settings, topic: str) -> None:
         await producer.stop()
 
 
+async def recovered_again(running: asyncio.Task[None], crashes: list[BaseException], made: list[Any]) -> None:
+    """Until partition 0's processor was made a second time and has taken every record."""
+    deadline = asyncio.get_running_loop().time() + 60
+    while len(made) < 2 or made[-1].last < RECORDS - 1:
+        assert not crashes and not running.done(), (crashes, running)
+        assert asyncio.get_running_loop().time() < deadline, "the partition was not recovered again"
+        await asyncio.sleep(0.2)
+
+
 async def test_a_batch_read_before_an_assignment_finished_is_not_taken(settings: Settings) -> None:
     await ensure(settings)
     topic = settings.sequenced_topic
@@ -180,11 +189,7 @@ async def test_a_kafka_error_in_a_turn_recovers_the_partitions_in_place(settings
     loop = PartitionRuntime(settings, Sender(settings), Metrics(), crash, job)
     running = asyncio.create_task(loop.run())
     try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while len(made) < 2 or made[-1].last < RECORDS - 1:
-            assert not crashes and not running.done(), (crashes, running)
-            assert asyncio.get_running_loop().time() < deadline, "the partition was not recovered again"
-            await asyncio.sleep(0.2)
+        await recovered_again(running, crashes, made)
         assert made[-1].taken == list(range(RECORDS)), "the recovered partition did not start from what was committed"
         assert loop.failures == 0 and not crashes
     finally:
@@ -254,11 +259,7 @@ async def test_a_failed_commit_drops_what_later_turns_took_and_recovers_from_wha
     loop = PartitionRuntime(settings, FailsOnce(settings), Metrics(), crash, job)
     running = asyncio.create_task(loop.run())
     try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while len(made) < 2 or made[-1].last < RECORDS - 1:
-            assert not crashes and not running.done(), (crashes, running)
-            assert asyncio.get_running_loop().time() < deadline, "the partition was not recovered again"
-            await asyncio.sleep(0.2)
+        await recovered_again(running, crashes, made)
         first, again = made
         committed = landed[0]  # the first turn with records: the only commit of the first keeper that landed
         failed_at, taken_to = at_failure
