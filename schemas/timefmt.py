@@ -21,32 +21,36 @@ US_PER_DAY: Final = 86_400 * US_PER_SECOND
 _TS_SHAPE: Final = re.compile(TS_PATTERN[1:-1]).fullmatch  # a C call: the shape, not the values
 
 
-_DAY_US: dict[str, int] = {}  # "YYYY-MM-DD" -> its first microsecond, for the dates parsed whole before
+_MINUTE_US: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:" -> its first microsecond, for the minutes parsed whole before
+_MINUTES_KEPT: Final = 1 << 16   # a limit on everything: 45 days of minutes
+_FRACTION_SCALE: Final = (0, 100_000, 10_000, 1_000, 100, 10, 1)  # by the number of fraction digits
 
 
 def parse_ts_us(text: str) -> int:
     """``2026-11-24T10:00:00.25Z`` -> microseconds since 1970-01-01T00:00:00Z.
 
     Accepts exactly TS_PATTERN (tests/property proves it). The common form, ``Z`` with up to six
-    fraction digits, on a date already seen, is read by hand: ASCII digits, hours below 24,
-    minutes and seconds below 60, as fromisoformat checks them. Anything else takes the
-    whole path: the published pattern checks the shape and fromisoformat the values (month 13,
-    25:00, 30 February are refused), both in C.
+    fraction digits, in a minute already seen (an event stream's timestamps share their minute
+    with hundreds of others), is read by hand: the seconds, ASCII digits below 60 as fromisoformat
+    checks them, and the fraction. Anything else takes the whole path: the published pattern
+    checks the shape and fromisoformat the values (month 13, 25:00, 30 February are refused),
+    both in C.
     """
     size = len(text)
-    if (text[size - 1:] == "Z" and text[10:11] == "T" and text[13:14] == ":" and text[16:17] == ":"
-            and (size == 20 or (22 <= size <= 27 and text[19] == "."))):
-        day_us = _DAY_US.get(text[:10])
-        digits = text[11:13] + text[14:16] + text[17:19] + text[20:size - 1]
-        if day_us is not None and digits.isascii() and digits.isdigit():
-            hours, minutes, seconds = int(digits[:2]), int(digits[2:4]), int(digits[4:6])
-            if hours < 24 and minutes < 60 and seconds < 60:
-                fraction = int(digits[6:].ljust(6, "0")) if size > 20 else 0
-                return day_us + ((hours * 60 + minutes) * 60 + seconds) * US_PER_SECOND + fraction
+    if 20 <= size <= 27 and text[size - 1] == "Z":
+        minute_us = _MINUTE_US.get(text[:17])
+        if minute_us is not None:
+            seconds = text[17:19]
+            if seconds.isascii() and seconds.isdigit() and seconds < "60":
+                if size == 20:
+                    return minute_us + int(seconds) * US_PER_SECOND
+                fraction = text[20:size - 1]
+                if size >= 22 and text[19] == "." and fraction.isascii() and fraction.isdigit():
+                    return minute_us + int(seconds) * US_PER_SECOND + int(fraction) * _FRACTION_SCALE[size - 21]
     ts_us = _parse_whole(text)
-    if len(_DAY_US) > 4096:  # a limit on everything
-        _DAY_US.clear()
-    _DAY_US[text[:10]] = ts_us - ts_us % US_PER_DAY
+    if len(_MINUTE_US) >= _MINUTES_KEPT:
+        _MINUTE_US.clear()
+    _MINUTE_US[text[:17]] = ts_us - ts_us % 60_000_000
     return ts_us
 
 
