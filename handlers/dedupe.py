@@ -21,11 +21,17 @@ from schemas.codec import canonical_bytes
 from schemas.inputs import InputEvent
 
 
-class History(Protocol):
-    """A client's remembered event ids, fills (for busts) and deposit ids."""
+class SeenIds(Protocol):
+    """Remembered event ids: what ``admit`` and ``remember`` need (a client's History, or the
+    shared inputs' ids, handlers.shared)."""
 
     def seen(self, event_id: str) -> Seen | None: ...
     def remember(self, event_id: str, entry: Seen) -> None: ...
+
+
+class History(SeenIds, Protocol):
+    """A client's remembered event ids, fills (for busts) and deposit ids."""
+
     def fill(self, fill_id: str) -> FillRecord | None: ...
     def put_fill(self, fill_id: str, record: FillRecord) -> None: ...
     def deposit(self, deposit_id: str) -> int | None: ...
@@ -39,7 +45,7 @@ def digest(event: InputEvent) -> bytes:
     return hashlib.blake2b(canonical_bytes(event), digest_size=10).digest()
 
 
-def admit(history: History, latest_ts_us: int, event: InputEvent, event_digest: bytes, ts_us: int,
+def admit(history: SeenIds, latest_ts_us: int, event: InputEvent, event_digest: bytes, ts_us: int,
           rules: Rules, source: str = "") -> Refusal | None:
     """None when the event may be applied. ``source`` (the worker's input position) tells a
     second copy of the same input, which is skipped silently, from a redelivery by the
@@ -64,7 +70,7 @@ def admit(history: History, latest_ts_us: int, event: InputEvent, event_digest: 
                                             "different payload", repeat)
 
 
-def remember(history: History, client: ClientState | None, event: InputEvent, event_digest: bytes,
+def remember(history: SeenIds, client: ClientState | None, event: InputEvent, event_digest: bytes,
              ts_us: int, source: str = "") -> None:
     history.remember(event.id, Seen(event_digest, ts_us, source))
     if client is not None and ts_us > client.latest_ts_us:

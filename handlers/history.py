@@ -1,6 +1,6 @@
 """A client's history in memory: ``ClientHistory``, the store of what handlers.dedupe remembers (event
 ids, fills for busts, deposit ids, parked inputs). Touch it for how entries are kept and swept; the
-rules that read them are handlers.dedupe's (compiled; this module's Structs are not).
+rules that read them are handlers.dedupe's.
 
 One store serves both the offline engine and the worker: a client's entries in dicts, swept by
 ``maybe_prune`` with handlers.dedupe's expiry rules, driven by the client's event time
@@ -8,6 +8,11 @@ One store serves both the offline engine and the worker: a client's entries in d
 tombstone (streams.worker.ledgerstore). Answers never depend on when entries are dropped: every
 lookup ignores an entry that has left its window, so a store pruned early, late or never gives
 the same outputs.
+
+A plain class, compiled (streams.devtools.compile): the engine calls it several times for every
+input, and each call into a method left as source cost a Python frame. It is never encoded whole:
+the worker writes its entries one by one. (The shared inputs' ids are ``handlers.shared``'s
+``SharedHistory``, a Struct inside the encoded shared state, swept by ``drop_expired_seen`` here.)
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import msgspec
 
 from handlers.dedupe import fill_expired, seen_expired
 from handlers.rules import Rules
-from handlers.state import FillRecord, Parked, Seen
+from handlers.state import FillRecord, FillStamp, Parked, Seen
 
 V = TypeVar("V")
 PRUNE_EVERY_US: Final = 3_600_000_000  # prune a client at most once an hour of its event time
@@ -30,16 +35,9 @@ DEPOSIT: Final = b"d"
 PARKED: Final = b"p"
 
 
-class _Stamped(msgspec.Struct, array_like=True):
-    """The first two fields of an encoded FillRecord: enough to sweep it."""
-
-    cause_id: str
-    ts_us: int
-
-
 _fill_encoder = msgspec.msgpack.Encoder()
 _fill_decoder = msgspec.msgpack.Decoder(FillRecord)
-_stamp_decoder = msgspec.msgpack.Decoder(_Stamped)
+_stamp_decoder = msgspec.msgpack.Decoder(FillStamp)
 
 
 def fill_ts(raw: bytes) -> int:
@@ -47,16 +45,17 @@ def fill_ts(raw: bytes) -> int:
     return _stamp_decoder.decode(raw).ts_us
 
 
-class ClientHistory(msgspec.Struct, kw_only=True):
+class ClientHistory:
     """A client's History, in memory: the offline engine's, and the worker's (which journals it
     to its changelog, streams.worker.ledgerstore). Fills are kept encoded (about 90 bytes, against
     about 800 as objects) and decoded when a bust asks for one."""
 
-    seen_ids: dict[str, Seen] = msgspec.field(default_factory=dict)
-    fills: dict[str, bytes] = msgspec.field(default_factory=dict)  # msgpack of FillRecord
-    deposits: dict[str, int] = msgspec.field(default_factory=dict)
-    queue: list[Parked] = msgspec.field(default_factory=list)
-    next_prune_us: int = 0
+    def __init__(self) -> None:
+        self.seen_ids: dict[str, Seen] = {}
+        self.fills: dict[str, bytes] = {}  # msgpack of FillRecord
+        self.deposits: dict[str, int] = {}
+        self.queue: list[Parked] = []
+        self.next_prune_us = 0
 
     def seen(self, event_id: str) -> Seen | None:
         return self.seen_ids.get(event_id)
@@ -89,21 +88,34 @@ class ClientHistory(msgspec.Struct, kw_only=True):
         Returns what was dropped, as (kind, id): ``s`` an event id, ``f`` a fill, ``d`` a deposit."""
         if latest_ts_us < self.next_prune_us:
             return []
-        seen = _drop_front(self.seen_ids, lambda e: seen_expired(e.ts_us, latest_ts_us, rules))
+        seen = drop_expired_seen(self.seen_ids, latest_ts_us, rules)
         fills = _drop_front(self.fills, lambda raw: fill_expired(fill_ts(raw), latest_ts_us, rules))
         deposits = _drop_front(self.deposits, lambda ts: seen_expired(ts, latest_ts_us, rules))
         dropped = [(SEEN, k) for k in seen] + [(FILL, k) for k in fills] + [(DEPOSIT, k) for k in deposits]
-        # Next time anything can expire. Most clients trade less than hourly, so pruning "every
-        # hour" would mean pruning on every event.
-        due = [latest_ts_us + rules.dedupe_window_us]
-        if self.seen_ids:
-            due.append(next(iter(self.seen_ids.values())).ts_us + rules.dedupe_window_us)
+        due = [seen_due(self.seen_ids, latest_ts_us, rules)]
         if self.fills:
             due.append(fill_ts(next(iter(self.fills.values()))) + rules.dedupe_window_us + 2 * rules.bust_window_us)
         if self.deposits:
             due.append(next(iter(self.deposits.values())) + rules.dedupe_window_us)
-        self.next_prune_us = max(min(due), latest_ts_us + PRUNE_EVERY_US)
+        self.next_prune_us = next_prune(min(due), latest_ts_us)
         return dropped
+
+
+def drop_expired_seen(seen_ids: dict[str, Seen], latest_ts_us: int, rules: Rules) -> list[str]:
+    """Drop the ids past the dedupe window behind ``latest_ts_us``; returns them."""
+    return _drop_front(seen_ids, lambda e: seen_expired(e.ts_us, latest_ts_us, rules))
+
+
+def seen_due(seen_ids: dict[str, Seen], latest_ts_us: int, rules: Rules) -> int:
+    """When the oldest id kept can next expire (none kept: a window from now)."""
+    oldest = next(iter(seen_ids.values())).ts_us if seen_ids else latest_ts_us
+    return oldest + rules.dedupe_window_us
+
+
+def next_prune(due_us: int, latest_ts_us: int) -> int:
+    """Next time to sweep: when anything can expire, at most once an hour of event time (most
+    clients trade less than hourly, so sweeping "every hour" would mean sweeping on every event)."""
+    return max(due_us, latest_ts_us + PRUNE_EVERY_US)
 
 
 def _drop_front(entries: dict[str, V], expired: Callable[[V], bool]) -> list[str]:

@@ -8,10 +8,37 @@ So the modules that define the persisted state are not compiled (streams.devtool
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
-from handlers.history import ClientHistory
-from handlers.state import ParentLink, PayoutLedger, PendingTerms, Plan, TermsVersion
+from handlers.history import drop_expired_seen, next_prune, seen_due
+from handlers.rules import Rules
+from handlers.state import ParentLink, PayoutLedger, PendingTerms, Plan, Seen, TermsVersion
+
+
+class SharedHistory(msgspec.Struct, kw_only=True):
+    """The ids of the shared inputs seen (plans, parent links, day closes, terms), for their dedupe
+    (handlers.dedupe's ``SeenIds``), swept as a client's are. It encodes as a client's history
+    did when the shared state held one (tests/unit/test_state_codec pins the bytes): the fields
+    a client's history has besides stay, always empty."""
+
+    seen_ids: dict[str, Seen] = msgspec.field(default_factory=dict)
+    fills: dict[str, bytes] = msgspec.field(default_factory=dict)
+    deposits: dict[str, int] = msgspec.field(default_factory=dict)
+    queue: list[Any] = msgspec.field(default_factory=list)
+    next_prune_us: int = 0
+
+    def seen(self, event_id: str) -> Seen | None:
+        return self.seen_ids.get(event_id)
+
+    def remember(self, event_id: str, entry: Seen) -> None:
+        self.seen_ids[event_id] = entry
+
+    def maybe_prune(self, latest_ts_us: int, rules: Rules) -> None:
+        if latest_ts_us >= self.next_prune_us:
+            drop_expired_seen(self.seen_ids, latest_ts_us, rules)
+            self.next_prune_us = next_prune(seen_due(self.seen_ids, latest_ts_us, rules), latest_ts_us)
 
 
 class Shared(msgspec.Struct, kw_only=True):
@@ -23,7 +50,7 @@ class Shared(msgspec.Struct, kw_only=True):
 
     plans: dict[str, list[Plan]] = msgspec.field(default_factory=dict)
     parents: dict[str, list[ParentLink]] = msgspec.field(default_factory=dict)  # partner -> its parent links
-    history: ClientHistory = msgspec.field(default_factory=ClientHistory)
+    history: SharedHistory = msgspec.field(default_factory=SharedHistory)
     latest_ts_us: int = 0
     commissions: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)
     overrides: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # master partner -> not yet reported

@@ -100,6 +100,13 @@ class FillRecord(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     busted_by: str | None = None
 
 
+class FillStamp(msgspec.Struct, array_like=True):
+    """The first two fields of an encoded FillRecord: enough to sweep it (handlers.history)."""
+
+    cause_id: str
+    ts_us: int
+
+
 class Seen(msgspec.Struct, array_like=True, gc=False):
     digest: bytes
     ts_us: int
