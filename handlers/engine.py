@@ -82,18 +82,20 @@ class Partition:
     commissions: CommissionBook
 
 
-@dataclass
 class Received:
     """One input as received: ``raw``, exactly its bytes; ``origin``, where it was read (a rejection's
     ``source``); ``source``, the worker's input position, which tells a second copy of an input from
     a redelivery (empty offline); ``report``, whether its rejection is this partition's to report
-    (another partition reports a broadcast's); ``placement``, whether it belongs here (None: yes)."""
+    (another partition reports a broadcast's); ``placement``, whether it belongs here (None: yes).
+    (Made for every input: a plain class, native once compiled; a dataclass's ``__init__`` stays Python.)"""
 
-    raw: bytes
-    origin: dict[str, Any]
-    source: str = ""
-    report: bool = True
-    placement: Placement | None = None
+    def __init__(self, raw: bytes, origin: dict[str, Any], source: str = "", report: bool = True,
+                 placement: Placement | None = None) -> None:
+        self.raw = raw
+        self.origin = origin
+        self.source = source
+        self.report = report
+        self.placement = placement
 
 
 def decide(partition: Partition, received: Received, decoded: Decoded | BadInput | None = None) -> Applied:
