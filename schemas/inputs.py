@@ -22,10 +22,10 @@ from schemas.fields import (
     Symbol,
     Timestamp,
     check_money,
-    is_money,
     check_signed_money,
 )
-from schemas.timefmt import parse_date, parse_ts_us
+from schemas.checks import check_fill, check_ts
+from schemas.timefmt import parse_date
 
 AccountType = Literal["standard_cent", "standard", "pro", "raw_spread", "welcome"]
 LiveAccountType = Literal["standard_cent", "standard", "pro", "raw_spread"]
@@ -88,15 +88,7 @@ class TradeFill(ClientEvent, tag="trade.fill", kw_only=True, frozen=True):
     notional_usd: Money | None = None  # the fill's traded volume in USD: partner rates per notional ([rebates] basis)
 
     def __post_init__(self) -> None:
-        if not (is_money(self.lots) and is_money(self.spread_cost) and is_money(self.commission)):
-            for name in ("lots", "spread_cost", "commission"):
-                check_money(name, getattr(self, name))
-        if self.notional_usd is not None:
-            check_money("notional_usd", self.notional_usd)
-        if self.realized_pnl is not None:
-            check_signed_money("realized_pnl", self.realized_pnl)
-        if self.opened_at is not None:
-            check_ts("opened_at", self.opened_at)
+        check_fill(self.lots, self.spread_cost, self.commission, self.realized_pnl, self.opened_at, self.notional_usd)
 
 
 class TradeBust(ClientEvent, tag="trade.bust", kw_only=True, frozen=True):
@@ -194,13 +186,6 @@ class ProgramTerms(InputEvent, tag="program.terms", kw_only=True, frozen=True):
 
     def __post_init__(self) -> None:
         check_ts("effective", self.effective)
-
-
-def check_ts(name: str, text: str) -> None:
-    try:
-        parse_ts_us(text)
-    except ValueError as exc:
-        raise ValueError(f"`{name}`: {exc}") from None
 
 
 AnyInput = Union[

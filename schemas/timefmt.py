@@ -24,6 +24,8 @@ _TS_SHAPE: Final = re.compile(TS_PATTERN[1:-1]).fullmatch  # a C call: the shape
 _MINUTE_US: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:" -> its first microsecond, for the minutes parsed whole before
 _MINUTES_KEPT: Final = 1 << 16   # a limit on everything: 45 days of minutes
 _FRACTION_SCALE: Final = (0, 100_000, 10_000, 1_000, 100, 10, 1)  # by the number of fraction digits
+_last_text = ""  # the text parsed last (the same object), and what it gave
+_last_us = 0
 
 
 def parse_ts_us(text: str) -> int:
@@ -36,6 +38,9 @@ def parse_ts_us(text: str) -> int:
     checks the shape and fromisoformat the values (month 13, 25:00, 30 February are refused),
     both in C.
     """
+    global _last_text, _last_us
+    if text is _last_text:  # a fill's `opened_at`: checked on decoding, read again by its rules
+        return _last_us
     size = len(text)
     if 20 <= size <= 27 and text[size - 1] == "Z":
         minute_us = _MINUTE_US.get(text[:17])
@@ -43,14 +48,19 @@ def parse_ts_us(text: str) -> int:
             seconds = text[17:19]
             if seconds.isascii() and seconds.isdigit() and seconds < "60":
                 if size == 20:
-                    return minute_us + int(seconds) * US_PER_SECOND
+                    ts_us = minute_us + int(seconds) * US_PER_SECOND
+                    _last_text, _last_us = text, ts_us
+                    return ts_us
                 fraction = text[20:size - 1]
                 if size >= 22 and text[19] == "." and fraction.isascii() and fraction.isdigit():
-                    return minute_us + int(seconds) * US_PER_SECOND + int(fraction) * _FRACTION_SCALE[size - 21]
+                    ts_us = minute_us + int(seconds) * US_PER_SECOND + int(fraction) * _FRACTION_SCALE[size - 21]
+                    _last_text, _last_us = text, ts_us
+                    return ts_us
     ts_us = _parse_whole(text)
     if len(_MINUTE_US) >= _MINUTES_KEPT:
         _MINUTE_US.clear()
     _MINUTE_US[text[:17]] = ts_us - ts_us % 60_000_000
+    _last_text, _last_us = text, ts_us
     return ts_us
 
 
