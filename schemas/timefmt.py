@@ -23,9 +23,19 @@ _TS_SHAPE: Final = re.compile(TS_PATTERN[1:-1]).fullmatch  # a C call: the shape
 
 _MINUTE_US: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:" -> its first microsecond, for the minutes parsed whole before
 _MINUTES_KEPT: Final = 1 << 16   # a limit on everything: 45 days of minutes
-_FRACTION_SCALE: Final = (0, 100_000, 10_000, 1_000, 100, 10, 1)  # by the number of fraction digits
-_last_text = ""  # the text parsed last (the same object), and what it gave
-_last_us = 0
+_ZERO: Final = 48                # ord("0")
+
+
+class _Last:
+    """The text parsed last (the same object) and what it gave: a fill's ``opened_at`` is checked
+    on decoding and read again by its rules."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.ts_us = 0
+
+
+_last: Final = _Last()
 
 
 def parse_ts_us(text: str) -> int:
@@ -33,35 +43,47 @@ def parse_ts_us(text: str) -> int:
 
     Accepts exactly TS_PATTERN (tests/property proves it). The common form, ``Z`` with up to six
     fraction digits, in a minute already seen (an event stream's timestamps share their minute
-    with hundreds of others), is read by hand: the seconds, ASCII digits below 60 as fromisoformat
-    checks them, and the fraction. Anything else takes the whole path: the published pattern
-    checks the shape and fromisoformat the values (month 13, 25:00, 30 February are refused),
-    both in C.
+    with hundreds of others), is read by hand, a character at a time: the seconds, ASCII digits
+    below 60 as fromisoformat checks them, and the fraction. Anything else takes the whole path:
+    the published pattern checks the shape and fromisoformat the values (month 13, 25:00,
+    30 February are refused), both in C.
     """
-    global _last_text, _last_us
-    if text is _last_text:  # a fill's `opened_at`: checked on decoding, read again by its rules
-        return _last_us
+    last = _last
+    if text is last.text:
+        return last.ts_us
     size = len(text)
-    if 20 <= size <= 27 and text[size - 1] == "Z":
+    ts_us = -1
+    if 20 <= size <= 27 and ord(text[size - 1]) == 90:  # "Z"
         minute_us = _MINUTE_US.get(text[:17])
         if minute_us is not None:
-            seconds = text[17:19]
-            if seconds.isascii() and seconds.isdigit() and seconds < "60":
-                if size == 20:
-                    ts_us = minute_us + int(seconds) * US_PER_SECOND
-                    _last_text, _last_us = text, ts_us
-                    return ts_us
-                fraction = text[20:size - 1]
-                if size >= 22 and text[19] == "." and fraction.isascii() and fraction.isdigit():
-                    ts_us = minute_us + int(seconds) * US_PER_SECOND + int(fraction) * _FRACTION_SCALE[size - 21]
-                    _last_text, _last_us = text, ts_us
-                    return ts_us
-    ts_us = _parse_whole(text)
-    if len(_MINUTE_US) >= _MINUTES_KEPT:
-        _MINUTE_US.clear()
-    _MINUTE_US[text[:17]] = ts_us - ts_us % 60_000_000
-    _last_text, _last_us = text, ts_us
+            tens, units = ord(text[17]) - _ZERO, ord(text[18]) - _ZERO
+            if 0 <= tens <= 5 and 0 <= units <= 9:
+                ts_us = minute_us + (tens * 10 + units) * US_PER_SECOND
+                if size > 20:
+                    ts_us = _with_fraction(text, size, ts_us)
+    if ts_us < 0:  # not the common form (or before 1970: the whole path reads those too)
+        ts_us = _parse_whole(text)
+        if len(_MINUTE_US) >= _MINUTES_KEPT:
+            _MINUTE_US.clear()
+        _MINUTE_US[text[:17]] = ts_us - ts_us % 60_000_000
+    last.text, last.ts_us = text, ts_us
     return ts_us
+
+
+def _with_fraction(text: str, size: int, ts_us: int) -> int:
+    """``ts_us`` with the fraction of ``text`` (``.`` then one to six ASCII digits, then ``Z``)
+    added; -1 when it is not that."""
+    if size < 22 or ord(text[19]) != 46:  # "."
+        return -1
+    fraction = 0
+    for i in range(20, size - 1):
+        digit = ord(text[i]) - _ZERO
+        if not 0 <= digit <= 9:
+            return -1
+        fraction = fraction * 10 + digit
+    for _ in range(size, 27):  # 0.25 is 250,000 microseconds
+        fraction *= 10
+    return ts_us + fraction
 
 
 def _parse_whole(text: str) -> int:
