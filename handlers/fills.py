@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Final
 
 from handlers import bonus, cashback, welcome
 from handlers.money import ZERO, fmt, to_standard_lots, to_usd
@@ -15,7 +16,7 @@ from schemas.inputs import TradeBust, TradeFill
 from schemas.outputs import FillReversed, RebateAccrued
 from schemas.timefmt import parse_ts_us
 
-NOTIONAL_UNIT = Decimal(100_000)  # partner rates per notional are quoted per 100,000 USD
+NOTIONAL_UNIT: Final = Decimal(100_000)  # partner rates per notional are quoted per 100,000 USD
 
 
 def on_fill(

@@ -35,9 +35,9 @@ DEPOSIT: Final = b"d"
 PARKED: Final = b"p"
 
 
-_fill_encoder = msgspec.msgpack.Encoder()
-_fill_decoder = msgspec.msgpack.Decoder(FillRecord)
-_stamp_decoder = msgspec.msgpack.Decoder(FillStamp)
+_fill_encoder: Final = msgspec.msgpack.Encoder()
+_fill_decoder: Final = msgspec.msgpack.Decoder(FillRecord)
+_stamp_decoder: Final = msgspec.msgpack.Decoder(FillStamp)
 
 
 def fill_ts(raw: bytes) -> int:

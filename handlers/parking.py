@@ -34,7 +34,7 @@ from schemas.inputs import (
     WelcomeTransfer,
 )
 
-_ACCOUNT_EVENTS = (TradeFill, Deposit, WalletAllocate, WelcomeClaim, AccountValidated)
+_ACCOUNT_EVENTS: Final = (TradeFill, Deposit, WalletAllocate, WelcomeClaim, AccountValidated)
 CLIENT: Final = ("client", "")
 
 

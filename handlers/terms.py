@@ -25,7 +25,7 @@ from schemas.timefmt import parse_ts_us
 _canonical: Final = msgspec.json.Encoder(order="sorted")
 # Built rules by (the deployment's rules, a version's digest): a version's Rules is built once
 # per process. The deployment's Rules is kept in the value so that its id is not reused.
-_BUILT: dict[tuple[int, str], tuple[Rules, Rules]] = {}
+_BUILT: Final[dict[tuple[int, str], tuple[Rules, Rules]]] = {}
 
 
 def canonical(rules: dict[str, Any]) -> bytes:

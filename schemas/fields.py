@@ -55,7 +55,7 @@ def is_money(text: str) -> bool:
 
 
 ACCEPTED_KEPT_MAX: Final = 65_536
-_ACCEPTED: set[str] = set()
+_ACCEPTED: Final[set[str]] = set()
 
 
 def amounts_remembered() -> int:

@@ -21,7 +21,7 @@ US_PER_DAY: Final = 86_400 * US_PER_SECOND
 _TS_SHAPE: Final = re.compile(TS_PATTERN[1:-1]).fullmatch  # a C call: the shape, not the values
 
 
-_MINUTE_US: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:" -> its first microsecond, for the minutes parsed whole before
+_MINUTE_US: Final[dict[str, int]] = {}  # "YYYY-MM-DDTHH:MM:" -> its first microsecond, for the minutes parsed whole before
 _MINUTES_KEPT: Final = 1 << 16   # a limit on everything: 45 days of minutes
 _ZERO: Final = 48                # ord("0")
 
@@ -96,7 +96,7 @@ def _parse_whole(text: str) -> int:
     return (moment - _EPOCH) // _ONE_US
 
 
-_DAYS: dict[int, str] = {}
+_DAYS: Final[dict[int, str]] = {}
 
 
 def day_of(ts_us: int) -> str:
