@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from handlers import bonus as bonus_rules
 from handlers import client as client_rules
@@ -33,8 +33,8 @@ from handlers.step import Step
 from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities
 from schemas.codec import BadInput, Decoded, decode, rejection, rejection_digest
-from schemas.inputs import (ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerParent, PartnerPlan,
-                            ProgramTerms, WelcomeClaim)
+from schemas.inputs import (CLIENT_EVENTS, ClientEvent, ClientRegistered, DayClosed, InputEvent, PartnerParent,
+                            PartnerPlan, ProgramTerms, WelcomeClaim)
 from schemas.outputs import CommissionPayout, OutputEvent, OverridePayout, RebatePayout, TermsAccepted
 from schemas.timefmt import day_of
 
@@ -141,8 +141,8 @@ def apply(partition: Partition, event: InputEvent, ts_us: int, received: Receive
     ctx = _Context(partition.store, partition.shared, partition.rules, partition.identities, partition.commissions,
                    Applied())
     raw, origin, source = received.raw, received.origin, received.source
-    if isinstance(event, ClientEvent):
-        refusal = _client_input(ctx, event, ts_us, raw, origin, source)
+    if type(event) in CLIENT_EVENTS:  # not isinstance: schemas.inputs.CLIENT_EVENTS says why
+        refusal = _client_input(ctx, cast(ClientEvent, event), ts_us, raw, origin, source)
     else:
         refusal = _shared_input(ctx, event, ts_us, source, raw, origin)
     if refusal is not None:
