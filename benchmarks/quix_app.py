@@ -28,30 +28,54 @@ from quixstreams.state.rocksdb import RocksDBOptions
 
 from handlers.engine import PartnerLedgers, Partition, Received, decide
 from handlers.shared import Shared
-from handlers.dedupe import History
+from handlers.history import DEPOSIT, FILL, SEEN, ClientHistory, Journal
 from handlers.rules import Rules
-from handlers.state import ClientState, FillRecord, Parked, Seen
+from handlers.state import ClientState, Parked, Seen
 from handlers.welcome import IdentityRegistry, InstantIdentities
-from schemas.codec import decode, encode_output
-from schemas.inputs import DayClosed
+from schemas.codec import BadInput, decode, encode_output
+from schemas.inputs import DayClosed, InputEvent
+from streams.worker.ledgerstore import entry_value
 
 CLIENT, PARKED = "c", "p"
 _encode = msgspec.msgpack.Encoder().encode
 _client = msgspec.msgpack.Decoder(ClientState).decode
 _seen = msgspec.msgpack.Decoder(Seen).decode
-_fill = msgspec.msgpack.Decoder(FillRecord).decode
 _parked = msgspec.msgpack.Decoder(list[Parked]).decode
 
 
 class QuixStore:
     """One client's state in Quix state (the message key is the client id): the client under
-    one key, each history entry under one of its own, as the worker's changelog keeps them. Not
-    pruned: a benchmark's run is shorter than the dedupe window."""
+    one key, each history entry under one of its own, as the worker's changelog keeps them. For
+    each input, the entries it can read (its id's, its fill's, its deposit's, the parked queue and
+    those of the inputs in it) are read into a ``ClientHistory``, the engine's one type of
+    history; what the engine changes in it is written back (``save``). Not pruned: a benchmark's
+    run is shorter than the dedupe window."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, event: InputEvent | None) -> None:
         self.state = state
         raw = state.get(CLIENT)
         self.client: ClientState | None = None if raw is None else _client(raw)
+        self.journal: Journal = {}
+        self.entries = ClientHistory(self.journal)
+        raw_queue = state.get(PARKED)
+        if raw_queue is not None:
+            self.entries.queue = _parked(raw_queue)
+        for wanted in [event] + [_event_of(parked.raw) for parked in self.entries.queue]:
+            self._read(wanted)
+
+    def _read(self, event: InputEvent | None) -> None:
+        if event is None:
+            return
+        entries = self.entries
+        raw = self.state.get(SEEN.decode() + event.id)
+        if raw is not None:
+            entries.seen_ids[event.id] = _seen(raw)
+        fill_id = getattr(event, "fill_id", None)
+        if fill_id is not None and (raw := self.state.get(FILL.decode() + fill_id)) is not None:
+            entries.fills[fill_id] = raw
+        deposit_id = getattr(event, "deposit_id", None)
+        if deposit_id is not None and (raw := self.state.get(DEPOSIT.decode() + deposit_id)) is not None:
+            entries.deposits[deposit_id] = int(raw)
 
     def get(self, client_id: str) -> ClientState | None:
         return self.client if self.client is not None and self.client.client_id == client_id else None
@@ -60,36 +84,20 @@ class QuixStore:
         self.client = client
         self.state.set(CLIENT, _encode(client))
 
-    def history(self, client_id: str) -> History:
-        return self
+    def history(self, client_id: str) -> ClientHistory:
+        return self.entries
 
-    def seen(self, event_id: str) -> Seen | None:
-        raw = self.state.get("s" + event_id)
-        return None if raw is None else _seen(raw)
+    def save(self) -> None:
+        """The history entries the input changed, each to its key."""
+        for entries, kind, ident in self.journal.values():
+            value = entry_value(entries, kind, ident)
+            assert value is not None, "never pruned here"
+            self.state.set(kind.decode() + ident, value)
 
-    def remember(self, event_id: str, entry: Seen) -> None:
-        self.state.set("s" + event_id, _encode(entry))
 
-    def fill(self, fill_id: str) -> FillRecord | None:
-        raw = self.state.get("f" + fill_id)
-        return None if raw is None else _fill(raw)
-
-    def put_fill(self, fill_id: str, record: FillRecord) -> None:
-        self.state.set("f" + fill_id, _encode(record))
-
-    def deposit(self, deposit_id: str) -> int | None:
-        raw = self.state.get("d" + deposit_id)
-        return None if raw is None else int(raw)
-
-    def put_deposit(self, deposit_id: str, ts_us: int) -> None:
-        self.state.set("d" + deposit_id, str(ts_us).encode())
-
-    def parked(self) -> list[Parked]:
-        raw = self.state.get(PARKED)
-        return [] if raw is None else _parked(raw)
-
-    def put_parked(self, queue: list[Parked]) -> None:
-        self.state.set(PARKED, _encode(queue))
+def _event_of(raw: bytes) -> InputEvent | None:
+    decoded = decode(raw)
+    return None if isinstance(decoded, BadInput) else decoded.event
 
 
 def build(bootstrap: str, group: str, source: str, output: str, state_dir: str) -> Application:
@@ -101,10 +109,14 @@ def build(bootstrap: str, group: str, source: str, output: str, state_dir: str) 
                       rocksdb_options=RocksDBOptions(dumps=_bytes_or_json, loads=lambda raw: raw))
 
     def on_input(raw: bytes, key: Any, timestamp: int, headers: Any, state: Any) -> list[bytes]:
-        if key is None and isinstance(getattr(decode(raw), "event", None), DayClosed):
+        decoded = decode(raw)
+        event = None if isinstance(decoded, BadInput) else decoded.event
+        if key is None and isinstance(event, DayClosed):
             return []
-        partition = Partition(QuixStore(state), shared, rules, identities, partners)
-        applied = decide(partition, Received(raw, {"timestamp": timestamp}))
+        store = QuixStore(state, event)
+        applied = decide(Partition(store, shared, rules, identities, partners),
+                         Received(raw, {"timestamp": timestamp}), decoded)
+        store.save()
         return [encode_output(output) for output in applied.outputs]
 
     inputs = app.dataframe(app.topic(source, value_deserializer="bytes", key_deserializer="bytes"))

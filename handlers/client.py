@@ -7,7 +7,8 @@ from decimal import Decimal
 from handlers import bonus, cashback, fills, welcome
 from handlers.money import to_usd
 from handlers.rebates import PlanBook
-from handlers.dedupe import History, live_deposit
+from handlers.dedupe import live_deposit
+from handlers.history import ClientHistory
 from handlers.state import Account, ClientState
 from handlers.step import Step
 from handlers.verdict import Refusal, unknown_account
@@ -33,7 +34,7 @@ def register(event: ClientRegistered) -> ClientState:
 
 
 def apply(
-    client: ClientState, history: History, event: ClientEvent, step: Step,
+    client: ClientState, history: ClientHistory, event: ClientEvent, step: Step,
     plans: PlanBook, identities: IdentityPort,
 ) -> Refusal | None:
     """Apply ``event``; a Refusal means it had no effect at all."""
@@ -90,7 +91,7 @@ def _profile(client: ClientState, event: ClientEvent) -> Refusal | None:
     return None
 
 
-def _deposit(client: ClientState, history: History, event: Deposit, step: Step) -> Refusal | None:
+def _deposit(client: ClientState, history: ClientHistory, event: Deposit, step: Step) -> Refusal | None:
     account = client.accounts.get(event.account_id)
     if account is None:
         if event.bonus_percent is not None:  # the client chose a bonus: answer that choice

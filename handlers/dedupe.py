@@ -1,5 +1,5 @@
 """Exactly one effect per event id, within bounded windows of event time: the checks and the expiry
-rules over a client's ``History``. Touch it to change what counts as a redelivery or how long
+rules over a client's ``ClientHistory``. Touch it to change what counts as a redelivery or how long
 anything is remembered; the store itself is handlers.history's.
 
 An id seen before with the same payload is a redelivery (`duplicate`: no effect); with
@@ -12,33 +12,24 @@ ignores an entry that has left its window.
 from __future__ import annotations
 
 import hashlib
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from handlers.rules import Rules
-from handlers.state import ClientState, FillRecord, Parked, Seen
+from handlers.state import ClientState, FillRecord, Seen
 from handlers.verdict import Refusal
 from schemas.codec import canonical_bytes
 from schemas.inputs import InputEvent
 
+if TYPE_CHECKING:  # handlers.history imports this module's expiry rules
+    from handlers.history import ClientHistory
+
 
 class SeenIds(Protocol):
-    """Remembered event ids: what ``admit`` and ``remember`` need (a client's History, or the
-    shared inputs' ids, handlers.shared)."""
+    """Remembered event ids: what ``admit`` and ``remember`` need (a client's ClientHistory, or
+    the shared inputs' ids, handlers.shared)."""
 
     def seen(self, event_id: str) -> Seen | None: ...
     def remember(self, event_id: str, entry: Seen) -> None: ...
-
-
-class History(SeenIds, Protocol):
-    """A client's remembered event ids, fills (for busts) and deposit ids."""
-
-    def fill(self, fill_id: str) -> FillRecord | None: ...
-    def put_fill(self, fill_id: str, record: FillRecord) -> None: ...
-    def deposit(self, deposit_id: str) -> int | None: ...
-    def put_deposit(self, deposit_id: str, ts_us: int) -> None: ...
-    def parked(self) -> list[Parked]:
-        """The client's inputs waiting for a prerequisite, oldest ts first (handlers.parking)."""
-    def put_parked(self, queue: list[Parked]) -> None: ...
 
 
 # An 80-bit BLAKE2b with no input yet, copied for each digest: a copy is a memcpy, where a new
@@ -84,7 +75,7 @@ def remember(history: SeenIds, client: ClientState | None, event: InputEvent, ev
         client.latest_ts_us = ts_us
 
 
-def live_fill(history: History, fill_id: str, now_us: int, rules: Rules) -> FillRecord | None:
+def live_fill(history: ClientHistory, fill_id: str, now_us: int, rules: Rules) -> FillRecord | None:
     """A fill record a bust may still name: up to twice the bust window old (past the window a
     bust is `bust_window_expired`; past twice the window the fill is forgotten)."""
     record = history.fill(fill_id)
@@ -93,7 +84,7 @@ def live_fill(history: History, fill_id: str, now_us: int, rules: Rules) -> Fill
     return record
 
 
-def live_deposit(history: History, deposit_id: str, latest_ts_us: int, rules: Rules) -> bool:
+def live_deposit(history: ClientHistory, deposit_id: str, latest_ts_us: int, rules: Rules) -> bool:
     ts_us = history.deposit(deposit_id)
     return ts_us is not None and ts_us >= latest_ts_us - rules.dedupe_window_us
 

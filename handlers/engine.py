@@ -21,7 +21,7 @@ from handlers import client as client_rules
 from handlers import parking
 from handlers import cashback, welcome
 from handlers import terms as timeline
-from handlers.dedupe import History, admit, digest, remember
+from handlers.dedupe import admit, digest, remember
 from handlers.history import ClientHistory
 from handlers.money import ZERO, fmt
 from handlers.rebates import PlanBook, accrue, ledger_of, settle, take_due
@@ -43,7 +43,7 @@ class ClientStore(Protocol):
     def get(self, client_id: str) -> ClientState | None: ...
     def put(self, client: ClientState) -> None:
         """``client`` is new or has changed: the worker writes it out at the end of its batch."""
-    def history(self, client_id: str) -> History: ...
+    def history(self, client_id: str) -> ClientHistory: ...
 
 
 class CommissionBook(Protocol):
@@ -197,7 +197,7 @@ def _parked_ts(parked: Parked) -> int:
     return parked.ts_us
 
 
-def _drain(ctx: _Context, client_id: str, history: History, settle: bool = False) -> None:
+def _drain(ctx: _Context, client_id: str, history: ClientHistory, settle: bool = False) -> None:
     """Apply the client's parked inputs from the oldest, while what each needs is there or it has
     waited out the window (then it is applied as it stands and gets its usual refusal); with
     ``settle``, every one, as if the window had passed."""
@@ -262,7 +262,7 @@ def _parked_event(parked: Parked) -> ClientEvent:
     return decoded.event
 
 
-def _apply_client(ctx: _Context, client: ClientState | None, history: History, event: ClientEvent,
+def _apply_client(ctx: _Context, client: ClientState | None, history: ClientHistory, event: ClientEvent,
                   ts_us: int) -> Refusal | None:
     """One client event on its client's state; a refusal leaves the state as it was."""
     shared = ctx.shared

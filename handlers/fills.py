@@ -8,7 +8,8 @@ from typing import Final
 from handlers import bonus, cashback, welcome
 from handlers.money import ZERO, fmt, to_standard_lots, to_usd
 from handlers.rebates import PlanBook, accrue, accrue_fill, ledger_of
-from handlers.dedupe import History, live_fill
+from handlers.dedupe import live_fill
+from handlers.history import ClientHistory
 from handlers.state import ClientState, FillRecord
 from handlers.step import CommissionAccrual, Step
 from handlers.verdict import Refusal, unknown_account
@@ -20,7 +21,7 @@ NOTIONAL_UNIT: Final = Decimal(100_000)  # partner rates per notional are quoted
 
 
 def on_fill(
-    client: ClientState, history: History, event: TradeFill, plans: PlanBook, step: Step
+    client: ClientState, history: ClientHistory, event: TradeFill, plans: PlanBook, step: Step
 ) -> Refusal | None:
     account = client.accounts.get(event.account_id)
     if account is None:
@@ -75,7 +76,7 @@ def _held_long_enough(event: TradeFill, step: Step) -> bool:
     return step.ts_us - parse_ts_us(event.opened_at) >= minimum
 
 
-def on_bust(client: ClientState, history: History, event: TradeBust, step: Step) -> Refusal | None:
+def on_bust(client: ClientState, history: ClientHistory, event: TradeBust, step: Step) -> Refusal | None:
     record = live_fill(history, event.fill_id, step.ts_us, step.rules)
     if record is None:
         return Refusal("unknown_fill", f"no fill {event.fill_id!r} of client {client.client_id} "

@@ -9,9 +9,11 @@ tombstone (streams.worker.ledgerstore). Answers never depend on when entries are
 lookup ignores an entry that has left its window, so a store pruned early, late or never gives
 the same outputs.
 
-A plain class, compiled (streams.devtools.compile): the engine calls it several times for every
-input, and each call into a method left as source cost a Python frame. It is never encoded whole:
-the worker writes its entries one by one. (The shared inputs' ids are ``handlers.shared``'s
+A plain class, compiled (streams.devtools.compile), and the one type of a client's history: the
+engine calls it several times for every input, and compiled code calls a compiled class's methods
+directly, where a call through a protocol, or into a method left as source, is a Python call.
+It is never encoded whole: the worker writes its entries one by one, each change noted in the
+``Journal`` it gives the history (streams.worker.ledgerstore). (The shared inputs' ids are ``handlers.shared``'s
 ``SharedHistory``, a Struct inside the encoded shared state, swept by ``drop_expired_seen`` here.)
 """
 
@@ -40,28 +42,42 @@ _fill_decoder: Final = msgspec.msgpack.Decoder(FillRecord)
 _stamp_decoder: Final = msgspec.msgpack.Decoder(FillStamp)
 
 
+# The worker's journal of changed entries, by changelog key (streams.worker.ledgerstore): each
+# with the history that holds it, its kind and its id; read and cleared at every flush.
+Journal = dict[bytes, tuple["ClientHistory", bytes, str]]
+SEP: Final = b"\x1f"  # in a changelog key: after a client's id (streams.worker.ledgerstore)
+
+
 def fill_ts(raw: bytes) -> int:
     """When an encoded fill record's fill happened."""
     return _stamp_decoder.decode(raw).ts_us
 
 
 class ClientHistory:
-    """A client's History, in memory: the offline engine's, and the worker's (which journals it
-    to its changelog, streams.worker.ledgerstore). Fills are kept encoded (about 90 bytes, against
-    about 800 as objects) and decoded when a bust asks for one."""
+    """A client's remembered event ids, fills (for busts), deposit ids and parked inputs: the
+    offline engine's, and the worker's, which gives it a ``journal`` to note each change in
+    (keyed ``h client SEP kind id``, its changelog's key). Fills are kept encoded (about 90
+    bytes, against about 800 as objects) and decoded when a bust asks for one."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Journal | None = None, client_id: str = "") -> None:
         self.seen_ids: dict[str, Seen] = {}
         self.fills: dict[str, bytes] = {}  # msgpack of FillRecord
         self.deposits: dict[str, int] = {}
         self.queue: list[Parked] = []
         self.next_prune_us = 0
+        self.journal = journal
+        self.prefix = b"h" + client_id.encode() + SEP
+
+    def _note(self, kind: bytes, key: str) -> None:
+        if self.journal is not None:
+            self.journal[self.prefix + kind + key.encode()] = (self, kind, key)
 
     def seen(self, event_id: str) -> Seen | None:
         return self.seen_ids.get(event_id)
 
     def remember(self, event_id: str, entry: Seen) -> None:
         self.seen_ids[event_id] = entry
+        self._note(SEEN, event_id)
 
     def fill(self, fill_id: str) -> FillRecord | None:
         raw = self.fills.get(fill_id)
@@ -69,29 +85,35 @@ class ClientHistory:
 
     def put_fill(self, fill_id: str, record: FillRecord) -> None:
         self.fills[fill_id] = _fill_encoder.encode(record)
+        self._note(FILL, fill_id)
 
     def deposit(self, deposit_id: str) -> int | None:
         return self.deposits.get(deposit_id)
 
     def put_deposit(self, deposit_id: str, ts_us: int) -> None:
         self.deposits[deposit_id] = ts_us
+        self._note(DEPOSIT, deposit_id)
 
     def parked(self) -> list[Parked]:
         return self.queue
 
     def put_parked(self, queue: list[Parked]) -> None:
         self.queue = queue
+        self._note(PARKED, "")
 
     def maybe_prune(self, latest_ts_us: int, rules: Rules) -> list[tuple[bytes, str]]:
         """Entries are inserted in (nearly) event-time order, so pruning pops from the front
         and stops at the first entry still inside its window: the cost is what is removed.
-        Returns what was dropped, as (kind, id): ``s`` an event id, ``f`` a fill, ``d`` a deposit."""
+        Returns what was dropped, as (kind, id): ``s`` an event id, ``f`` a fill, ``d`` a deposit;
+        each is noted in the journal (a tombstone in the worker's changelog)."""
         if latest_ts_us < self.next_prune_us:
             return []
         seen = drop_expired_seen(self.seen_ids, latest_ts_us, rules)
         fills = _drop_front(self.fills, lambda raw: fill_expired(fill_ts(raw), latest_ts_us, rules))
         deposits = _drop_front(self.deposits, lambda ts: seen_expired(ts, latest_ts_us, rules))
         dropped = [(SEEN, k) for k in seen] + [(FILL, k) for k in fills] + [(DEPOSIT, k) for k in deposits]
+        for kind, key in dropped:
+            self._note(kind, key)
         due = [seen_due(self.seen_ids, latest_ts_us, rules)]
         if self.fills:
             due.append(fill_ts(next(iter(self.fills.values()))) + rules.dedupe_window_us + 2 * rules.bust_window_us)

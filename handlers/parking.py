@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from handlers.dedupe import History
+from handlers.history import ClientHistory
 from handlers.state import ClientState
 from schemas.inputs import (
     AccountOpened,
@@ -38,7 +38,7 @@ _ACCOUNT_EVENTS: Final = (TradeFill, Deposit, WalletAllocate, WelcomeClaim, Acco
 CLIENT: Final = ("client", "")
 
 
-def missing(client: ClientState | None, history: History, event: ClientEvent) -> tuple[str, str] | None:
+def missing(client: ClientState | None, history: ClientHistory, event: ClientEvent) -> tuple[str, str] | None:
     """What ``event`` waits for: ("client", ""), ("account", id) or ("fill", id); None when it
     can be applied."""
     if client is None:

@@ -24,12 +24,11 @@ from typing import Any, Final
 
 import msgspec
 
-from handlers.history import DEPOSIT, FILL, PARKED, SEEN, ClientHistory, fill_ts
+from handlers.history import DEPOSIT, FILL, PARKED, SEEN, SEP, ClientHistory, Journal, fill_ts
 from handlers.rules import Rules
 from handlers.shared import Shared
 from handlers.state import ClientState, FillRecord, Parked, Seen
 
-SEP: Final = b"\x1f"
 CLIENT: Final = b"c" + SEP
 _encode = msgspec.msgpack.Encoder().encode
 _client_dec = msgspec.msgpack.Decoder(ClientState)
@@ -53,53 +52,6 @@ def _stamp(offset: int) -> bytes:
     return offset.to_bytes(8, "big", signed=True)
 
 
-class JournaledHistory:
-    """A client's history in the worker: the offline engine's store (handlers.history
-    ClientHistory), with every entry it changes noted for the changelog."""
-
-    __slots__ = ("entries", "noted", "prefix")
-
-    def __init__(self, entries: ClientHistory, noted: dict[bytes, tuple[ClientHistory, bytes, str]],
-                 client_id: str) -> None:
-        self.entries, self.noted, self.prefix = entries, noted, b"h" + client_id.encode() + SEP
-
-    def _note(self, kind: bytes, key: str) -> None:
-        self.noted[self.prefix + kind + key.encode()] = (self.entries, kind, key)
-
-    def seen(self, event_id: str) -> Seen | None:
-        return self.entries.seen(event_id)
-
-    def remember(self, event_id: str, entry: Seen) -> None:
-        self.entries.remember(event_id, entry)
-        self._note(SEEN, event_id)
-
-    def fill(self, fill_id: str) -> FillRecord | None:
-        return self.entries.fill(fill_id)
-
-    def put_fill(self, fill_id: str, record: FillRecord) -> None:
-        self.entries.put_fill(fill_id, record)
-        self._note(FILL, fill_id)
-
-    def deposit(self, deposit_id: str) -> int | None:
-        return self.entries.deposit(deposit_id)
-
-    def put_deposit(self, deposit_id: str, ts_us: int) -> None:
-        self.entries.put_deposit(deposit_id, ts_us)
-        self._note(DEPOSIT, deposit_id)
-
-    def parked(self) -> list[Parked]:
-        return self.entries.parked()
-
-    def put_parked(self, queue: list[Parked]) -> None:
-        self.entries.put_parked(queue)
-        self._note(PARKED, "")
-
-    def prune(self, latest_ts_us: int, rules: Rules) -> None:
-        """handlers.history's sweep; what it drops goes to the changelog as tombstones."""
-        for kind, key in self.entries.maybe_prune(latest_ts_us, rules):
-            self._note(kind, key)
-
-
 def entry_value(entries: ClientHistory, kind: bytes, key: str) -> bytes | None:
     """An entry as the changelog holds it (None: it is gone, a tombstone)."""
     value: Any
@@ -115,9 +67,10 @@ def entry_value(entries: ClientHistory, kind: bytes, key: str) -> bytes | None:
     return None if value is None else _encode(value)
 
 
-def load_histories(table: MutableMapping[bytes, bytes]) -> dict[str, ClientHistory]:
-    """Every client's history, read out of a recovered table (the ``h`` keys, which leave it).
-    Entries go into each client's store oldest first, the order its sweep expects."""
+def load_histories(table: MutableMapping[bytes, bytes], journal: Journal) -> dict[str, ClientHistory]:
+    """Every client's history, read out of a recovered table (the ``h`` keys, which leave it),
+    each noting its changes in ``journal``. Entries go into each client's store oldest first,
+    the order its sweep expects."""
     found: dict[str, dict[bytes, list[tuple[int, str, Any]]]] = {}
     for key in [key for key in table if key[:1] == b"h"]:
         value = table.pop(key)
@@ -135,7 +88,7 @@ def load_histories(table: MutableMapping[bytes, bytes]) -> dict[str, ClientHisto
             kinds[kind] = [(0, "", _parked_dec.decode(value))]
     histories = {}
     for client_id, kinds in found.items():
-        entries = histories[client_id] = ClientHistory()
+        entries = histories[client_id] = ClientHistory(journal, client_id)
         for kind, target in ((SEEN, entries.seen_ids), (FILL, entries.fills), (DEPOSIT, entries.deposits)):
             for _, ident, value in sorted(kinds.get(kind, []), key=lambda item: item[0]):
                 target[ident] = value
@@ -161,8 +114,8 @@ class LedgerStore:
         self.durable = self.last = -1 if raw_shared is None else stamp_of(raw_shared)
         self.cache: dict[str, ClientState] = {}
         self.dirty: dict[str, int] = {}  # client id -> offset of the last record that changed it
-        self.histories = load_histories(table)
-        self.noted: dict[bytes, tuple[ClientHistory, bytes, str]] = {}  # history entries changed since the flush
+        self.noted: Journal = {}  # history entries changed since the flush: the histories note them
+        self.histories = load_histories(table, self.noted)
 
     def start_at(self, offset: int) -> None:
         """A partition with nothing applied: its first record is at ``offset`` (the log's first
@@ -183,14 +136,14 @@ class LedgerStore:
         self.cache[client.client_id] = client
         self.dirty[client.client_id] = self.last
         entries = self.histories.get(client.client_id)  # pruned as the offline engine's store does, when due
-        if entries is not None and client.latest_ts_us >= entries.next_prune_us:
-            JournaledHistory(entries, self.noted, client.client_id).prune(client.latest_ts_us, self.rules)
+        if entries is not None:
+            entries.maybe_prune(client.latest_ts_us, self.rules)  # what it drops, noted: tombstones
 
-    def history(self, client_id: str) -> JournaledHistory:
+    def history(self, client_id: str) -> ClientHistory:
         entries = self.histories.get(client_id)
         if entries is None:
-            entries = self.histories[client_id] = ClientHistory()
-        return JournaledHistory(entries, self.noted, client_id)
+            entries = self.histories[client_id] = ClientHistory(self.noted, client_id)
+        return entries
 
     # -- the changelog ---------------------------------------------------------------------------
     def flush(self) -> tuple[dict[str, int], Writes]:
@@ -213,7 +166,8 @@ class LedgerStore:
         table[self.shared_key] = stamp + _encode(self.shared)
         writes.append((self.shared_key, table[self.shared_key]))
         self.durable = self.last
-        changed, self.dirty, self.noted = self.dirty, {}, {}
+        changed, self.dirty = self.dirty, {}
+        self.noted.clear()  # the histories hold it: cleared, not replaced
         return changed, writes
 
     # -- the read model ------------------------------------------------------------------------------

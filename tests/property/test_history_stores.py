@@ -1,8 +1,7 @@
-"""One contract for both places a client's History lives (handlers.history.History): the
-offline engine's store (ClientHistory), and the worker's, the same store journaled to the state
-changelog (JournaledHistory, inside a partition ledger whose batches are committed to a changelog
-and recovered from it between the operations). The same operations must give the same answers
-from both."""
+"""One contract for both places a client's history (handlers.history.ClientHistory) lives: the
+offline engine's store, and the worker's, the same store journaling its changes to the state
+changelog (inside a partition ledger whose batches are committed to a changelog and recovered
+from it between the operations). The same operations must give the same answers from both."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.dedupe import History
 from handlers.history import ClientHistory
 from handlers.rules import Rules
 from handlers.state import FillRecord, Parked, Seen
@@ -35,7 +33,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.history = ClientHistory()
 
-    def __call__(self) -> History:
+    def __call__(self) -> ClientHistory:
         return self.history
 
     def commit(self) -> None:
@@ -58,7 +56,7 @@ class JournaledStore:
             ledger.start_at(0)
         return ledger
 
-    def __call__(self) -> History:
+    def __call__(self) -> ClientHistory:
         self.ledger.store.last += 1  # the write belongs to the next record
         return self.ledger.store.history("c1")
 
