@@ -10,7 +10,7 @@ from handlers.money import ZERO, fmt, to_standard_lots, to_usd
 from handlers.rebates import PlanBook, accrue, accrue_fill, ledger_of
 from handlers.dedupe import live_fill
 from handlers.history import ClientHistory
-from handlers.state import ClientState, FillRecord
+from handlers.state import ClientState
 from handlers.step import CommissionAccrual, Step
 from handlers.verdict import Refusal, unknown_account
 from schemas.inputs import TradeBust, TradeFill
@@ -60,10 +60,8 @@ def on_fill(
                     client_id=client.client_id, partner_id=client.partner_id,
                     account_id=account.account_id, fill_id=event.fill_id, rebate=fmt(rebate),
                     commission=fmt(commission), late=step.date <= step.closed_through))
-    history.put_fill(event.fill_id, FillRecord(
-        cause_id=event.id, ts_us=step.ts_us, account_id=account.account_id, cashback=cash,
-        covered=covered, turnover=turnover, rebate=rebate, commission=commission,
-        partner_id=client.partner_id if (rebate or commission) else None, pnl=pnl_usd))
+    history.record_fill(event.fill_id, event.id, step.ts_us, account.account_id, cash, covered, turnover,
+                        rebate, commission, client.partner_id if (rebate or commission) else None, pnl_usd)
     return None
 
 

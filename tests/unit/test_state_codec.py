@@ -7,8 +7,10 @@ from decimal import Decimal
 
 import msgspec
 
+from handlers.history import ClientHistory
+from handlers.money import ZERO
 from handlers.shared import Shared
-from handlers.state import Account, Bonus, ClientState, PayoutLedger, Wallet
+from handlers.state import Account, Bonus, ClientState, FillRecord, PayoutLedger, Wallet
 
 # Written by 34b38aa (the state as msgspec Structs) for the objects `sample` makes.
 CLIENT_BYTES = bytes.fromhex(
@@ -83,3 +85,23 @@ def test_what_the_structs_wrote_decodes_to_the_same_state() -> None:
     decoded = msgspec.msgpack.Decoder(ClientState).decode(CLIENT_BYTES)
     assert decoded == client and decoded.accounts["w1"].profit == Decimal("-2.25")
     assert msgspec.msgpack.Decoder(Shared).decode(SHARED_BYTES) == shared
+
+
+def test_a_new_fill_is_kept_as_the_bytes_of_its_record() -> None:
+    """``record_fill`` (a fill's record without making it, handlers.history) keeps the bytes
+    ``put_fill`` of the FillRecord keeps, whether an amount is the ZERO constant, another zero, or not."""
+    cases = [
+        (ZERO, ZERO, [], ZERO, ZERO, None, ZERO),
+        (Decimal("0.012300"), Decimal("0.000000"), [("b1", Decimal("0.01"))], Decimal("-0.5"), Decimal("3"), "p1",
+         Decimal("-12.25")),
+        (Decimal("1E-7"), Decimal("-0"), [("b1", ZERO), ("b2", Decimal("2.50"))], ZERO, Decimal("0.0"), None, ZERO),
+    ]
+    for n, (cashback, covered, turnover, rebate, commission, partner_id, pnl) in enumerate(cases):
+        fields = dict(cause_id=f"ev-{n}", ts_us=1_700_000_000_000_000 + n, account_id="a1", cashback=cashback,
+                      covered=covered, turnover=turnover, rebate=rebate, commission=commission,
+                      partner_id=partner_id, pnl=pnl)
+        made, recorded = ClientHistory(), ClientHistory()
+        made.put_fill("f1", FillRecord(**fields))  # type: ignore[arg-type]
+        recorded.record_fill("f1", *fields.values())  # type: ignore[arg-type]
+        assert recorded.fills["f1"] == made.fills["f1"], n
+        assert recorded.fill("f1") == FillRecord(**fields)  # type: ignore[arg-type]
