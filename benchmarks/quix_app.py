@@ -33,7 +33,7 @@ from handlers.rules import Rules
 from handlers.state import ClientState, Parked, Seen
 from handlers.welcome import IdentityRegistry, InstantIdentities
 from schemas.codec import BadInput, decode, encode_output
-from schemas.inputs import DayClosed, InputEvent
+from schemas.inputs import ClientEvent, DayClosed, InputEvent
 from streams.worker.ledgerstore import entry_value
 
 CLIENT, PARKED = "c", "p"
@@ -51,15 +51,17 @@ class QuixStore:
     history; what the engine changes in it is written back (``save``). Not pruned: a benchmark's
     run is shorter than the dedupe window."""
 
-    def __init__(self, state: Any, event: InputEvent | None) -> None:
+    def __init__(self, state: Any, event: InputEvent | None, shared: Shared) -> None:
         self.state = state
         raw = state.get(CLIENT)
         self.client: ClientState | None = None if raw is None else _client(raw)
         self.journal: Journal = {}
         self.entries = ClientHistory(self.journal)
-        raw_queue = state.get(PARKED)
-        if raw_queue is not None:
-            self.entries.queue = _parked(raw_queue)
+        # A client's queue is empty unless the shared state lists it (handlers.parking)
+        if isinstance(event, ClientEvent) and event.client_id in shared.parked:
+            raw_queue = state.get(PARKED)
+            if raw_queue is not None:
+                self.entries.queue = _parked(raw_queue)
         for wanted in [event] + [_event_of(parked.raw) for parked in self.entries.queue]:
             self._read(wanted)
 
@@ -113,7 +115,7 @@ def build(bootstrap: str, group: str, source: str, output: str, state_dir: str) 
         event = None if isinstance(decoded, BadInput) else decoded.event
         if key is None and isinstance(event, DayClosed):
             return []
-        store = QuixStore(state, event)
+        store = QuixStore(state, event, shared)
         applied = decide(Partition(store, shared, rules, identities, partners),
                          Received(raw, {"timestamp": timestamp}), decoded)
         store.save()
