@@ -30,7 +30,8 @@ from handlers.engine import PartnerLedgers, Partition, Received, decide
 from handlers.shared import Shared
 from handlers.history import DEPOSIT, FILL, SEEN, ClientHistory, Journal
 from handlers.rules import Rules
-from handlers.state import ClientState, Parked, Seen
+from handlers.clientstate import ClientState
+from handlers.state import Parked, Seen
 from handlers.welcome import IdentityRegistry, InstantIdentities
 from schemas.codec import BadInput, decode, encode_output
 from schemas.inputs import ClientEvent, DayClosed, InputEvent

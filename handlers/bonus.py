@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from handlers.money import ZERO, fmt, q6, to_usd
 from handlers.rebates import accrue, ledger_of, settle
-from handlers.state import Account, Bonus, ClientState
+from handlers.clientstate import Account, Bonus, ClientState
 from handlers.step import Step
 from schemas.inputs import DayClosed, Deposit
 from schemas.outputs import (BonusGranted, BonusProgress, BonusRefusal, BonusRejected, BonusReleased, BonusUnlocked,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from handlers.money import ZERO, fmt, q6, q6_down, to_usd
-from handlers.state import Account, ClientState, Wallet
+from handlers.clientstate import Account, ClientState, Wallet
 from handlers.step import Step
 from schemas.inputs import WalletAllocate
 from schemas.outputs import AllocationRefusal, CashbackAccrued, CoverageApplied, WalletAllocated, WalletAllocationRejected

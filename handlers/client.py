@@ -9,7 +9,7 @@ from handlers.money import to_usd
 from handlers.rebates import PlanBook
 from handlers.dedupe import live_deposit
 from handlers.history import ClientHistory
-from handlers.state import Account, ClientState
+from handlers.clientstate import Account, ClientState
 from handlers.step import Step
 from handlers.verdict import Refusal, unknown_account
 from handlers.welcome import IdentityPort

@@ -15,7 +15,8 @@ import hashlib
 from typing import TYPE_CHECKING, Final, Protocol
 
 from handlers.rules import Rules
-from handlers.state import ClientState, FillRecord, Seen
+from handlers.clientstate import ClientState
+from handlers.state import FillRecord, Seen
 from handlers.verdict import Refusal
 from schemas.codec import canonical_bytes
 from schemas.inputs import InputEvent

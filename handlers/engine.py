@@ -28,7 +28,8 @@ from handlers.rebates import PlanBook, accrue, ledger_of, settle, take_due
 from handlers.overrides import ParentBook, override_accruals
 from handlers.rules import Rules
 from handlers.shared import Shared
-from handlers.state import ClientState, Parked, PayoutLedger, PendingTerms
+from handlers.clientstate import ClientState
+from handlers.state import Parked, PayoutLedger, PendingTerms
 from handlers.step import Step
 from handlers.verdict import Refusal
 from handlers.welcome import IdentityPort, IdentityRegistry, InstantIdentities

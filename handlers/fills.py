@@ -10,7 +10,7 @@ from handlers.money import ZERO, fmt, to_standard_lots, to_usd
 from handlers.rebates import PlanBook, accrue, accrue_fill, ledger_of
 from handlers.dedupe import live_fill
 from handlers.history import ClientHistory
-from handlers.state import ClientState
+from handlers.clientstate import ClientState
 from handlers.step import CommissionAccrual, Step
 from handlers.verdict import Refusal, unknown_account
 from schemas.inputs import TradeBust, TradeFill

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Final
 
 from handlers.history import ClientHistory
-from handlers.state import ClientState
+from handlers.clientstate import ClientState
 from schemas.inputs import (
     AccountOpened,
     AccountValidated,

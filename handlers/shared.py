@@ -1,9 +1,11 @@
 """What every partition keeps of the events that are not a client's (``Shared``).
 
-A msgspec Struct, like the client states (``handlers.state``): the worker keeps it in its
-changelog, encoded by msgspec, and decoding needs the declared field types, which mypyc erases
-from a compiled class (``str | None`` becomes ``type``, ``dict[str, Account]`` becomes ``dict``).
-So the modules that define the persisted state are not compiled (streams.devtools.compile).
+A msgspec Struct, like a client's history entries (``handlers.state``): the worker keeps it in
+its changelog, encoded by msgspec, and decoding needs the declared field types, which mypyc erases
+from a compiled class (``str | None`` becomes ``type``, ``dict[str, Plan]`` becomes ``dict``).
+So the modules that define them are not compiled (streams.devtools.compile). The client state,
+read and written on every input, is compiled all the same, its types declared again for the
+decoder (handlers.clientstate).
 """
 
 from __future__ import annotations

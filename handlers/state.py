@@ -1,9 +1,10 @@
-"""The engine's state: plain, serialisable values (msgspec Structs, Decimal money).
+"""The engine's state kept as msgspec Structs (Decimal money): a client's history entries (seen
+ids, fill records, parked inputs), payout ledgers, and the shared state's parts.
 
-A client's state is split in two so that the stream worker can store them apart:
-``ClientState`` is what the programs know about the client (small, read on every event); its
-history (ids seen, fills that can still be busted: ``handlers.history``) is what makes effects
-exactly-once, bounded by the dedupe and bust windows of event time.
+A client's state is split in two so that the stream worker can store them apart: what the
+programs know about the client (``handlers.clientstate``: small, read on every event, native
+classes), and its history (ids seen, fills that can still be busted: ``handlers.history``),
+which makes effects exactly-once, bounded by the dedupe and bust windows of event time.
 """
 
 from __future__ import annotations
@@ -16,41 +17,6 @@ import msgspec
 from handlers.money import ZERO
 
 
-class Account(msgspec.Struct, kw_only=True):
-    account_id: str
-    account_type: str
-    currency: str
-    conditions: str | None = None
-    validated: bool = False
-    allocated: Decimal = ZERO          # JM USD allocated here and not yet used for coverage
-    qualifying_deposit: bool = False   # an external deposit of at least the transfer minimum
-    profit: Decimal = ZERO             # welcome account: sum of realized P&L, USD
-    transferred: Decimal = ZERO        # welcome account: profit already transferred, USD
-
-
-class Wallet(msgspec.Struct, kw_only=True):
-    """The Reward Wallet, JM USD. Conservation (asserted after every change):
-    accrued - reversed == balance + allocated + covered."""
-
-    balance: Decimal = ZERO
-    allocated: Decimal = ZERO  # JM USD allocated to accounts and not yet used (their sum)
-    accrued: Decimal = ZERO    # lifetime cashback credited
-    reversed: Decimal = ZERO   # lifetime cashback taken back by busts
-    covered: Decimal = ZERO    # allocated JM USD consumed by coverage, net of bust refunds
-
-
-class Bonus(msgspec.Struct, kw_only=True):
-    bonus_id: str
-    account_id: str
-    deposit_id: str
-    percent: int
-    amount: Decimal
-    required_lots: Decimal
-    lots_traded: Decimal = ZERO
-    unlocked: bool = False
-    release_per_lot: Decimal = ZERO  # a convertible bonus: USD released as cash per lot traded (0: not one)
-
-
 class PayoutLedger(msgspec.Struct, kw_only=True):
     """What one payee accrued and was paid. ``pending`` holds accruals by the UTC date of the
     entry that made them, so that closing day D pays exactly the entries of D and before."""
@@ -59,29 +25,6 @@ class PayoutLedger(msgspec.Struct, kw_only=True):
     carried: Decimal = ZERO
     accrued: Decimal = ZERO    # lifetime, net of reversals
     paid: Decimal = ZERO       # lifetime
-
-
-class ClientState(msgspec.Struct, kw_only=True):
-    client_id: str
-    country: str
-    latest_ts_us: int = 0              # the newest event time applied: the windows' reference
-    id_document: bool = False
-    phone: bool = False
-    identity_hash: str | None = None
-    accounts: dict[str, Account] = msgspec.field(default_factory=dict)
-    wallet: Wallet = msgspec.field(default_factory=Wallet)
-    welcome_granted: bool = False
-    bonus_granted_usd: Decimal = ZERO
-    external_deposits: int = 0         # deposits of new money: the first may earn a first-deposit-only tier
-    bonuses: list[Bonus] = msgspec.field(default_factory=list)
-    partner_id: str | None = None
-    rebates: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # by partner id
-    releases: dict[str, PayoutLedger] = msgspec.field(default_factory=dict)  # convertible bonuses', by bonus id
-    pending_claims: list[str] = msgspec.field(default_factory=list)  # welcome claims awaiting the registry
-
-    @property
-    def verified(self) -> bool:
-        return self.id_document and self.phone
 
 
 class FillRecord(msgspec.Struct, kw_only=True, array_like=True, gc=False):

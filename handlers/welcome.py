@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from handlers.money import ZERO, fmt, to_usd
-from handlers.state import ClientState
+from handlers.clientstate import ClientState
 from handlers.step import Step
 from schemas.inputs import WelcomeClaim, WelcomeTransfer
 from schemas.outputs import (

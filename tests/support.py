@@ -13,7 +13,7 @@ import orjson
 from handlers.engine import Engine
 from handlers.history import ClientHistory
 from handlers.rules import Rules
-from handlers.state import ClientState
+from handlers.clientstate import ClientState
 from schemas.outputs import OutputEvent
 from streams.worker import wire
 from streams.worker.ledger import PartitionLedger, Record

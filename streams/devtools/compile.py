@@ -4,8 +4,9 @@ into .build/compiled.
     python -m streams.devtools.compile        # what `make setup` runs
 
 The modules are compiled as they are: mypy-strict Python. The records made for every input
-(``handlers.step``) are plain classes, native once compiled; the persisted state stays msgspec
-Structs in modules left as source (``handlers.shared`` says why). The build goes beside the sources, not
+(``handlers.step``) are plain classes, native once compiled, and so is the client state
+(``handlers.clientstate``); the rest of the persisted state stays msgspec Structs in modules left
+as source (``handlers.shared`` says why). The build goes beside the sources, not
 over them, with a manifest of the hashes of the sources it was made from; ``schemas.compiled``
 uses it only while every one of those sources is unchanged (an edited module never runs as its
 stale compiled self), and never when REWARDS_PURE_PYTHON is set. Outputs are the same either

@@ -16,7 +16,8 @@ import redis.asyncio as redis
 from handlers import terms
 from handlers.money import ZERO, fmt
 from handlers.rules import Rules
-from handlers.state import ClientState, TermsVersion
+from handlers.clientstate import ClientState
+from handlers.state import TermsVersion
 
 log = logging.getLogger("rewards.readmodel")
 WARN_EVERY_S: Final = 60.0  # while Redis is down, a reminder this often

@@ -27,7 +27,8 @@ import msgspec
 from handlers.history import DEPOSIT, FILL, PARKED, SEEN, SEP, ClientHistory, Journal, fill_ts
 from handlers.rules import Rules
 from handlers.shared import Shared
-from handlers.state import ClientState, FillRecord, Parked, Seen
+from handlers.clientstate import ClientState
+from handlers.state import FillRecord, Parked, Seen
 
 CLIENT: Final = b"c" + SEP
 _encode = msgspec.msgpack.Encoder().encode

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from handlers.state import ClientState
+from handlers.clientstate import ClientState
 from handlers.step import Step
 from schemas.codec import canonical_bytes, encode_output
 from schemas.inputs import DayClosed, WelcomeClaim

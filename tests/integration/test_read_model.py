@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from handlers.rules import Rules
-from handlers.state import ClientState
+from handlers.clientstate import ClientState
 from streams.devtools.localservices import Services
 from streams.ops.readmodel import ReadModel
 

@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from handlers.rules import Rules
-from handlers.state import ClientState
+from handlers.clientstate import ClientState
 from streams.ops.readmodel import ReadModel
 
 

@@ -3,14 +3,19 @@ msgspec (msgpack maps). The bytes must stay those written before (commit 34b38aa
 below), or a worker upgraded in place would misread its changelog: a pin for any change to the
 state's classes (handlers.shared says why they stay msgspec Structs, out of the compiled build)."""
 
+import ast
+import dataclasses
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 
 from handlers.history import ClientHistory
 from handlers.money import ZERO
 from handlers.shared import Shared
-from handlers.state import Account, Bonus, ClientState, FillRecord, PayoutLedger, Wallet
+from handlers import clientstate
+from handlers.clientstate import Account, Bonus, ClientState, Wallet
+from handlers.state import FillRecord, PayoutLedger
 
 # Written by 34b38aa (the state as msgspec Structs) for the objects `sample` makes.
 CLIENT_BYTES = bytes.fromhex(
@@ -105,3 +110,17 @@ def test_a_new_fill_is_kept_as_the_bytes_of_its_record() -> None:
         recorded.record_fill("f1", *fields.values())  # type: ignore[arg-type]
         assert recorded.fills["f1"] == made.fills["f1"], n
         assert recorded.fill("f1") == FillRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_the_client_state_classes_declare_their_fields_as_written() -> None:
+    """msgspec decodes the changelog by ``DECLARED`` (mypyc erases a compiled class's generic and
+    union annotations, handlers.clientstate): it must name each field of each class, in order,
+    with the type the source writes."""
+    tree = ast.parse((Path(__file__).parents[2] / "handlers" / "clientstate.py").read_text())
+    written = {node.name: {item.target.id: eval(ast.unparse(item.annotation), vars(clientstate))  # noqa: S307
+                           for item in node.body if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
+               for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert set(written) == {cls.__name__ for cls in clientstate.DECLARED}
+    for cls, declared in clientstate.DECLARED.items():
+        assert list(declared.items()) == list(written[cls.__name__].items()), cls.__name__
+        assert [f.name for f in dataclasses.fields(cls)] == list(declared), cls.__name__
