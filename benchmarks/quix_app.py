@@ -27,7 +27,7 @@ from quixstreams import Application
 from quixstreams.state.rocksdb import RocksDBOptions
 
 from handlers.engine import PartnerLedgers, Partition, Received, decide
-from handlers.shared import Shared
+from handlers.sharedstate import Shared
 from handlers.history import DEPOSIT, FILL, SEEN, ClientHistory, Journal
 from handlers.rules import Rules
 from handlers.clientstate import ClientState

@@ -9,7 +9,8 @@ them as it encoded the Structs they were (a map of every field in order, the sam
 tests/unit/test_state_codec pins them) and decodes the worker's changelog into them. It decodes
 by the fields' annotations, and mypyc erases generic and union ones from a compiled class
 (``dict[str, Account]`` becomes ``dict``): ``DECLARED`` gives them back as written
-(``declare``; the same test checks them against the source's).
+(``declare``; the same test checks them against the source's). The partition's shared state is
+done the same way (handlers.sharedstate).
 """
 
 from __future__ import annotations
@@ -101,10 +102,10 @@ DECLARED: Final[dict[type, dict[str, Any]]] = {
 }
 
 
-def declare() -> None:
+def declare(declared: dict[type, dict[str, Any]]) -> None:
     """Give each class its annotations as written (compiled, mypyc has erased some)."""
-    for cls, annotations in DECLARED.items():
+    for cls, annotations in declared.items():
         setattr(cls, "__annotations__", dict(annotations))
 
 
-declare()
+declare(DECLARED)

@@ -20,7 +20,7 @@ from typing import Any
 
 from handlers.engine import Partition, Received, conclude_claim, conclude_terms, decide
 from handlers.rules import Rules
-from handlers.shared import Shared
+from handlers.sharedstate import Shared
 from handlers.verdict import Refusal
 from schemas.codec import BadInput, rejection
 from schemas.inputs import ClientEvent, InputEvent

@@ -26,7 +26,7 @@ import msgspec
 
 from handlers.history import DEPOSIT, FILL, PARKED, SEEN, SEP, ClientHistory, Journal, fill_ts
 from handlers.rules import Rules
-from handlers.shared import Shared
+from handlers.sharedstate import Shared
 from handlers.clientstate import ClientState
 from handlers.state import FillRecord, Parked, Seen
 

@@ -7,13 +7,15 @@ import ast
 import dataclasses
 from decimal import Decimal
 from pathlib import Path
+from types import ModuleType
 
 import msgspec
+import pytest
 
 from handlers.history import ClientHistory
 from handlers.money import ZERO
-from handlers.shared import Shared
-from handlers import clientstate
+from handlers.sharedstate import Shared
+from handlers import clientstate, sharedstate
 from handlers.clientstate import Account, Bonus, ClientState, Wallet
 from handlers.state import FillRecord, PayoutLedger
 
@@ -112,15 +114,17 @@ def test_a_new_fill_is_kept_as_the_bytes_of_its_record() -> None:
         assert recorded.fill("f1") == FillRecord(**fields)  # type: ignore[arg-type]
 
 
-def test_the_client_state_classes_declare_their_fields_as_written() -> None:
+@pytest.mark.parametrize("module", [clientstate, sharedstate], ids=lambda m: m.__name__)
+def test_the_state_classes_declare_their_fields_as_written(module: ModuleType) -> None:
     """msgspec decodes the changelog by ``DECLARED`` (mypyc erases a compiled class's generic and
     union annotations, handlers.clientstate): it must name each field of each class, in order,
     with the type the source writes."""
-    tree = ast.parse((Path(__file__).parents[2] / "handlers" / "clientstate.py").read_text())
-    written = {node.name: {item.target.id: eval(ast.unparse(item.annotation), vars(clientstate))  # noqa: S307
+    source = Path(__file__).parents[2] / "handlers" / (module.__name__.split(".")[-1] + ".py")
+    tree = ast.parse(source.read_text())
+    written = {node.name: {item.target.id: eval(ast.unparse(item.annotation), vars(module))  # noqa: S307
                            for item in node.body if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
                for node in tree.body if isinstance(node, ast.ClassDef)}
-    assert set(written) == {cls.__name__ for cls in clientstate.DECLARED}
-    for cls, declared in clientstate.DECLARED.items():
+    assert set(written) == {cls.__name__ for cls in module.DECLARED}
+    for cls, declared in module.DECLARED.items():
         assert list(declared.items()) == list(written[cls.__name__].items()), cls.__name__
         assert [f.name for f in dataclasses.fields(cls)] == list(declared), cls.__name__
