@@ -27,8 +27,8 @@ from handlers.money import ZERO, fmt
 from handlers.rebates import PlanBook, accrue, ledger_of, settle, take_due
 from handlers.overrides import ParentBook, override_accruals
 from handlers.rules import Rules
-from handlers.sharedstate import Shared
 from handlers.clientstate import ClientState
+from handlers.sharedstate import Shared
 from handlers.state import Parked, PayoutLedger, PendingTerms
 from handlers.step import Step
 from handlers.verdict import Refusal

@@ -11,10 +11,11 @@ the same outputs.
 
 A plain class, compiled (streams.devtools.compile), and the one type of a client's history: the
 engine calls it several times for every input, and compiled code calls a compiled class's methods
-directly, where a call through a protocol, or into a method left as source, is a Python call.
-It is never encoded whole: the worker writes its entries one by one, each change noted in the
-``Journal`` it gives the history (streams.worker.ledgerstore). (The shared inputs' ids are ``handlers.shared``'s
-``SharedHistory``, a Struct inside the encoded shared state, swept by ``drop_expired_seen`` here.)
+directly, where a call through a protocol, or into a method left as source, is a Python call. It
+is never encoded whole: the worker writes its entries one by one, each change noted in the
+``Journal`` it gives the history (streams.worker.ledgerstore). (The shared inputs' ids are
+``handlers.shared``'s ``SharedHistory``, a Struct inside the encoded shared state, swept by
+``drop_expired_seen`` here.)
 """
 
 from __future__ import annotations

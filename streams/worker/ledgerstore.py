@@ -26,8 +26,8 @@ import msgspec
 
 from handlers.history import DEPOSIT, FILL, PARKED, SEEN, SEP, ClientHistory, Journal, fill_ts
 from handlers.rules import Rules
-from handlers.sharedstate import Shared
 from handlers.clientstate import ClientState
+from handlers.sharedstate import Shared
 from handlers.state import FillRecord, Parked, Seen
 
 CLIENT: Final = b"c" + SEP

@@ -122,7 +122,8 @@ def test_the_state_classes_declare_their_fields_as_written(module: ModuleType) -
     source = Path(__file__).parents[2] / "handlers" / (module.__name__.split(".")[-1] + ".py")
     tree = ast.parse(source.read_text())
     written = {node.name: {item.target.id: eval(ast.unparse(item.annotation), vars(module))  # noqa: S307
-                           for item in node.body if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
+                           for item in node.body
+                           if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
                for node in tree.body if isinstance(node, ast.ClassDef)}
     assert set(written) == {cls.__name__ for cls in module.DECLARED}
     for cls, declared in module.DECLARED.items():
