@@ -121,26 +121,24 @@ class ClientHistory:
         self.queue = queue
         self._note(PARKED, "")
 
-    def maybe_prune(self, latest_ts_us: int, rules: Rules) -> list[tuple[bytes, str]]:
+    def maybe_prune(self, latest_ts_us: int, rules: Rules) -> None:
         """Entries are inserted in (nearly) event-time order, so pruning pops from the front
         and stops at the first entry still inside its window: the cost is what is removed.
-        Returns what was dropped, as (kind, id): ``s`` an event id, ``f`` a fill, ``d`` a deposit;
-        each is noted in the journal (a tombstone in the worker's changelog)."""
+        Each entry dropped is noted in the journal (a tombstone in the worker's changelog)."""
         if latest_ts_us < self.next_prune_us:
-            return []
-        seen = drop_expired_seen(self.seen_ids, latest_ts_us, rules)
-        fills = _drop_front(self.fills, lambda raw: fill_expired(fill_ts(raw), latest_ts_us, rules))
-        deposits = _drop_front(self.deposits, lambda ts: seen_expired(ts, latest_ts_us, rules))
-        dropped = [(SEEN, k) for k in seen] + [(FILL, k) for k in fills] + [(DEPOSIT, k) for k in deposits]
-        for kind, key in dropped:
-            self._note(kind, key)
+            return
+        for key in drop_expired_seen(self.seen_ids, latest_ts_us, rules):
+            self._note(SEEN, key)
+        for key in _drop_front(self.fills, lambda raw: fill_expired(fill_ts(raw), latest_ts_us, rules)):
+            self._note(FILL, key)
+        for key in _drop_front(self.deposits, lambda ts: seen_expired(ts, latest_ts_us, rules)):
+            self._note(DEPOSIT, key)
         due = [seen_due(self.seen_ids, latest_ts_us, rules)]
         if self.fills:
             due.append(fill_ts(next(iter(self.fills.values()))) + rules.dedupe_window_us + 2 * rules.bust_window_us)
         if self.deposits:
             due.append(next(iter(self.deposits.values())) + rules.dedupe_window_us)
         self.next_prune_us = next_prune(min(due), latest_ts_us)
-        return dropped
 
 
 def drop_expired_seen(seen_ids: dict[str, Seen], latest_ts_us: int, rules: Rules) -> list[str]:
