@@ -11,27 +11,6 @@ MICRO: Final = Decimal("0.000001")
 CENT: Final = Decimal("0.01")
 
 
-_AMOUNTS: Final[dict[str, Decimal]] = {}
-AMOUNTS_KEPT_MAX: Final = 65_536
-
-
-def amount(text: str) -> Decimal:
-    """``Decimal(text)`` for an input's amount (checked on decoding), remembered: a fill's lots
-    and commission come in a few texts again and again (the benchmark's 100,000 fills: one
-    commission, 60 % of the lots among 100 texts), and a Decimal is immutable. Bounded."""
-    found = _AMOUNTS.get(text)
-    if found is None:
-        if len(_AMOUNTS) >= AMOUNTS_KEPT_MAX:
-            _AMOUNTS.clear()
-        found = _AMOUNTS[text] = Decimal(text)
-    return found
-
-
-def amounts_remembered() -> int:
-    """How many amounts ``amount`` remembers now (at most AMOUNTS_KEPT_MAX)."""
-    return len(_AMOUNTS)
-
-
 def q6(value: Decimal) -> Decimal:
     """A product with a rate, quantised to micro-USD, half-even."""
     return value.quantize(MICRO, ROUND_HALF_EVEN)

@@ -9,6 +9,7 @@ them here; the regular expressions are published in the JSON Schema documents, a
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Final
 
 import msgspec
@@ -42,20 +43,34 @@ def is_money(text: str) -> bool:
     """True when ``text`` matches MONEY_PATTERN (a non-negative plain decimal).
 
     A fill carries three or four amounts, and the same few texts ("0.10" lots, "0.01"
-    commission) come again and again: an amount once accepted is remembered (a set lookup,
-    ~0.08 us, against ~0.5 us for the check), up to a bound."""
+    commission) come again and again: an amount once accepted is remembered (a dict lookup,
+    ~0.08 us, against ~0.5 us for the check), with its Decimal once ``decimal_of`` asks for it,
+    up to a bound."""
     if text in _ACCEPTED:
         return True
     if not _is_money(text):
         return False
     if len(_ACCEPTED) >= ACCEPTED_KEPT_MAX:
         _ACCEPTED.clear()
-    _ACCEPTED.add(text)
+    _ACCEPTED[text] = None
     return True
 
 
+def decimal_of(text: str) -> Decimal:
+    """``Decimal(text)``; for an amount ``is_money`` accepted, the one it remembers (a Decimal is
+    immutable), so that the engine does not parse again the lots and commission decoding checked
+    (the benchmark's fills: one commission text, 60 % of the lots among 100 texts). A text it
+    did not accept is parsed, never remembered."""
+    found = _ACCEPTED.get(text)
+    if found is None:
+        found = Decimal(text)
+        if text in _ACCEPTED:  # accepted, not asked for before
+            _ACCEPTED[text] = found
+    return found
+
+
 ACCEPTED_KEPT_MAX: Final = 65_536
-_ACCEPTED: Final[set[str]] = set()
+_ACCEPTED: Final[dict[str, Decimal | None]] = {}  # accepted amounts: their Decimal once asked for
 
 
 def amounts_remembered() -> int:

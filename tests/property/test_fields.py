@@ -100,3 +100,16 @@ def test_a_timestamp_in_a_minute_seen_before_is_read_as_the_pattern_and_the_cale
         moment = None
     expected = None if moment is None else (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
     assert parsed == expected
+
+
+def test_the_decimal_of_an_amount_is_its_texts_and_remembered_once_accepted() -> None:
+    from schemas.fields import decimal_of
+
+    for text in ["0", "0.10", "1.50", "12.345678", "0.000001", "9999999999.999999"]:
+        assert is_money(text)
+        made = decimal_of(text)
+        assert made == Decimal(text) and str(made) == str(Decimal(text)), text
+        assert decimal_of(text) is made, text  # remembered: the same immutable object
+    for text in ["-1.5", "01.5", "1E+2"]:  # not accepted: parsed each time, and still refused
+        assert str(decimal_of(text)) == str(Decimal(text))
+        assert decimal_of(text) is not decimal_of(text) and not is_money(text), text
