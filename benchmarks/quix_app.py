@@ -26,7 +26,7 @@ import orjson
 from quixstreams import Application
 from quixstreams.state.rocksdb import RocksDBOptions
 
-from handlers.engine import PartnerLedgers, Partition, Received, decide
+from handlers.engine import PartnerLedgers, Partition, Received, decide, parked_event
 from handlers.sharedstate import Shared
 from handlers.history import DEPOSIT, FILL, SEEN, ClientHistory, Journal
 from handlers.rules import Rules
@@ -63,7 +63,7 @@ class QuixStore:
             raw_queue = state.get(PARKED)
             if raw_queue is not None:
                 self.entries.queue = _parked(raw_queue)
-        for wanted in [event] + [_event_of(parked.raw) for parked in self.entries.queue]:
+        for wanted in [event] + [parked_event(parked) for parked in self.entries.queue]:
             self._read(wanted)
 
     def _read(self, event: InputEvent | None) -> None:
@@ -96,11 +96,6 @@ class QuixStore:
             value = entry_value(entries, kind, ident)
             assert value is not None, "never pruned here"
             self.state.set(kind.decode() + ident, value)
-
-
-def _event_of(raw: bytes) -> InputEvent | None:
-    decoded = decode(raw)
-    return None if isinstance(decoded, BadInput) else decoded.event
 
 
 def build(bootstrap: str, group: str, source: str, output: str, state_dir: str) -> Application:

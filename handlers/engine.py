@@ -207,18 +207,18 @@ def _drain(ctx: _Context, client_id: str, history: ClientHistory, settle: bool =
     while queue:
         index = 0
         head = queue[0]
-        event = _parked_event(head)
+        event = parked_event(head)
         client = ctx.store.get(client_id)
         expired = settle or head.ts_us + rules.park_window_us < shared.clock_us
         if not expired:
             need = parking.missing(client, history, event)
             if need is not None:
                 # Brought by a newer parked input (the source clocks disagree)? Then that one first.
-                index = next((i for i, p in enumerate(queue) if i and parking.provides(_parked_event(p)) == need), 0)
-                if not index or parking.missing(client, history, _parked_event(queue[index])) is not None:
+                index = next((i for i, p in enumerate(queue) if i and parking.provides(parked_event(p)) == need), 0)
+                if not index or parking.missing(client, history, parked_event(queue[index])) is not None:
                     break
                 head = queue[index]
-                event = _parked_event(head)
+                event = parked_event(head)
         queue.pop(index)
         shared.parked_events -= 1
         out.expired += expired
@@ -250,14 +250,15 @@ def waiting(store: ClientStore, shared: Shared) -> list[tuple[str, str, str]]:
     for _, client_id in sorted((due, c) for c, due in shared.parked.items()):
         history = store.history(client_id)
         queue = history.parked()
-        head = _parked_event(queue[0])
+        head = parked_event(queue[0])
         kind, ident = parking.missing(store.get(client_id), history, head) or ("behind", "")
         found.append((head.id, kind, ident))
-        found += [(_parked_event(parked).id, "behind", head.id) for parked in queue[1:]]
+        found += [(parked_event(parked).id, "behind", head.id) for parked in queue[1:]]
     return found
 
 
-def _parked_event(parked: Parked) -> ClientEvent:
+def parked_event(parked: Parked) -> ClientEvent:
+    """The event of a parked input (it was decoded before it was parked)."""
     decoded = decode(parked.raw)
     assert not isinstance(decoded, BadInput) and isinstance(decoded.event, ClientEvent), "a parked input decoded before"
     return decoded.event
