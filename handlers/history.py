@@ -101,7 +101,7 @@ class ClientHistory:
         making the record: its fields in order, as array_like encodes it, and each amount that is
         the ZERO constant itself as its text "0" (msgspec writes a Decimal as its text): most fills
         leave four of the five at ZERO, and converting a Decimal to text was most of the encoding
-        (callgrind). tests/unit/test_history checks the bytes against put_fill's."""
+        (callgrind). tests/unit/test_state_codec checks the bytes against put_fill's."""
         self.fills[fill_id] = _fill_encoder.encode((
             cause_id, ts_us, account_id, _amount(cashback), _amount(covered), turnover, _amount(rebate),
             _amount(commission), partner_id, _amount(pnl), None))

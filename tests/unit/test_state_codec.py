@@ -1,7 +1,8 @@
 """The worker's changelog holds client states and the partition's shared state encoded by
 msgspec (msgpack maps). The bytes must stay those written before (commit 34b38aa wrote the ones
 below), or a worker upgraded in place would misread its changelog: a pin for any change to the
-state's classes (handlers.shared says why they stay msgspec Structs, out of the compiled build)."""
+state's classes (compiled dataclasses decoded by their declared types, handlers.clientstate and
+handlers.sharedstate; the parts left msgspec Structs, handlers.shared says why)."""
 
 import ast
 import dataclasses
