@@ -47,15 +47,21 @@ class LedgerJob(ProcessorJob[PartitionLedger]):
     async def recovered(self, processor: PartitionLedger) -> None:
         # views of the last batches before a crash may not have reached Redis: again (guarded by version)
         await self.read_model.write(self.read_model.render(processor.store.unpublished(), processor.shared.terms))
+        # The version in force as recovered: a partition with nothing left to apply has no turn to
+        # show it. (Added: the next turn's observation redraws every partition held.)
+        self._show_terms(processor.partition, processor)
 
     def _observe_terms(self) -> None:
         metrics = self.metrics
         metrics.terms_version.clear()
         for partition, ledger in self.processors.items():
-            in_force = terms.version_at(ledger.shared.terms, ledger.shared.clock_us)
-            metrics.terms_version.labels(str(partition), "rules-file" if in_force is None else in_force.version).set(1)
-            self.read_model.timeline = ledger.shared.terms
+            self._show_terms(partition, ledger)
         metrics.terms_late.set(sum(ledger.shared.terms_late for ledger in self.processors.values()))
+
+    def _show_terms(self, partition: int, ledger: PartitionLedger) -> None:
+        in_force = terms.version_at(ledger.shared.terms, ledger.shared.clock_us)
+        self.metrics.terms_version.labels(str(partition), "rules-file" if in_force is None else in_force.version).set(1)
+        self.read_model.timeline = ledger.shared.terms
 
     def terms(self) -> dict[str, Any]:
         """The terms in force at the newest event time of the partitions held, and the next change."""
