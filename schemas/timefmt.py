@@ -31,7 +31,7 @@ class _Last:
     on decoding and read again by its rules."""
 
     def __init__(self) -> None:
-        self.text = ""
+        self.text: str | None = None  # not "": that one object is every empty text
         self.ts_us = 0
 
 

@@ -96,3 +96,17 @@ def test_extra_input_fields_are_ignored_but_renamed_ones_are_missing() -> None:
     assert s.emit("client.registered", client_id="c1", country="DE", crm_ref="x") == []
     out = s.emit("client.registered", client_id="c2", nation="DE")
     assert out[0]["reason"] == "invalid_field" and "country" in out[0]["error"]
+
+
+def test_an_empty_ts_is_refused_when_it_is_the_first_timestamp_a_process_reads() -> None:
+    """The parser remembers the text it read last, by identity; before any, that must not be "",
+    which is one object for every empty text (an empty first ts once read as 1970-01-01)."""
+    import subprocess
+    import sys
+
+    first = (b'{"type":"client.registered","id":"ev-1","ts":"","client_id":"c1","country":"DE"}')
+    code = ("import sys; from handlers.engine import Engine\n"
+            "out = Engine().process(sys.stdin.buffer.read(), {'line': 1})\n"
+            "print(out[0].type, out[0].reason)")
+    done = subprocess.run([sys.executable, "-c", code], input=first, capture_output=True, check=True)
+    assert done.stdout.decode().split() == ["event.rejected", "invalid_field"]
