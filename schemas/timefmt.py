@@ -21,9 +21,7 @@ US_PER_DAY: Final = 86_400 * US_PER_SECOND
 _TS_SHAPE: Final = re.compile(TS_PATTERN[1:-1]).fullmatch  # a C call: the shape, not the values
 
 
-_MINUTE_US: Final[dict[str, int]] = {}  # "YYYY-MM-DDTHH:MM:" -> its first microsecond, for the minutes parsed whole before
-_MINUTES_KEPT: Final = 1 << 16   # a limit on everything: 45 days of minutes
-_ZERO: Final = 48                # ord("0")
+_ZERO: Final = 48  # ord("0")
 
 
 class _Last:
@@ -42,11 +40,11 @@ def parse_ts_us(text: str) -> int:
     """``2026-11-24T10:00:00.25Z`` -> microseconds since 1970-01-01T00:00:00Z.
 
     Accepts exactly TS_PATTERN (tests/property proves it). The common form, ``Z`` with up to six
-    fraction digits, in a minute already seen (an event stream's timestamps share their minute
-    with hundreds of others), is read by hand, a character at a time: the seconds, ASCII digits
-    below 60 as fromisoformat checks them, and the fraction. Anything else takes the whole path:
-    the published pattern checks the shape and fromisoformat the values (month 13, 25:00,
-    30 February are refused), both in C.
+    fraction digits, from 1970 on, is read by hand, a character at a time, with the checks
+    fromisoformat makes (month 13, 25:00, 30 February, second 60 are refused): integer arithmetic
+    in compiled code, where a cache of minutes already seen cost a lookup in a large dict, most of
+    it waiting for memory (perf). Anything else takes the whole path: the published pattern checks
+    the shape and fromisoformat the values, both in C.
     """
     last = _last
     if text is last.text:
@@ -54,20 +52,56 @@ def parse_ts_us(text: str) -> int:
     size = len(text)
     ts_us = -1
     if 20 <= size <= 27 and ord(text[size - 1]) == 90:  # "Z"
-        minute_us = _MINUTE_US.get(text[:17])
-        if minute_us is not None:
-            tens, units = ord(text[17]) - _ZERO, ord(text[18]) - _ZERO
-            if 0 <= tens <= 5 and 0 <= units <= 9:
-                ts_us = minute_us + (tens * 10 + units) * US_PER_SECOND
-                if size > 20:
-                    ts_us = _with_fraction(text, size, ts_us)
+        ts_us = _second_us(text)
+        if ts_us >= 0 and size > 20:
+            ts_us = _with_fraction(text, size, ts_us)
     if ts_us < 0:  # not the common form (or before 1970: the whole path reads those too)
         ts_us = _parse_whole(text)
-        if len(_MINUTE_US) >= _MINUTES_KEPT:
-            _MINUTE_US.clear()
-        _MINUTE_US[text[:17]] = ts_us - ts_us % 60_000_000
     last.text, last.ts_us = text, ts_us
     return ts_us
+
+
+def _digits(text: str, at: int) -> int:
+    """The two ASCII digits at ``at`` as a number; -1 when either is not one."""
+    tens, units = ord(text[at]) - _ZERO, ord(text[at + 1]) - _ZERO
+    if 0 <= tens <= 9 and 0 <= units <= 9:
+        return tens * 10 + units
+    return -1
+
+
+def _second_us(text: str) -> int:
+    """``YYYY-MM-DDTHH:MM:SS`` at the start of ``text`` as microseconds since the epoch; -1 when
+    it is not that shape, not a day of the calendar, or before 1970."""
+    if ord(text[4]) != 45 or ord(text[7]) != 45 or ord(text[10]) != 84 or ord(text[13]) != 58 \
+            or ord(text[16]) != 58:  # "-", "-", "T", ":", ":"
+        return -1
+    century, year_in, month, day = _digits(text, 0), _digits(text, 2), _digits(text, 5), _digits(text, 8)
+    hour, minute, second = _digits(text, 11), _digits(text, 14), _digits(text, 17)
+    if century < 0 or year_in < 0 or day < 1 or not 1 <= month <= 12 or not 0 <= hour <= 23 \
+            or not 0 <= minute <= 59 or not 0 <= second <= 59:
+        return -1
+    year = century * 100 + year_in
+    if year < 1970 or day > _days_in_month(year, month):
+        return -1
+    days = _days_from_civil(year, month, day)
+    return ((days * 24 + hour) * 60 + minute) * 60_000_000 + second * US_PER_SECOND
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's days_from_civil), for a
+    year from 1970 on."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
 
 
 def _with_fraction(text: str, size: int, ts_us: int) -> int:
