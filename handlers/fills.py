@@ -13,7 +13,6 @@ from handlers.history import ClientHistory
 from handlers.clientstate import ClientState
 from handlers.step import CommissionAccrual, Step
 from handlers.verdict import Refusal, unknown_account
-from schemas.fields import decimal_of
 from schemas.inputs import TradeBust, TradeFill
 from schemas.outputs import FillReversed, RebateAccrued
 from schemas.timefmt import parse_ts_us
@@ -32,7 +31,7 @@ def on_fill(
         return Refusal("conflicting_duplicate",
                        f"fill {event.fill_id!r} was already applied by event {earlier.cause_id!r}")
     currency = account.currency
-    cost_usd = to_usd(decimal_of(event.spread_cost) + decimal_of(event.commission), currency)
+    cost_usd = to_usd(Decimal(event.spread_cost) + Decimal(event.commission), currency)
     covered = cash = pnl_usd = ZERO
     if account.account_type == "welcome":
         if event.action == "close" and event.realized_pnl is not None:
@@ -45,7 +44,7 @@ def on_fill(
     counts = event.action == "close" and _held_long_enough(event, step)
     volume = ZERO  # what the plan's rates are per: standard lots, or 100,000 USD of notional
     if counts:
-        lots_std = to_standard_lots(decimal_of(event.lots), currency)
+        lots_std = to_standard_lots(Decimal(event.lots), currency)
         turnover = bonus.credit_turnover(client, account.account_id, lots_std, step)
         volume = lots_std
     if step.rules.rebate_basis == "notional":  # per side: an opening fill too; a quick close not
