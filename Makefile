@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-## The engine compiled with mypyc (handlers/ and the field checks of schemas/) into .build/compiled,
+## The engine compiled with mypyc (handlers/, and the field checks and codec of schemas/) into .build/compiled,
 ## rebuilt when one of its sources changes; without a C compiler it says so and the source runs
 ## (same outputs, slower). REWARDS_PURE_PYTHON=1 runs the source anyway.
 COMPILED := .build/compiled/manifest.json
-$(COMPILED): $(STAMP) $(wildcard handlers/*.py) schemas/fields.py schemas/timefmt.py schemas/checks.py schemas/compiled.py
+$(COMPILED): $(STAMP) $(wildcard handlers/*.py) schemas/fields.py schemas/timefmt.py schemas/checks.py schemas/codec.py schemas/compiled.py
 	$(BIN)/python -m streams.devtools.compile
 
 setup: $(STAMP) $(COMPILED)

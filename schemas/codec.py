@@ -37,12 +37,13 @@ class BadInput:
     ts: str | None = None
 
 
-class Decoded(msgspec.Struct, frozen=True, gc=False):
-    """An input that became an event (a Struct: one is made per input, and a frozen dataclass
-    costs ten times as much to make)."""
+class Decoded:
+    """An input that became an event (a native class: the module is compiled, and one is made
+    per input)."""
 
-    event: InputEvent
-    ts_us: int  # the event's ts, parsed
+    def __init__(self, event: InputEvent, ts_us: int) -> None:
+        self.event: Final = event
+        self.ts_us: Final = ts_us  # the event's ts, parsed
 
 
 def decode(raw: bytes) -> Decoded | BadInput:

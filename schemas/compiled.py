@@ -1,7 +1,7 @@
 """Whether the compiled build is used: one decision for every compiled package.
 
-``make setup`` compiles the engine's modules with mypyc (``handlers/`` and the field checks of
-``schemas/``, streams.devtools.compile) into .build/compiled, with a manifest of the hashes of
+``make setup`` compiles the engine's modules with mypyc (``handlers/``, and the field checks and
+codec of ``schemas/``, streams.devtools.compile) into .build/compiled, with a manifest of the hashes of
 the sources it was made from. The build is used only while every one of those sources is
 unchanged, and then for all of them or none: compiled modules of one build call each other
 directly, so a stale one can never be mixed with an edited one. REWARDS_PURE_PYTHON=1 runs

@@ -34,7 +34,7 @@ from schemas.compiled import BUILD_DIR, ROOT, source_digest
 # Not compiled: the package's init, and the modules that define msgspec Structs: mypyc does
 # not compile those, and the persisted state must stay Structs (handlers.shared says why).
 HANDLERS_NOT_COMPILED: Final = frozenset({"__init__.py", "state.py", "shared.py"})
-SCHEMAS_COMPILED: Final = ("fields.py", "timefmt.py", "checks.py")
+SCHEMAS_COMPILED: Final = ("fields.py", "timefmt.py", "checks.py", "codec.py")
 GROUP: Final = "rewards_engine"  # mypyc's shared runtime module: rewards_engine__mypyc
 # The one failure that is not a defect where it happens (`make test` requires the build elsewhere).
 NO_COMPILER: Final = "no C compiler found (cc or gcc on PATH, or CC)"
