@@ -12,7 +12,7 @@ ignores an entry that has left its window.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 from handlers.rules import Rules
 from handlers.clientstate import ClientState
@@ -21,16 +21,9 @@ from handlers.verdict import Refusal
 from schemas.codec import canonical_bytes
 from schemas.inputs import InputEvent
 
-if TYPE_CHECKING:  # handlers.history imports this module's expiry rules
+if TYPE_CHECKING:  # handlers.history imports this module's expiry rules (and handlers.shared, history)
     from handlers.history import ClientHistory
-
-
-class SeenIds(Protocol):
-    """Remembered event ids: what ``admit`` and ``remember`` need (a client's ClientHistory, or
-    the shared inputs' ids, handlers.shared)."""
-
-    def seen(self, event_id: str) -> Seen | None: ...
-    def remember(self, event_id: str, entry: Seen) -> None: ...
+    from handlers.shared import SharedHistory
 
 
 # An 80-bit BLAKE2b with no input yet, copied for each digest: a copy is a memcpy, where a new
@@ -44,8 +37,11 @@ def digest(event: InputEvent) -> bytes:
     return hasher.digest()
 
 
-def admit(history: SeenIds, latest_ts_us: int, event: InputEvent, event_digest: bytes, ts_us: int,
-          rules: Rules, source: str = "") -> Refusal | None:
+# A client's ids or the shared inputs' (handlers.shared): ``history`` below is a union, not a
+# protocol, so that compiled, a call on a ClientHistory is a direct call (one through a protocol
+# goes through Python's method lookup).
+def admit(history: ClientHistory | SharedHistory, latest_ts_us: int, event: InputEvent, event_digest: bytes,
+          ts_us: int, rules: Rules, source: str = "") -> Refusal | None:
     """None when the event may be applied. ``source`` (the worker's input position) tells a
     second copy of the same input, which is skipped silently, from a redelivery by the
     producer, which is a `duplicate`."""
@@ -69,8 +65,8 @@ def admit(history: SeenIds, latest_ts_us: int, event: InputEvent, event_digest: 
                                             "different payload", repeat)
 
 
-def remember(history: SeenIds, client: ClientState | None, event: InputEvent, event_digest: bytes,
-             ts_us: int, source: str = "") -> None:
+def remember(history: ClientHistory | SharedHistory, client: ClientState | None, event: InputEvent,
+             event_digest: bytes, ts_us: int, source: str = "") -> None:
     history.remember(event.id, Seen(event_digest, ts_us, source))
     if client is not None and ts_us > client.latest_ts_us:
         client.latest_ts_us = ts_us

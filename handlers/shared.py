@@ -21,7 +21,7 @@ from handlers.state import Seen
 
 class SharedHistory(msgspec.Struct, kw_only=True):
     """The ids of the shared inputs seen (plans, parent links, day closes, terms), for their dedupe
-    (handlers.dedupe's ``SeenIds``), swept as a client's are. It encodes as a client's history
+    (handlers.dedupe's ``admit``), swept as a client's are. It encodes as a client's history
     did when the shared state held one (tests/unit/test_state_codec pins the bytes): the fields
     a client's history has besides stay, always empty."""
 
