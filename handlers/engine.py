@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, Union, cast
 
 from handlers import bonus as bonus_rules
 from handlers import client as client_rules
@@ -47,6 +47,13 @@ class ClientStore(Protocol):
     def history(self, client_id: str) -> ClientHistory: ...
 
 
+# Where a partition's clients are: the offline engine's MemoryStore, or another ClientStore (the
+# worker's). Named apart although a MemoryStore is a ClientStore: compiled, a call on a
+# MemoryStore is then a direct call, where one through the protocol goes through Python's method
+# lookup (three an input).
+Clients = Union["MemoryStore", ClientStore]
+
+
 class CommissionBook(Protocol):
     def close(self, event: DayClosed, step: Step, due: dict[str, Decimal], overrides: dict[str, Decimal]) -> None:
         """Take this partition's commissions and overrides due at ``event.date`` (by partner)."""
@@ -76,7 +83,7 @@ class Partition:
     """What one partition decides with: its clients' store, its shared state, the deployment's rules
     (an input is applied under the terms in force at its ts) and its two ports."""
 
-    store: ClientStore
+    store: Clients
     shared: Shared
     rules: Rules
     identities: IdentityPort
@@ -126,7 +133,7 @@ def decide(partition: Partition, received: Received, decoded: Decoded | BadInput
 class _Context:
     """The parts of a partition one input needs, passed on to the parked inputs it releases."""
 
-    def __init__(self, store: ClientStore, shared: Shared, rules: Rules, identities: IdentityPort,
+    def __init__(self, store: Clients, shared: Shared, rules: Rules, identities: IdentityPort,
                  commissions: CommissionBook, out: Applied) -> None:
         self.store = store
         self.shared = shared
