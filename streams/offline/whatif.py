@@ -18,7 +18,6 @@ import gc
 import multiprocessing
 import os
 import signal
-import struct
 import time
 import tomllib
 from array import array
@@ -30,16 +29,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ContextManager, Final
 
-import msgspec
-
 from handlers import terms
 from handlers.engine import Engine
 from handlers.money import fmt
 from handlers.rules import Rules
 from handlers.state import TermsVersion
+from handlers.tally import NO_ACCOUNT, OUTPUT_TYPES, PRINT, Tally, fingerprints
 from schemas.codec import BadInput, Decoded, decode
 from schemas.inputs import ProgramTerms
-from schemas.outputs import OutputEvent
 from schemas.timefmt import parse_ts_us
 from streams.offline.replay import PROGRESS_MIN_BYTES, FREEZE_EVERY_EVENTS, Progress, long_lived_state_gc
 
@@ -60,71 +57,9 @@ PROGRAMS: Final = (
     ("overrides_paid", "Overrides paid", "USD paid to master partners on their sub-partners' commissions"),
 )
 PARTNER_PROGRAMS: Final = frozenset({"commissions_paid", "overrides_paid"})
-NO_ACCOUNT: Final = "-"  # payouts are per client or partner, not per account
 # what a client was given, for "the clients most affected" (coverage spends cashback already
 # counted; an unlocked bonus was counted when granted)
 CLIENT_PROGRAMS: Final = frozenset({"cashback_accrued", "welcome_granted", "bonus_granted", "rebates_paid"})
-
-
-class Tally:
-    """One rule set's money by program. Amounts are keyed by (program, day, client, account);
-    the totals per day, account type, client and partner are made from them at the end."""
-
-    def __init__(self) -> None:
-        self.amounts: defaultdict[tuple[str, str, str, str], Decimal] = defaultdict(Decimal)
-        self.partners: defaultdict[tuple[str, str, str], Decimal] = defaultdict(Decimal)  # (program, day, partner)
-        self.outputs = 0
-        self._by_type: dict[str, Callable[[Any], None]] = {
-            "cashback.accrued": self._cashback, "coverage.applied": self._coverage,
-            "welcome.granted": self._welcome, "bonus.granted": self._bonus_granted,
-            "bonus.released": self._bonus_released,
-            "bonus.unlocked": self._bonus_unlocked, "rebate.payout": self._rebate_payout,
-            "commission.payout": self._commission_payout, "override.payout": self._override_payout,
-            "fill.reversed": self._reversed,
-        }
-
-    def add(self, outputs: list[OutputEvent]) -> None:
-        self.outputs += len(outputs)
-        by_type = self._by_type
-        for output in outputs:
-            handler = by_type.get(output.type)
-            if handler is not None:
-                handler(output)
-
-    def _cashback(self, o: Any) -> None:
-        self.amounts["cashback_accrued", o.ts[:10], o.client_id, o.account_id] += Decimal(o.amount)
-
-    def _coverage(self, o: Any) -> None:
-        if o.covered != "0":
-            self.amounts["cashback_covered", o.ts[:10], o.client_id, o.account_id] += Decimal(o.covered)
-
-    def _reversed(self, o: Any) -> None:
-        day = o.ts[:10]
-        if o.cashback != "0":
-            self.amounts["cashback_accrued", day, o.client_id, o.account_id] -= Decimal(o.cashback)
-        if o.covered != "0":
-            self.amounts["cashback_covered", day, o.client_id, o.account_id] -= Decimal(o.covered)
-
-    def _welcome(self, o: Any) -> None:
-        self.amounts["welcome_granted", o.ts[:10], o.client_id, o.account_id] += Decimal(o.amount)
-
-    def _bonus_granted(self, o: Any) -> None:
-        self.amounts["bonus_granted", o.ts[:10], o.client_id, o.account_id] += Decimal(o.amount)
-
-    def _bonus_unlocked(self, o: Any) -> None:
-        self.amounts["bonus_unlocked", o.ts[:10], o.client_id, o.account_id] += Decimal(o.amount)
-
-    def _bonus_released(self, o: Any) -> None:
-        self.amounts["bonus_released", o.date, o.client_id, o.account_id] += Decimal(o.amount)
-
-    def _rebate_payout(self, o: Any) -> None:
-        self.amounts["rebates_paid", o.date, o.client_id, NO_ACCOUNT] += Decimal(o.amount)
-
-    def _commission_payout(self, o: Any) -> None:
-        self.partners["commissions_paid", o.date, o.partner_id] += Decimal(o.amount)
-
-    def _override_payout(self, o: Any) -> None:
-        self.partners["overrides_paid", o.date, o.partner_id] += Decimal(o.amount)
 
 
 @dataclass
@@ -206,36 +141,6 @@ class Side:
         return found
 
 
-def _output_types() -> tuple[str, ...]:
-    """Every output type (each model's literal ``type``), in one order for both sides."""
-    found, kinds = set(), [OutputEvent]
-    while kinds:
-        kind = kinds.pop()
-        kinds += kind.__subclasses__()
-        default = next((f.default for f in msgspec.structs.fields(kind) if f.name == "type"), None)
-        if isinstance(default, str):
-            found.add(default)
-    return tuple(sorted(found))
-
-
-OUTPUT_TYPES: Final = _output_types()
-_TYPE_CODE: Final = {name: bytes([n]) for n, name in enumerate(OUTPUT_TYPES)}
-_PRINT: Final = 8 + 8 + 1  # an output's fingerprint: its id's hash, its contents' hash, its type
-_pack = struct.Struct("<qq").pack
-_msgpack = msgspec.msgpack.Encoder().encode
-
-
-def _fingerprint(output: OutputEvent) -> bytes:
-    """Python's own hashes, in C: the sides are forked from one process, so they share its hash
-    seed (one after the other, they are in it). An output is a frozen Struct, hashed by its fields;
-    one holding a dict (a rejection's ``source``) is hashed by its msgpack bytes."""
-    try:
-        contents = hash(output)
-    except TypeError:
-        contents = hash(_msgpack(output))
-    return _pack(hash(output.id), contents) + _TYPE_CODE[output.type]
-
-
 @contextmanager
 def _iterate(lines: Iterable[bytes]) -> Iterator[tuple[Iterable[bytes], Callable[[], int]]]:
     done = [0]
@@ -273,8 +178,7 @@ def _side(opener: Callable[[], ContextManager[tuple[Iterable[bytes], Callable[[]
             outputs = ([] if pinned is not None and _from_pinned_on(decoded, pinned)
                        else engine.process(raw, {"line": n}, decoded))
             tally.add(outputs)
-            for output in outputs:
-                prints += _fingerprint(output)
+            prints += fingerprints(outputs)
             ends.append(len(prints))
             if not n % FREEZE_EVERY_EVENTS:
                 gc.freeze()
@@ -359,9 +263,9 @@ def _from_pinned_on(decoded: Decoded | BadInput, pinned: TermsVersion) -> bool:
 
 def _count_changes(found: Comparison, prints_a: bytes, prints_b: bytes) -> None:
     """By id: an output of this input under one rule set only, or with other contents."""
-    by_id = {prints_b[i:i + 8]: prints_b[i + 8:i + _PRINT] for i in range(0, len(prints_b), _PRINT)}
-    for i in range(0, len(prints_a), _PRINT):
-        mine = prints_a[i + 8:i + _PRINT]
+    by_id = {prints_b[i:i + 8]: prints_b[i + 8:i + PRINT] for i in range(0, len(prints_b), PRINT)}
+    for i in range(0, len(prints_a), PRINT):
+        mine = prints_a[i + 8:i + PRINT]
         if by_id.pop(prints_a[i:i + 8], None) != mine:
             found.changed += 1
             found.changed_by_type[OUTPUT_TYPES[mine[-1]]] += 1
