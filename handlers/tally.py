@@ -8,6 +8,7 @@ took a fifth of a what-if side's time.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Final
 
@@ -115,3 +116,42 @@ def fingerprints(outputs: list[OutputEvent]) -> bytes:
             contents = hash(_msgpack(output))
         found.append(_pack(hash(output.id), contents) + _TYPE_CODE[output.type])
     return b"".join(found)
+
+
+def changed_outputs(prints_a: bytes, ends_a: Sequence[int], prints_b: bytes, ends_b: Sequence[int]) -> list[int]:
+    """How many outputs differ between two runs over the same inputs, by type (counts in
+    ``OUTPUT_TYPES``' order): by id, an output of an input under one run only, or with other
+    contents. Input i's fingerprints are ``prints[ends[i - 1]:ends[i]]`` on each side. The outputs
+    of an input mostly come in the same order on both sides: they are compared pair by pair while
+    their ids agree, and the rest of that input by id."""
+    counts = [0] * len(OUTPUT_TYPES)
+    start_a = start_b = 0
+    for k in range(len(ends_a)):
+        end_a, end_b = ends_a[k], ends_b[k]
+        i, j = start_a, start_b
+        while i < end_a and j < end_b and _same(prints_a, i, prints_b, j, 8):
+            if not _same(prints_a, i + 8, prints_b, j + 8, PRINT - 8):
+                counts[prints_a[i + PRINT - 1]] += 1
+            i += PRINT
+            j += PRINT
+        if i < end_a or j < end_b:
+            _count_by_id(prints_a[i:end_a], prints_b[j:end_b], counts)
+        start_a, start_b = end_a, end_b
+    return counts
+
+
+def _same(a: bytes, i: int, b: bytes, j: int, size: int) -> bool:
+    for n in range(size):
+        if a[i + n] != b[j + n]:
+            return False
+    return True
+
+
+def _count_by_id(prints_a: bytes, prints_b: bytes, counts: list[int]) -> None:
+    by_id = {prints_b[i:i + 8]: prints_b[i + 8:i + PRINT] for i in range(0, len(prints_b), PRINT)}
+    for i in range(0, len(prints_a), PRINT):
+        mine = prints_a[i + 8:i + PRINT]
+        if by_id.pop(prints_a[i:i + 8], None) != mine:
+            counts[mine[-1]] += 1
+    for other in by_id.values():
+        counts[other[-1]] += 1

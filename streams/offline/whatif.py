@@ -34,7 +34,7 @@ from handlers.engine import Engine
 from handlers.money import fmt
 from handlers.rules import Rules
 from handlers.state import TermsVersion
-from handlers.tally import NO_ACCOUNT, OUTPUT_TYPES, PRINT, Tally, fingerprints
+from handlers.tally import NO_ACCOUNT, OUTPUT_TYPES, Tally, changed_outputs, fingerprints
 from schemas.codec import BadInput, Decoded, decode
 from schemas.inputs import ProgramTerms
 from schemas.timefmt import parse_ts_us
@@ -245,33 +245,19 @@ def _received(worker: Any, receive: Any, slots: Any, progress: Progress | None) 
 
 
 def _compare_prints(found: Comparison, a: Side, b: Side) -> None:
-    """Input by input: where the fingerprints differ, count the outputs that changed (by id: under
-    one rule set only, or with other contents), by type."""
-    pa, pb = memoryview(a.prints), memoryview(b.prints)
-    start_a = start_b = 0
-    for end_a, end_b in zip(a.ends, b.ends):
-        if pa[start_a:end_a] != pb[start_b:end_b]:
-            _count_changes(found, bytes(pa[start_a:end_a]), bytes(pb[start_b:end_b]))
-        start_a, start_b = end_a, end_b
+    """Input by input, the outputs that changed (by id: under one rule set only, or with other
+    contents), by type: handlers.tally.changed_outputs, compiled (as Python, a loop over every
+    input here took a tenth of a replay's time, after both sides were done)."""
+    for code, count in enumerate(changed_outputs(a.prints, a.ends, b.prints, b.ends)):
+        if count:
+            found.changed += count
+            found.changed_by_type[OUTPUT_TYPES[code]] += count
 
 
 def _from_pinned_on(decoded: Decoded | BadInput, pinned: TermsVersion) -> bool:
     """A version of the history's that would take effect at or after the pinned one."""
     return (not isinstance(decoded, BadInput) and isinstance(decoded.event, ProgramTerms)
             and parse_ts_us(decoded.event.effective) >= pinned.effective_us)
-
-
-def _count_changes(found: Comparison, prints_a: bytes, prints_b: bytes) -> None:
-    """By id: an output of this input under one rule set only, or with other contents."""
-    by_id = {prints_b[i:i + 8]: prints_b[i + 8:i + PRINT] for i in range(0, len(prints_b), PRINT)}
-    for i in range(0, len(prints_a), PRINT):
-        mine = prints_a[i + 8:i + PRINT]
-        if by_id.pop(prints_a[i:i + 8], None) != mine:
-            found.changed += 1
-            found.changed_by_type[OUTPUT_TYPES[mine[-1]]] += 1
-    for other in by_id.values():
-        found.changed += 1
-        found.changed_by_type[OUTPUT_TYPES[other[-1]]] += 1
 
 
 # -- the report ------------------------------------------------------------------------------------

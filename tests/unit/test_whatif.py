@@ -236,3 +236,36 @@ def test_a_candidate_from_an_instant_alone_is_a_fifth_more_after_it(history: lis
     cashback = next(p for p in report(found, about())["programs"] if p["program"] == "cashback_accrued")
     by_day = {row["day"]: row for row in cashback["by_day"]}
     assert by_day[days[0]]["difference"] == "0" and by_day[days[1]]["difference_pct"] == "20.00"
+
+
+def test_outputs_are_compared_by_id_whatever_their_order() -> None:
+    """changed_outputs compares an input's outputs pair by pair while their ids agree, then by id:
+    the same count as a comparison by id alone, whether the outputs come in another order, are
+    missing on one side or carry other contents."""
+    from array import array
+
+    from handlers.tally import OUTPUT_TYPES, changed_outputs
+
+    def fp(output_id: int, contents: int, kind: int) -> bytes:
+        return output_id.to_bytes(8, "little") + contents.to_bytes(8, "little") + bytes([kind])
+
+    a_inputs = [[fp(1, 10, 0), fp(2, 20, 1)], [fp(3, 30, 2), fp(4, 40, 1), fp(5, 50, 0)], [fp(6, 60, 1)], []]
+    b_inputs = [[fp(1, 10, 0), fp(2, 21, 1)], [fp(4, 40, 1), fp(3, 31, 2)], [], [fp(7, 70, 2)]]
+
+    def side(inputs: list[list[bytes]]) -> tuple[bytes, array[int]]:
+        prints, ends = b"", array("Q")
+        for outputs in inputs:
+            prints += b"".join(outputs)
+            ends.append(len(prints))
+        return prints, ends
+
+    expected = [0] * len(OUTPUT_TYPES)
+    for outputs_a, outputs_b in zip(a_inputs, b_inputs):  # by id, the plain way
+        by_id_a = {p[:8]: p for p in outputs_a}
+        by_id_b = {p[:8]: p for p in outputs_b}
+        for key in by_id_a.keys() | by_id_b.keys():
+            if by_id_a.get(key) != by_id_b.get(key):
+                expected[(by_id_a.get(key) or by_id_b[key])[-1]] += 1
+    assert changed_outputs(*side(a_inputs), *side(b_inputs)) == expected
+    # by type: 5 gone (0); 2 changed and 6 gone (1); 3 changed and 7 new (2)
+    assert expected[:3] == [1, 2, 2]
