@@ -114,7 +114,10 @@ async def timestamps(settings: Settings, topic: str, field: str) -> dict[str, in
         while batch := await consumer.getmany(timeout_ms=2000, max_records=10_000):
             for messages in batch.values():
                 for message in messages:
-                    key = orjson.loads(message.value).get(field)
+                    try:
+                        key = orjson.loads(message.value).get(field)
+                    except (orjson.JSONDecodeError, AttributeError):  # the sequenced log's own marks
+                        continue
                     if isinstance(key, str) and (key not in found or message.timestamp < found[key]):
                         found[key] = message.timestamp
     finally:
@@ -132,19 +135,52 @@ async def latency(settings: Settings, trades: list[bytes], rate: float, work: Pa
     try:
         await asyncio.sleep(5)  # joined its groups
         await wait_caught_up(settings, timeout_s=120)
+        cpu_before, wall_before = cpu_seconds(worker.pid), time.perf_counter()
         await publish_per_topic(again, settings, rate=rate)
         await wait_caught_up(settings, timeout_s=600)
+        busy = (cpu_seconds(worker.pid) - cpu_before) / (time.perf_counter() - wall_before)
         inside = worker_means(settings)
     finally:
         stop_process(worker)
     sent = {k: v for k, v in (await timestamps(settings, settings.topic_trades, "id")).items() if k.startswith(f"{tag}-")}
+    sequenced = await timestamps(settings, settings.sequenced_topic, "id")
     answered = await timestamps(settings, settings.ledger_topic, "cause_id")
     delays = sorted(answered[k] - v for k, v in sent.items() if k in answered)
     assert delays, "no fill answered"
     return {"order_grace_ms": settings.order_grace_ms, "fills": len(again), "answered": len(delays),
             "rate_per_s": round(rate),
             "p50_ms": delays[len(delays) // 2], "p99_ms": delays[int(len(delays) * 0.99)], "max_ms": delays[-1],
+            "stages_ms": stages(sent, sequenced, answered), "worker_cpu_share": round(busy, 2),
             "worker_means_ms": inside}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far: for the share of its time the worker
+    was busy while the fills were published, the rest waiting (on Kafka: reads, transactions)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stages(sent: dict[str, int], sequenced: dict[str, int], answered: dict[str, int]) -> dict[str, Any]:
+    """Where each answered fill's latency went, from the Kafka timestamps of its three records:
+    ``to_sequenced``, its input's append -> the sequencer's copy of it in the sequenced log (the
+    order grace, the sequencer's read and turn); ``to_output``, that copy -> its first output in
+    the ledger topic (the sequencer's commit, the ledger's read, turn and send). Each stage's p50
+    and p99, and the mean of each over the slowest 1 % of fills end to end: what bounds the p99."""
+    rows = sorted((answered[k] - v, sequenced[k] - v, answered[k] - sequenced[k])
+                  for k, v in sent.items() if k in answered and k in sequenced)
+    if not rows:
+        return {}
+
+    def quantiles(values: list[int]) -> dict[str, int]:
+        ordered = sorted(values)
+        return {"p50": ordered[len(ordered) // 2], "p99": ordered[int(len(ordered) * 0.99)]}
+
+    slowest = rows[int(len(rows) * 0.99):]
+    return {"to_sequenced": quantiles([r[1] for r in rows]), "to_output": quantiles([r[2] for r in rows]),
+            "slowest_1pct_means": {"total": round(sum(r[0] for r in slowest) / len(slowest)),
+                                   "to_sequenced": round(sum(r[1] for r in slowest) / len(slowest)),
+                                   "to_output": round(sum(r[2] for r in slowest) / len(slowest))}}
 
 
 def worker_means(settings: Settings) -> dict[str, float]:
