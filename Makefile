@@ -99,9 +99,10 @@ bench-replay: $(STAMP) $(COMPILED)
 bench-replay-growth: $(STAMP) $(COMPILED)
 	$(BIN)/python -m benchmarks.replay_throughput --events 3000000
 
-## `rewards whatif` against one `rewards replay` of the same 1,000,000 events, as whole commands on one core.
+## `rewards whatif` against one `rewards replay` of the same 1,000,000 events, as whole commands,
+## alternated for three rounds (the replay on one core, the what-if a process per rule set).
 bench-whatif: $(STAMP) $(COMPILED)
-	$(BIN)/python -m benchmarks.whatif_time --events 1000000 --rounds 2
+	$(BIN)/python -m benchmarks.whatif_time --events 1000000 --rounds 3
 
 ## Regenerate schemas/json/ from the models.
 schemas: $(STAMP)

@@ -4,7 +4,7 @@ Both are timed as whole commands on the whole machine (the replay uses one core,
 per rule set), alternated round by round so that the machine's drift falls on both; the ratio of
 the medians is the figure. Writes benchmarks/results/whatif_time.json.
 
-    python -m benchmarks.whatif_time --events 1000000 --rounds 2
+    python -m benchmarks.whatif_time --events 1000000 --rounds 3
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def timed(command: list[str]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cache", default=".cache/bench")
     parser.add_argument("--no-record", action="store_true", help="print only; do not write benchmarks/results/")
     args = parser.parse_args(argv)
