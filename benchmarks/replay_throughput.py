@@ -5,6 +5,11 @@ The engine is the compiled build when `make setup` made one (``handlers.BUILD`` 
 same replay runs again on the Python source (REWARDS_PURE_PYTHON=1, a child process) in the same
 run: both rates, and whether their outputs are the same bytes.
 
+Whether the rate holds as the state grows is measured twice: the first steady tenth against the
+last tenth of the timed replay (one run: the machine's drift over it falls on one tenth or the
+other), and the same two tenths fed to two engines side by side, taking turns
+(``steadiness_alternated``: the drift falls on both).
+
     python -m benchmarks.replay_throughput --events 1000000
 """
 
@@ -12,17 +17,22 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import gc
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 
 import handlers
+from handlers.engine import Engine
 from handlers.rules import Rules
-from streams.offline.replay import replay_files
+from schemas.codec import encode_outputs
+from schemas.outputs import OutputEvent
+from streams.offline.replay import FREEZE_EVERY_EVENTS, WRITE_BATCH_LINES, long_lived_state_gc, replay_files
 from streams.devtools.sample_day import write
 
 RESULTS = Path(__file__).parent / "results"
@@ -95,6 +105,51 @@ def steadiness(marks: list[tuple[int, float]], events: int, seconds: float) -> d
             "last_vs_first": round(last / first, 3) if first else 0.0}
 
 
+class _Fed:
+    """An engine fed a file's events in order, a stretch at a time (the replay's work on each:
+    decode, apply, encode the outputs, the collector's freezes; nothing written)."""
+
+    def __init__(self, source: Path) -> None:
+        self.engine = Engine(Rules.default())
+        self.lines = (raw for raw in (line.rstrip(b"\r\n") for line in open(source, "rb", buffering=1 << 20))
+                      if raw.strip())
+        self.done = 0
+
+    def feed(self, count: int) -> None:
+        batch: list[OutputEvent] = []
+        for raw in islice(self.lines, count):
+            self.done += 1
+            batch += self.engine.process(raw, {"line": self.done})
+            if not self.done % FREEZE_EVERY_EVENTS:
+                gc.freeze()
+            if len(batch) >= WRITE_BATCH_LINES:
+                encode_outputs(batch)
+                batch.clear()
+        encode_outputs(batch)
+
+
+def steadiness_alternated(source: Path, events: int, slices: int = 20) -> dict[str, float]:
+    """The first steady tenth and the last tenth again, timed side by side so that the machine's
+    drift falls on both: one engine brought to 10 % of the file and another to 90 % (untimed),
+    then each fed the next tenth in ``slices`` slices, taking turns. The late engine holds the
+    state of nine tenths: what it loses is what the state's growth costs."""
+    early, late = _Fed(source), _Fed(source)
+    tenth = events // 10
+    spent = [0.0, 0.0]
+    with long_lived_state_gc():
+        early.feed(tenth)
+        late.feed(9 * tenth)
+        for k in range(slices):
+            size = tenth // slices if k < slices - 1 else tenth - (slices - 1) * (tenth // slices)
+            for fed in (early, late) if k % 2 == 0 else (late, early):
+                started = time.perf_counter()
+                fed.feed(size)
+                spent[0 if fed is early else 1] += time.perf_counter() - started
+    first, last = tenth / spent[0], tenth / spent[1]
+    return {"first_steady_tenth_events_per_s": round(first), "last_tenth_events_per_s": round(last),
+            "last_vs_first": round(last / first, 3), "slices": slices}
+
+
 def pure_python_replay(source: Path, sink: Path) -> dict[str, float]:
     """The same replay on the Python source, in a child process (the engine is chosen at import)."""
     env = {**os.environ, "REWARDS_PURE_PYTHON": "1"}
@@ -127,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     print(summary.render())
     rate = summary.events_in / summary.seconds
     steady = steadiness(summary.marks, summary.events_in, summary.seconds)
-    print(f"as the state grows: {steady}", file=sys.stderr)
+    print(f"as the state grows, in the run: {steady}", file=sys.stderr)
+    alternated = steadiness_alternated(source, summary.events_in)
+    print(f"as the state grows, the two tenths alternated: {alternated}", file=sys.stderr)
     # the same replay on the Python source, in the same run
     pure = pure_python_replay(source, folder / "pure.jsonl")
     pure_rate = pure["events"] / pure["seconds"]
@@ -164,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine_vs_pure_python": round(rate / pure_rate, 2),
         "outputs_identical_to_pure_python": identical,
         "as_state_grows": steady,
+        "as_state_grows_alternated": alternated,
         "us_per_event": stages,
         "naive_reference_events_per_s": round(naive_rate),
         "engine_vs_naive": round(rate / naive_rate, 2),
