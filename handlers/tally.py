@@ -1,8 +1,9 @@
-"""What a rule set paid, by program, read from the engine's outputs, and each input's outputs'
-fingerprints: what ``rewards whatif`` compares two rule sets by (streams.offline.whatif, which
-makes the report from them). Pure, and here rather than beside the report because it runs for
-every output of both runs: compiled (streams.devtools.compile), where as interpreted Python it
-took a fifth of a what-if side's time.
+"""What a rule set paid, by program, read from the engine's outputs, each input's outputs'
+fingerprints, and how many outputs two runs' fingerprints say changed: what ``rewards whatif``
+compares two rule sets by (streams.offline.whatif, which makes the report from them). Pure, and
+here rather than beside the report because it runs for every output of both runs and every
+input: compiled (streams.devtools.compile), where as interpreted Python the tally and the
+fingerprints took a fifth of a what-if side's time, and the comparison 1.5 s of the 1M file's.
 """
 
 from __future__ import annotations
