@@ -153,9 +153,10 @@ async def latency(settings: Settings, trades: list[bytes], rate: float, work: Pa
     answered = await timestamps(settings, settings.ledger_topic, "cause_id")
     delays = sorted(answered[k] - v for k, v in sent.items() if k in answered)
     assert delays, "no fill answered"
+    end_to_end = quantiles(delays)
     return {"order_grace_ms": settings.order_grace_ms, "fills": len(again), "answered": len(delays),
             "rate_per_s": round(rate),
-            "p50_ms": delays[len(delays) // 2], "p99_ms": delays[int(len(delays) * 0.99)], "max_ms": delays[-1],
+            "p50_ms": end_to_end["p50"], "p99_ms": end_to_end["p99"], "max_ms": delays[-1],
             "stages_ms": stages(sent, sequenced, answered), "worker_cpu_share": round(busy, 2),
             "worker_means_ms": inside}
 
@@ -165,6 +166,12 @@ def cpu_seconds(pid: int) -> float:
     was busy while the fills were published, the rest waiting (on Kafka: reads, transactions)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def quantiles(values: list[int]) -> dict[str, int]:
+    """The p50 and the p99 of ``values``."""
+    ordered = sorted(values)
+    return {"p50": ordered[len(ordered) // 2], "p99": ordered[int(len(ordered) * 0.99)]}
 
 
 def stages(sent: dict[str, int], sequenced: dict[str, int], answered: dict[str, int]) -> dict[str, Any]:
@@ -177,11 +184,6 @@ def stages(sent: dict[str, int], sequenced: dict[str, int], answered: dict[str, 
                   for k, v in sent.items() if k in answered and k in sequenced)
     if not rows:
         return {}
-
-    def quantiles(values: list[int]) -> dict[str, int]:
-        ordered = sorted(values)
-        return {"p50": ordered[len(ordered) // 2], "p99": ordered[int(len(ordered) * 0.99)]}
-
     slowest = rows[int(len(rows) * 0.99):]
     return {"to_sequenced": quantiles([r[1] for r in rows]), "to_output": quantiles([r[2] for r in rows]),
             "slowest_1pct_means": {"total": round(sum(r[0] for r in slowest) / len(slowest)),
