@@ -31,7 +31,7 @@ from handlers.sharedstate import Shared
 from handlers.history import DEPOSIT, FILL, SEEN, ClientHistory, Journal
 from handlers.rules import Rules
 from handlers.clientstate import ClientState
-from handlers.state import Parked, Seen
+from handlers.state import Parked
 from handlers.welcome import IdentityRegistry, InstantIdentities
 from schemas.codec import BadInput, decode, encode_output
 from schemas.inputs import ClientEvent, DayClosed, InputEvent
@@ -40,7 +40,6 @@ from streams.worker.ledgerstore import entry_value
 CLIENT, PARKED = "c", "p"
 _encode = msgspec.msgpack.Encoder().encode
 _client = msgspec.msgpack.Decoder(ClientState).decode
-_seen = msgspec.msgpack.Decoder(Seen).decode
 _parked = msgspec.msgpack.Decoder(list[Parked]).decode
 
 
@@ -72,7 +71,7 @@ class QuixStore:
         entries = self.entries
         raw = self.state.get(SEEN.decode() + event.id)
         if raw is not None:
-            entries.seen_ids[event.id] = _seen(raw)
+            entries.seen_ids[event.id] = raw  # kept encoded (handlers.history)
         fill_id = getattr(event, "fill_id", None)
         if fill_id is not None and (raw := self.state.get(FILL.decode() + fill_id)) is not None:
             entries.fills[fill_id] = raw

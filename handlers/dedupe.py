@@ -67,7 +67,7 @@ def admit(history: ClientHistory | SharedHistory, latest_ts_us: int, event: Inpu
 
 def remember(history: ClientHistory | SharedHistory, client: ClientState | None, event: InputEvent,
              event_digest: bytes, ts_us: int, source: str = "") -> None:
-    history.remember(event.id, Seen(event_digest, ts_us, source))
+    history.remember_new(event.id, event_digest, ts_us, source)
     if client is not None and ts_us > client.latest_ts_us:
         client.latest_ts_us = ts_us
 

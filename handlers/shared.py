@@ -37,6 +37,9 @@ class SharedHistory(msgspec.Struct, kw_only=True):
     def remember(self, event_id: str, entry: Seen) -> None:
         self.seen_ids[event_id] = entry
 
+    def remember_new(self, event_id: str, event_digest: bytes, ts_us: int, source: str) -> None:
+        self.seen_ids[event_id] = Seen(event_digest, ts_us, source)
+
     def maybe_prune(self, latest_ts_us: int, rules: Rules) -> None:
         if latest_ts_us >= self.next_prune_us:
             drop_expired_seen(self.seen_ids, latest_ts_us, rules)

@@ -60,6 +60,13 @@ class Seen(msgspec.Struct, array_like=True, gc=False):
     redeliveries: tuple[str, ...] = ()
 
 
+class SeenStamp(msgspec.Struct, array_like=True):
+    """The first two fields of an encoded Seen: enough to sweep it (handlers.history)."""
+
+    digest: bytes
+    ts_us: int
+
+
 class Parked(msgspec.Struct, array_like=True, gc=False):
     """An input waiting for its prerequisite (handlers.parking), kept as received so that it is
     applied, or refused, exactly as it would have been on arrival."""

@@ -24,17 +24,16 @@ from typing import Any, Final
 
 import msgspec
 
-from handlers.history import DEPOSIT, FILL, PARKED, SEEN, SEP, ClientHistory, Journal, fill_ts
+from handlers.history import DEPOSIT, FILL, PARKED, SEEN, SEP, ClientHistory, Journal, fill_ts, seen_ts
 from handlers.rules import Rules
 from handlers.clientstate import ClientState
 from handlers.sharedstate import Shared
-from handlers.state import FillRecord, Parked, Seen
+from handlers.state import Parked
 
 CLIENT: Final = b"c" + SEP
 _encode = msgspec.msgpack.Encoder().encode
 _client_dec = msgspec.msgpack.Decoder(ClientState)
 _shared_dec = msgspec.msgpack.Decoder(Shared)
-_seen_dec = msgspec.msgpack.Decoder(Seen)
 _parked_dec = msgspec.msgpack.Decoder(list[Parked])
 
 Writes = list[tuple[bytes, bytes | None]]
@@ -57,9 +56,9 @@ def entry_value(entries: ClientHistory, kind: bytes, key: str) -> bytes | None:
     """An entry as the changelog holds it (None: it is gone, a tombstone)."""
     value: Any
     if kind == SEEN:
-        value = entries.seen_ids.get(key)
+        return entries.seen_ids.get(key)  # kept encoded (handlers.history)
     elif kind == FILL:
-        return entries.fills.get(key)  # kept encoded
+        return entries.fills.get(key)
     elif kind == DEPOSIT:
         ts_us = entries.deposits.get(key)
         return None if ts_us is None else str(ts_us).encode()
@@ -78,10 +77,9 @@ def load_histories(table: MutableMapping[bytes, bytes], journal: Journal) -> dic
         cut = key.index(SEP)
         client_id, kind, ident = key[1:cut].decode(), key[cut + 1:cut + 2], key[cut + 2:].decode()
         kinds = found.setdefault(client_id, {})
-        if kind == SEEN:
-            seen = _seen_dec.decode(value)
-            kinds.setdefault(kind, []).append((seen.ts_us, ident, seen))
-        elif kind == FILL:  # kept encoded (handlers.history)
+        if kind == SEEN:  # kept encoded (handlers.history)
+            kinds.setdefault(kind, []).append((seen_ts(value), ident, value))
+        elif kind == FILL:
             kinds.setdefault(kind, []).append((fill_ts(value), ident, value))
         elif kind == DEPOSIT:
             kinds.setdefault(kind, []).append((int(value), ident, int(value)))

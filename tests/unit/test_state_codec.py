@@ -13,12 +13,12 @@ from types import ModuleType
 import msgspec
 import pytest
 
-from handlers.history import ClientHistory
+from handlers.history import ClientHistory, seen_ts
 from handlers.money import ZERO
 from handlers.sharedstate import Shared
 from handlers import clientstate, sharedstate
 from handlers.clientstate import Account, Bonus, ClientState, Wallet
-from handlers.state import FillRecord, PayoutLedger
+from handlers.state import FillRecord, PayoutLedger, Seen
 
 # Written by 34b38aa (the state as msgspec Structs) for the objects `sample` makes.
 CLIENT_BYTES = bytes.fromhex(
@@ -113,6 +113,24 @@ def test_a_new_fill_is_kept_as_the_bytes_of_its_record() -> None:
         recorded.record_fill("f1", *fields.values())  # type: ignore[arg-type]
         assert recorded.fills["f1"] == made.fills["f1"], n
         assert recorded.fill("f1") == FillRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_a_seen_id_is_kept_as_the_bytes_its_changelog_entry_was() -> None:
+    """A client's seen ids are kept encoded (handlers.history): ``remember_new`` keeps the bytes
+    the worker's changelog held for a Seen before (its encoding by msgspec), and they decode, and
+    sweep, as that Seen; a redelivery's ``remember`` keeps its Seen's bytes the same way."""
+    encode = msgspec.msgpack.Encoder().encode
+    cases = [(b"\x00" * 10, 1_700_000_000_000_000, ""), (bytes(range(10)), 0, "in:3:41"),
+             (b"\xff" * 10, -5, "t\u00e9:0:1"), (b"\x01" * 10, 2**40, "in:0:" + "9" * 30)]
+    for n, (event_digest, ts_us, source) in enumerate(cases):
+        history = ClientHistory()
+        history.remember_new(f"e{n}", event_digest, ts_us, source)
+        assert history.seen_ids[f"e{n}"] == encode(Seen(event_digest, ts_us, source)), n
+        assert history.seen(f"e{n}") == Seen(event_digest, ts_us, source)
+        assert seen_ts(history.seen_ids[f"e{n}"]) == ts_us
+        again = Seen(event_digest, ts_us, source, ("in:1:2", ""))
+        history.remember(f"e{n}", again)
+        assert history.seen_ids[f"e{n}"] == encode(again) and history.seen(f"e{n}") == again
 
 
 @pytest.mark.parametrize("module", [clientstate, sharedstate], ids=lambda m: m.__name__)
