@@ -8,7 +8,10 @@ run: both rates, and whether their outputs are the same bytes.
 Whether the rate holds as the state grows is measured twice: the first steady tenth against the
 last tenth of the timed replay (one run: the machine's drift over it falls on one tenth or the
 other), and the same two tenths fed to two engines side by side, taking turns
-(``steadiness_alternated``: the drift falls on both).
+(``steadiness_alternated``: the drift falls on both), the median of ``--rounds`` such runs.
+
+The naive reference (benchmarks/naive_replay.py) and the engine replay the file ``--rounds``
+times each, taking turns, and their medians are compared (``against_naive``).
 
     python -m benchmarks.replay_throughput --events 1000000
 """
@@ -21,11 +24,13 @@ import gc
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import handlers
 from handlers.engine import Engine
@@ -150,6 +155,35 @@ def steadiness_alternated(source: Path, events: int, slices: int = 20) -> dict[s
             "last_vs_first": round(last / first, 3), "slices": slices}
 
 
+def steadiness_repeated(source: Path, events: int, rounds: int) -> dict[str, Any]:
+    """``steadiness_alternated`` ``rounds`` times; the median round's figures, and every round's
+    ratio (one pair of tenths moved by 0.82 to 0.94 between runs on the same build)."""
+    runs = sorted((steadiness_alternated(source, events) for _ in range(rounds)), key=lambda run: run["last_vs_first"])
+    return {**runs[len(runs) // 2], "rounds": [run["last_vs_first"] for run in runs]}
+
+
+def against_naive(source: Path, folder: Path, first_seconds: float, rounds: int) -> dict[str, Any]:
+    """The engine against the naive reference (benchmarks/naive_replay.py) as the medians of
+    ``rounds`` replays of each, taking turns: the engine's timed replay above, the naive one, the
+    engine again, ... The machine's drift over a run falls on both (one run gave the naive replay,
+    timed after the engine's, 2.81x when the machine had slowed by a third in between)."""
+    from benchmarks.naive_replay import replay_file as naive_replay
+
+    engine_s, naive_s, events = [first_seconds], [], 0
+    for k in range(rounds):
+        events, seconds = naive_replay(source, folder / "naive.jsonl")
+        naive_s.append(seconds)
+        if k < rounds - 1:
+            engine_s.append(replay_files(source, folder / "again.jsonl", Rules.default(), show_progress=False).seconds)
+    for leftover in ("naive.jsonl", "again.jsonl"):
+        (folder / leftover).unlink(missing_ok=True)
+    engine_rate, naive_rate = events / statistics.median(engine_s), events / statistics.median(naive_s)
+    return {"engine_events_per_s": round(engine_rate), "naive_events_per_s": round(naive_rate),
+            "engine_vs_naive": round(engine_rate / naive_rate, 2),
+            "engine_rounds_events_per_s": [round(events / s) for s in engine_s],
+            "naive_rounds_events_per_s": [round(events / s) for s in naive_s]}
+
+
 def pure_python_replay(source: Path, sink: Path) -> dict[str, float]:
     """The same replay on the Python source, in a child process (the engine is chosen at import)."""
     env = {**os.environ, "REWARDS_PURE_PYTHON": "1"}
@@ -164,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--cache", default=".cache/bench")
     parser.add_argument("--keep", help="keep the input and output files in this folder")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternated rounds of the engine and the naive reference, and repetitions of the "
+                             "side-by-side tenths; their medians are the figures")
     parser.add_argument("--engine-only", nargs=2, metavar=("INPUT", "OUTPUT"),
                         help="only replay INPUT into OUTPUT and print events and seconds as JSON")
     args = parser.parse_args(argv)
@@ -183,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = summary.events_in / summary.seconds
     steady = steadiness(summary.marks, summary.events_in, summary.seconds)
     print(f"as the state grows, in the run: {steady}", file=sys.stderr)
-    alternated = steadiness_alternated(source, summary.events_in)
+    alternated = steadiness_repeated(source, summary.events_in, args.rounds)
     print(f"as the state grows, the two tenths alternated: {alternated}", file=sys.stderr)
     # the same replay on the Python source, in the same run
     pure = pure_python_replay(source, folder / "pure.jsonl")
@@ -202,13 +239,11 @@ def main(argv: list[str] | None = None) -> int:
               "engine_after_decoding": round((summary.seconds - decode_s) * per_event, 2),
               "replay_total": round(summary.seconds * per_event, 2)}
     print(f"us per event: {stages}", file=sys.stderr)
-    # the naive reference (benchmarks/naive_replay.py) on the same input, in the same run
-    from benchmarks.naive_replay import replay_file as naive_replay
-
-    naive_events, naive_s = naive_replay(source, folder / "naive.jsonl")
-    (folder / "naive.jsonl").unlink()
-    naive_rate = naive_events / naive_s
-    print(f"naive reference: {naive_rate:,.0f} events/s; the engine {rate / naive_rate:.2f}x of it", file=sys.stderr)
+    # the naive reference (benchmarks/naive_replay.py) on the same input, alternated with the engine
+    naive = against_naive(source, folder, summary.seconds, args.rounds)
+    naive_rate = naive["naive_events_per_s"]
+    print(f"naive reference: {naive_rate:,} events/s; the engine {naive['engine_vs_naive']:.2f}x of it, medians of "
+          f"{args.rounds} alternated rounds: {naive}", file=sys.stderr)
     result = {
         "benchmark": "replay_throughput",
         "events": summary.events_in,
@@ -223,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         "as_state_grows": steady,
         "as_state_grows_alternated": alternated,
         "us_per_event": stages,
-        "naive_reference_events_per_s": round(naive_rate),
-        "engine_vs_naive": round(rate / naive_rate, 2),
+        "naive_reference_events_per_s": naive_rate,
+        "engine_vs_naive": naive["engine_vs_naive"],
+        "against_naive_rounds": naive,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
