@@ -83,8 +83,8 @@ class ClientHistory:
     offline engine's, and the worker's, which gives it a ``journal`` to note each change in
     (keyed ``h client SEP kind id``, its changelog's key). Its entries are kept encoded, as the
     changelog holds them, and decoded when asked for: a fill (about 90 bytes, against about 800 as
-    objects) when a bust names it, a seen id (a 64-byte block, against three objects of 56, 48 and
-    32 bytes) when its id comes back. Kept as objects, they made the heap that a client's next
+    objects) when a bust names it, a seen id (57 bytes, against three objects of 48, 43 and 32
+    bytes) when its id comes back. Kept as objects, they made the heap that a client's next
     event touches grow with the history, and a replay slower the longer it ran."""
 
     def __init__(self, journal: Journal | None = None, client_id: str = "") -> None:
